@@ -1,0 +1,260 @@
+#include "core/quant/rtn.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "core/quant/packed_formats.h"
+#include "core/status_macros.h"
+
+namespace squeeze::core::quant {
+namespace {
+
+constexpr int kMinGroupSize = 8;
+constexpr int kMaxGroupSize = 4096;
+
+absl::Status CheckFinite(const model::LinearLayer& layer) {
+  for (int64_t r = 0; r < layer.out; ++r) {
+    for (int64_t c = 0; c < layer.in; ++c) {
+      const float w = layer.weight[r * layer.in + c];
+      if (!std::isfinite(w)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("quantize: weight at row ", r, ", column ", c, " is ",
+                         w, " (layer ", layer.name, ")"));
+      }
+    }
+  }
+  for (size_t r = 0; r < layer.bias.size(); ++r) {
+    if (!std::isfinite(layer.bias[r])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("quantize: bias at row ", r, " is ", layer.bias[r],
+                       " (layer ", layer.name, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A group's float32 scale from its range in double; a tiny nonzero range
+// that would round to scale 0 gets the smallest positive float instead, so
+// that only all-zero groups have scale 0.
+float GroupScale(double range, int qmax) {
+  if (range == 0.0) return 0.0f;
+  const float scale = static_cast<float>(range / qmax);
+  return scale > 0.0f ? scale : std::numeric_limits<float>::denorm_min();
+}
+
+// Quantizes one group of `count` weights into q[0..count), returning its
+// scale and, when asymmetric, its zero point.
+void QuantizeGroup(const float* w, int64_t count, int qmax, bool asymmetric,
+                   int* q, float* scale, uint8_t* zero) {
+  if (!asymmetric) {
+    double max_abs = 0.0;
+    for (int64_t i = 0; i < count; ++i) {
+      max_abs = std::max(max_abs, std::fabs(double{w[i]}));
+    }
+    *scale = GroupScale(max_abs, qmax);
+    for (int64_t i = 0; i < count; ++i) {
+      q[i] = *scale == 0.0f
+                 ? 0
+                 : static_cast<int>(std::clamp(std::round(w[i] / double{*scale}),
+                                               double{-qmax}, double{qmax}));
+    }
+    return;
+  }
+  double lo = 0.0;
+  double hi = 0.0;
+  for (int64_t i = 0; i < count; ++i) {
+    lo = std::min(lo, double{w[i]});
+    hi = std::max(hi, double{w[i]});
+  }
+  *scale = GroupScale(hi - lo, qmax);
+  const double zero_point =
+      *scale == 0.0f
+          ? 0.0
+          : std::clamp(std::round(-lo / *scale), 0.0, double{qmax});
+  *zero = static_cast<uint8_t>(zero_point);
+  for (int64_t i = 0; i < count; ++i) {
+    q[i] = *scale == 0.0f
+               ? 0
+               : static_cast<int>(std::clamp(
+                     std::round(w[i] / double{*scale} + zero_point), 0.0,
+                     double{qmax}));
+  }
+}
+
+// Stores one row of q values in the packed layout of packed_formats.h.
+void PackRow(const std::vector<int>& q, int bits, bool asymmetric,
+             uint8_t* row) {
+  const int64_t in = static_cast<int64_t>(q.size());
+  if (bits == 8) {
+    for (int64_t c = 0; c < in; ++c) {
+      row[c] = asymmetric ? static_cast<uint8_t>(q[c])
+                          : static_cast<uint8_t>(static_cast<int8_t>(q[c]));
+    }
+    return;
+  }
+  const int offset = asymmetric ? 0 : kInt4SymmetricOffset;
+  for (int64_t c = 0; c < in; c += 2) {
+    const uint8_t low = static_cast<uint8_t>(q[c] + offset);
+    const uint8_t high =
+        c + 1 < in ? static_cast<uint8_t>(q[c + 1] + offset) : 0;
+    row[c / 2] = PackedInt4Pair::Pack(low, high).bits;
+  }
+}
+
+// The stored q of element `c` in a packed row, before the zero point.
+int UnpackElement(const uint8_t* row, int64_t c, int bits, bool asymmetric) {
+  if (bits == 8) {
+    return asymmetric ? row[c] : static_cast<int8_t>(row[c]);
+  }
+  const PackedInt4Pair pair{row[c / 2]};
+  const int nibble = c % 2 == 0 ? pair.Low() : pair.High();
+  return asymmetric ? nibble : nibble - kInt4SymmetricOffset;
+}
+
+absl::Status CheckConsistent(const QuantizedLinear& q) {
+  const RtnOptions options{q.bits, q.group_size, q.asymmetric};
+  SQ_RETURN_IF_ERROR(options.Validate(q.in, q.name));
+  auto mismatch = [&q](const char* what, size_t got, int64_t want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dequantize: ", what, " has ", got, " entries, expected ",
+                     want, " (layer ", q.name, ")"));
+  };
+  if (q.out <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dequantize: out must be > 0, got ", q.out, " (layer ", q.name, ")"));
+  }
+  const int64_t groups = q.out * q.Groups();
+  if (static_cast<int64_t>(q.packed.size()) !=
+      q.out * PackedRowBytes(q.bits, q.in)) {
+    return mismatch("packed weight", q.packed.size(),
+                    q.out * PackedRowBytes(q.bits, q.in));
+  }
+  if (static_cast<int64_t>(q.scales.size()) != groups) {
+    return mismatch("scales", q.scales.size(), groups);
+  }
+  if (static_cast<int64_t>(q.zero_points.size()) !=
+      (q.asymmetric ? groups : 0)) {
+    return mismatch("zero_points", q.zero_points.size(),
+                    q.asymmetric ? groups : 0);
+  }
+  if (!q.bias.empty() && static_cast<int64_t>(q.bias.size()) != q.out) {
+    return mismatch("bias", q.bias.size(), q.out);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RtnOptions::Validate(int64_t in, const std::string& layer) const {
+  if (bits != 4 && bits != 8) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "quantize: bits must be 4 or 8, got ", bits, " (layer ", layer, ")"));
+  }
+  if (in <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "quantize: input width must be > 0, got ", in, " (layer ", layer, ")"));
+  }
+  if (group_size == 0) return absl::OkStatus();
+  if (group_size < kMinGroupSize || group_size > kMaxGroupSize ||
+      (group_size & (group_size - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "quantize: group_size must be 0 (per channel) or a power of two in [",
+        kMinGroupSize, ", ", kMaxGroupSize, "], got ", group_size, " (layer ",
+        layer, ")"));
+  }
+  if (in % group_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "quantize: group_size ", group_size, " does not divide the input width ",
+        in, " (layer ", layer, ")"));
+  }
+  return absl::OkStatus();
+}
+
+std::string RtnOptions::TechniqueName() const {
+  return absl::StrCat(
+      "int", bits, "-",
+      group_size == 0 ? std::string("pc") : absl::StrCat("g", group_size), "-",
+      asymmetric ? "asym" : "sym");
+}
+
+int64_t QuantizedLinear::Groups() const {
+  return group_size == 0 ? 1 : in / group_size;
+}
+
+int64_t QuantizedLinear::StorageBytes() const {
+  return static_cast<int64_t>(packed.size() + scales.size() * sizeof(float) +
+                              zero_points.size() + bias.size() * sizeof(float));
+}
+
+absl::StatusOr<QuantizedLinear> QuantizeRtnRef(const model::LinearLayer& layer,
+                                               const RtnOptions& options) {
+  SQ_RETURN_IF_ERROR(options.Validate(layer.in, layer.name));
+  if (layer.out <= 0 ||
+      static_cast<int64_t>(layer.weight.size()) != layer.in * layer.out ||
+      (!layer.bias.empty() &&
+       static_cast<int64_t>(layer.bias.size()) != layer.out)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "quantize: layer ", layer.name, " is [", layer.out, ", ", layer.in,
+        "] but has ", layer.weight.size(), " weights and ", layer.bias.size(),
+        " biases"));
+  }
+  SQ_RETURN_IF_ERROR(CheckFinite(layer));
+
+  QuantizedLinear q;
+  q.name = layer.name;
+  q.in = layer.in;
+  q.out = layer.out;
+  q.bits = options.bits;
+  q.group_size = options.group_size;
+  q.asymmetric = options.asymmetric;
+  q.bias = layer.bias;
+  const int64_t groups = q.Groups();
+  const int64_t group_width = layer.in / groups;
+  const int64_t row_bytes = PackedRowBytes(q.bits, q.in);
+  const int qmax = QuantMax(q.bits, q.asymmetric);
+  q.packed.assign(q.out * row_bytes, '\0');
+  q.scales.resize(q.out * groups);
+  if (q.asymmetric) q.zero_points.resize(q.out * groups);
+
+  std::vector<int> row_q(q.in);
+  for (int64_t r = 0; r < q.out; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      uint8_t zero = 0;
+      QuantizeGroup(&layer.weight[r * q.in + g * group_width], group_width,
+                    qmax, q.asymmetric, &row_q[g * group_width],
+                    &q.scales[r * groups + g], &zero);
+      if (q.asymmetric) q.zero_points[r * groups + g] = zero;
+    }
+    PackRow(row_q, q.bits, q.asymmetric,
+            reinterpret_cast<uint8_t*>(&q.packed[r * row_bytes]));
+  }
+  return q;
+}
+
+absl::StatusOr<QuantizedLinear> QuantizeRtn(const model::LinearLayer& layer,
+                                            const RtnOptions& options) {
+  return QuantizeRtnRef(layer, options);
+}
+
+absl::Status DequantizeRtn(const QuantizedLinear& q, float* out) {
+  SQ_RETURN_IF_ERROR(CheckConsistent(q));
+  const int64_t groups = q.Groups();
+  const int64_t group_width = q.in / groups;
+  const int64_t row_bytes = PackedRowBytes(q.bits, q.in);
+  for (int64_t r = 0; r < q.out; ++r) {
+    const uint8_t* row =
+        reinterpret_cast<const uint8_t*>(q.packed.data() + r * row_bytes);
+    for (int64_t c = 0; c < q.in; ++c) {
+      const int64_t g = r * groups + c / group_width;
+      const int zero = q.asymmetric ? q.zero_points[g] : 0;
+      out[r * q.in + c] =
+          static_cast<float>(UnpackElement(row, c, q.bits, q.asymmetric) - zero) *
+          q.scales[g];
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace squeeze::core::quant

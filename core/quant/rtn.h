@@ -1,0 +1,79 @@
+// Round-to-nearest (RTN) weight quantization of linear layers to int8 or
+// int4, symmetric or asymmetric, per output channel or per group of inputs.
+// Packed layouts are defined in packed_formats.h.
+//
+// For each group (a run of group_size inputs of one output row, or the whole
+// row when per-channel):
+//   symmetric:  scale = max|w| / qmax, q = clamp(round(w / scale), -qmax, qmax)
+//   asymmetric: lo = min(min w, 0), hi = max(max w, 0),
+//               scale = (hi - lo) / qmax, zero = round(-lo / scale),
+//               q = clamp(round(w / scale + zero), 0, qmax)
+// Scales are rounded to float32; the quotients are taken in double. Every
+// element then satisfies |w - dequantized| <= scale / 2 (up to float
+// rounding). A group of zeros gets scale 0 and dequantizes to exactly 0.
+#ifndef SQUEEZE_CORE_QUANT_RTN_H_
+#define SQUEEZE_CORE_QUANT_RTN_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/model/linear_chain.h"
+
+namespace squeeze::core::quant {
+
+struct RtnOptions {
+  int bits = 8;         // 4 or 8
+  int group_size = 0;   // 0: per output channel; else a power of two in
+                        // [8, 4096] that divides the layer's input width
+  bool asymmetric = false;
+
+  // INVALID_ARGUMENT naming the bad value and `layer`, e.g.
+  // "quantize: bits must be 4 or 8, got 12 (layer fc1)".
+  absl::Status Validate(int64_t in, const std::string& layer) const;
+
+  // Short name used in reports and artifact metadata: "int4-g128-sym",
+  // "int8-pc-asym" ("pc" = per channel).
+  std::string TechniqueName() const;
+};
+
+struct QuantizedLinear {
+  std::string name;
+  int64_t in = 0;
+  int64_t out = 0;
+  int bits = 8;
+  int group_size = 0;  // 0: per channel
+  bool asymmetric = false;
+  std::string packed;                // out * PackedRowBytes(bits, in) bytes
+  std::vector<float> scales;         // [out, Groups()]
+  std::vector<uint8_t> zero_points;  // [out, Groups()] when asymmetric, else empty
+  std::vector<float> bias;           // [out], or empty
+
+  // Groups per row: in / group_size, or 1 when per channel.
+  int64_t Groups() const;
+  // Bytes of packed weights, scales, zero points and bias.
+  int64_t StorageBytes() const;
+};
+
+// The scalar reference quantizer: the oracle every faster path is tested
+// against, bit for bit. INVALID_ARGUMENT for bad options (see Validate), a
+// weight or bias whose size does not match the layer's shape, and any
+// non-finite weight or bias, naming the layer, row and column.
+absl::StatusOr<QuantizedLinear> QuantizeRtnRef(const model::LinearLayer& layer,
+                                               const RtnOptions& options);
+
+// The quantizer production code calls. Equal to QuantizeRtnRef bit for bit
+// (tested); today it is that same code, as no faster path has been needed.
+absl::StatusOr<QuantizedLinear> QuantizeRtn(const model::LinearLayer& layer,
+                                            const RtnOptions& options);
+
+// Writes the out * in dequantized weights ([out, in], row-major) to `out`.
+// INVALID_ARGUMENT naming the layer when `q` is inconsistent: bits or group
+// size invalid, or packed/scales/zero_points/bias sizes not as documented.
+absl::Status DequantizeRtn(const QuantizedLinear& q, float* out);
+
+}  // namespace squeeze::core::quant
+
+#endif  // SQUEEZE_CORE_QUANT_RTN_H_

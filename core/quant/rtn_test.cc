@@ -1,0 +1,228 @@
+#include "core/quant/rtn.h"
+
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "core/quant/packed_formats.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace squeeze::core::quant {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Slack on the scale / 2 bound: the scale is rounded to float32 and the
+// dequantized product is a float32 multiply.
+constexpr double kBoundRelativeSlack = 1e-5;
+
+model::LinearLayer RandomLayer(int64_t in, int64_t out, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  model::LinearLayer layer{"fc", in, out, {}, {}};
+  for (int64_t i = 0; i < in * out; ++i) layer.weight.push_back(normal(rng));
+  for (int64_t i = 0; i < out; ++i) layer.bias.push_back(normal(rng));
+  return layer;
+}
+
+std::vector<RtnOptions> AllFormats(int group_size) {
+  std::vector<RtnOptions> formats;
+  for (int bits : {4, 8}) {
+    for (bool asymmetric : {false, true}) {
+      formats.push_back(RtnOptions{bits, group_size, asymmetric});
+    }
+  }
+  return formats;
+}
+
+std::vector<float> Dequantized(const QuantizedLinear& q) {
+  std::vector<float> out(q.in * q.out);
+  EXPECT_TRUE(DequantizeRtn(q, out.data()).ok());
+  return out;
+}
+
+TEST(RtnOptionsTest, ValidateNamesValueAndLayer) {
+  EXPECT_TRUE((RtnOptions{8, 0, false}).Validate(784, "fc1").ok());
+  EXPECT_TRUE((RtnOptions{4, 16, true}).Validate(784, "fc1").ok());
+  EXPECT_EQ((RtnOptions{12, 0, false}).Validate(784, "fc1").message(),
+            "quantize: bits must be 4 or 8, got 12 (layer fc1)");
+  EXPECT_THAT((RtnOptions{4, 100, false}).Validate(800, "fc2").message(),
+              HasSubstr("power of two in [8, 4096], got 100 (layer fc2)"));
+  EXPECT_THAT((RtnOptions{4, 4, false}).Validate(800, "fc2").message(),
+              HasSubstr("got 4"));
+  EXPECT_THAT((RtnOptions{4, 8192, false}).Validate(8192, "fc2").message(),
+              HasSubstr("got 8192"));
+  EXPECT_EQ((RtnOptions{4, 128, false}).Validate(784, "fc1").message(),
+            "quantize: group_size 128 does not divide the input width 784 "
+            "(layer fc1)");
+}
+
+TEST(RtnOptionsTest, TechniqueNames) {
+  EXPECT_EQ((RtnOptions{4, 128, false}).TechniqueName(), "int4-g128-sym");
+  EXPECT_EQ((RtnOptions{8, 0, false}).TechniqueName(), "int8-pc-sym");
+  EXPECT_EQ((RtnOptions{8, 0, true}).TechniqueName(), "int8-pc-asym");
+}
+
+TEST(RtnTest, ErrorWithinHalfAScaleForEveryFormat) {
+  const model::LinearLayer layer = RandomLayer(64, 9, 11);
+  for (int group_size : {0, 8, 32}) {
+    for (const RtnOptions& options : AllFormats(group_size)) {
+      absl::StatusOr<QuantizedLinear> q = QuantizeRtnRef(layer, options);
+      ASSERT_TRUE(q.ok()) << q.status();
+      const std::vector<float> dq = Dequantized(*q);
+      const int64_t groups = q->Groups();
+      for (int64_t r = 0; r < layer.out; ++r) {
+        for (int64_t c = 0; c < layer.in; ++c) {
+          const double scale = q->scales[r * groups + c / (layer.in / groups)];
+          EXPECT_LE(std::fabs(double{layer.weight[r * layer.in + c]} -
+                              dq[r * layer.in + c]),
+                    scale / 2 * (1 + kBoundRelativeSlack))
+              << options.TechniqueName() << " row " << r << " col " << c;
+        }
+      }
+      EXPECT_EQ(q->bias, layer.bias);
+    }
+  }
+}
+
+TEST(RtnTest, SymmetricExtremesAreExact) {
+  model::LinearLayer layer{"fc", 4, 1, {-2.0f, 0.5f, 2.0f, 0.0f}, {}};
+  for (int bits : {4, 8}) {
+    absl::StatusOr<QuantizedLinear> q = QuantizeRtnRef(layer, {bits, 0, false});
+    ASSERT_TRUE(q.ok());
+    const std::vector<float> dq = Dequantized(*q);
+    EXPECT_EQ(dq[0], -2.0f);
+    EXPECT_EQ(dq[2], 2.0f);
+    EXPECT_EQ(dq[3], 0.0f);
+  }
+}
+
+TEST(RtnTest, AsymmetricKeepsZeroExact) {
+  model::LinearLayer layer{"fc", 4, 1, {0.3f, 0.0f, 1.7f, 0.9f}, {}};
+  for (int bits : {4, 8}) {
+    absl::StatusOr<QuantizedLinear> q = QuantizeRtnRef(layer, {bits, 0, true});
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(Dequantized(*q)[1], 0.0f);
+    EXPECT_EQ(q->zero_points[0], 0);  // all weights >= 0
+  }
+}
+
+TEST(RtnTest, Int4PackingOfOddRows) {
+  // in = 3: each row takes 2 bytes, the last high nibble is padding.
+  model::LinearLayer layer{"fc", 3, 2, {7, -7, 1, 0, 0, 0}, {}};
+  absl::StatusOr<QuantizedLinear> q = QuantizeRtnRef(layer, {4, 0, false});
+  ASSERT_TRUE(q.ok());
+  ASSERT_EQ(q->packed.size(), 4u);
+  EXPECT_FLOAT_EQ(q->scales[0], 1.0f);
+  // Row 0: q = 7, -7, 1 stored as 15, 1, 9; byte 0 = 15 | 1 << 4.
+  EXPECT_EQ(static_cast<uint8_t>(q->packed[0]), 0x1f);
+  EXPECT_EQ(static_cast<uint8_t>(q->packed[1]), 0x09);
+  // Row 1 is all zero: scale 0, q = 0 stored as 8.
+  EXPECT_EQ(q->scales[1], 0.0f);
+  EXPECT_EQ(static_cast<uint8_t>(q->packed[2]), 0x88);
+  EXPECT_EQ(static_cast<uint8_t>(q->packed[3]), 0x08);
+  EXPECT_EQ(Dequantized(*q), layer.weight);
+}
+
+TEST(RtnTest, Int8SymmetricStoresTwosComplement) {
+  model::LinearLayer layer{"fc", 2, 1, {-1.0f, 1.0f}, {}};
+  absl::StatusOr<QuantizedLinear> q = QuantizeRtnRef(layer, {8, 0, false});
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(static_cast<int8_t>(q->packed[0]), -127);
+  EXPECT_EQ(static_cast<int8_t>(q->packed[1]), 127);
+}
+
+TEST(RtnTest, AllZeroGroupsDequantizeToExactZero) {
+  model::LinearLayer layer = RandomLayer(16, 2, 5);
+  for (int c = 0; c < 8; ++c) layer.weight[c] = 0.0f;  // row 0, group 0
+  for (const RtnOptions& options : AllFormats(8)) {
+    absl::StatusOr<QuantizedLinear> q = QuantizeRtnRef(layer, options);
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(q->scales[0], 0.0f) << options.TechniqueName();
+    const std::vector<float> dq = Dequantized(*q);
+    for (int c = 0; c < 8; ++c) {
+      EXPECT_EQ(dq[c], 0.0f) << options.TechniqueName();
+      EXPECT_FALSE(std::signbit(dq[c]));
+    }
+  }
+}
+
+TEST(RtnTest, TinyWeightsKeepANonzeroScale) {
+  const float tiny = std::numeric_limits<float>::denorm_min();
+  model::LinearLayer layer{"fc", 2, 1, {tiny, -tiny}, {}};
+  absl::StatusOr<QuantizedLinear> q = QuantizeRtnRef(layer, {8, 0, false});
+  ASSERT_TRUE(q.ok());
+  EXPECT_GT(q->scales[0], 0.0f);
+  const std::vector<float> dq = Dequantized(*q);
+  EXPECT_LE(std::fabs(dq[0] - tiny), q->scales[0] / 2);
+}
+
+TEST(RtnTest, NonFiniteWeightsNameLayerAndRow) {
+  model::LinearLayer layer = RandomLayer(8, 3, 1);
+  layer.name = "fc2";
+  layer.weight[2 * 8 + 5] = std::numeric_limits<float>::quiet_NaN();
+  absl::StatusOr<QuantizedLinear> q = QuantizeRtnRef(layer, {});
+  EXPECT_EQ(q.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(q.status().message(),
+              HasSubstr("weight at row 2, column 5 is nan (layer fc2)"));
+  layer.weight[2 * 8 + 5] = 0.0f;
+  layer.bias[1] = std::numeric_limits<float>::infinity();
+  EXPECT_THAT(QuantizeRtnRef(layer, {}).status().message(),
+              HasSubstr("bias at row 1 is inf (layer fc2)"));
+}
+
+TEST(RtnTest, MismatchedLayerSizesAreRejected) {
+  model::LinearLayer layer = RandomLayer(8, 3, 1);
+  layer.weight.pop_back();
+  EXPECT_THAT(QuantizeRtnRef(layer, {}).status().message(),
+              HasSubstr("is [3, 8] but has 23 weights"));
+}
+
+TEST(RtnTest, ProductionQuantizerEqualsReferenceBitForBit) {
+  const model::LinearLayer layer = RandomLayer(128, 17, 23);
+  for (int group_size : {0, 16, 128}) {
+    for (const RtnOptions& options : AllFormats(group_size)) {
+      absl::StatusOr<QuantizedLinear> ref = QuantizeRtnRef(layer, options);
+      absl::StatusOr<QuantizedLinear> fast = QuantizeRtn(layer, options);
+      ASSERT_TRUE(ref.ok() && fast.ok());
+      EXPECT_EQ(fast->packed, ref->packed) << options.TechniqueName();
+      EXPECT_EQ(fast->zero_points, ref->zero_points);
+      ASSERT_EQ(fast->scales.size(), ref->scales.size());
+      for (size_t i = 0; i < ref->scales.size(); ++i) {
+        EXPECT_EQ(std::bit_cast<uint32_t>(fast->scales[i]),
+                  std::bit_cast<uint32_t>(ref->scales[i]));
+      }
+    }
+  }
+}
+
+TEST(RtnTest, StorageBytes) {
+  const model::LinearLayer layer = RandomLayer(64, 4, 2);
+  absl::StatusOr<QuantizedLinear> q = QuantizeRtn(layer, {4, 32, true});
+  ASSERT_TRUE(q.ok());
+  EXPECT_EQ(q->StorageBytes(), 4 * 32 + 4 * 2 * 4 + 4 * 2 + 4 * 4);
+}
+
+TEST(RtnTest, DequantizeRejectsInconsistentInput) {
+  absl::StatusOr<QuantizedLinear> q =
+      QuantizeRtn(RandomLayer(16, 2, 3), {4, 8, true});
+  ASSERT_TRUE(q.ok());
+  std::vector<float> out(32);
+  QuantizedLinear bad = *q;
+  bad.packed.pop_back();
+  EXPECT_THAT(DequantizeRtn(bad, out.data()).message(),
+              HasSubstr("packed weight has 15 entries, expected 16 (layer fc)"));
+  bad = *q;
+  bad.zero_points.clear();
+  EXPECT_THAT(DequantizeRtn(bad, out.data()).message(),
+              HasSubstr("zero_points has 0 entries, expected 4"));
+  bad = *q;
+  bad.group_size = 24;
+  EXPECT_THAT(DequantizeRtn(bad, out.data()).message(),
+              HasSubstr("got 24"));
+}
+
+}  // namespace
+}  // namespace squeeze::core::quant
