@@ -40,8 +40,7 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   return absl::InvalidArgumentError(absl::StrCat("token file ", path, ": holds no token"));
 }
 
-absl::StatusOr<std::unique_ptr<SqueezeClient>> SqueezeClient::Connect(
-    const ClientOptions& options) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& options) {
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options.tls_ca_path.empty()) {
     credentials = grpc::InsecureChannelCredentials();
@@ -50,7 +49,15 @@ absl::StatusOr<std::unique_ptr<SqueezeClient>> SqueezeClient::Connect(
     SQ_ASSIGN_OR_RETURN(ssl.pem_root_certs, core::model::ReadFile(options.tls_ca_path));
     credentials = grpc::SslCredentials(ssl);
   }
-  return FromChannel(grpc::CreateChannel(options.address, credentials), options);
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(8 << 20);
+  return grpc::CreateCustomChannel(options.address, credentials, arguments);
+}
+
+absl::StatusOr<std::unique_ptr<SqueezeClient>> SqueezeClient::Connect(
+    const ClientOptions& options) {
+  SQ_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, MakeChannel(options));
+  return FromChannel(std::move(channel), options);
 }
 
 std::unique_ptr<SqueezeClient> SqueezeClient::FromChannel(std::shared_ptr<grpc::Channel> channel,
@@ -74,7 +81,8 @@ std::unique_ptr<grpc::ClientContext> SqueezeClient::NewContext(bool with_deadlin
 }
 
 absl::StatusOr<v1::UploadBlobResponse> SqueezeClient::UploadFile(const std::string& path,
-                                                                 v1::BlobKind kind) {
+                                                                 v1::BlobKind kind,
+                                                                 const std::string& job_id) {
   SQ_ASSIGN_OR_RETURN(const uint64_t size, core::model::FileSize(path));
   if (size == 0) return absl::InvalidArgumentError(absl::StrCat("upload ", path, ": file is empty"));
   SQ_ASSIGN_OR_RETURN(const std::string sha256, core::model::Sha256File(path));
@@ -91,6 +99,7 @@ absl::StatusOr<v1::UploadBlobResponse> SqueezeClient::UploadFile(const std::stri
   header.set_size_bytes(static_cast<int64_t>(size));
   header.set_sha256(sha256);
   header.set_filename(std::filesystem::path(path).filename().string());
+  header.set_job_id(job_id);
   // Write() turns false when the daemon has finished the call: either it had
   // the blob already or it failed. Finish() tells which.
   bool open = stream->Write(header_chunk);

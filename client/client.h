@@ -50,6 +50,10 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 // token.
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
+// A channel to options.address, over TLS when options.tls_ca_path is set.
+// The worker shares one channel between SqueezeClient and its own stub.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& options);
+
 class SqueezeClient {
  public:
   // Creates a channel to options.address. gRPC connects lazily, so an
@@ -65,9 +69,11 @@ class SqueezeClient {
   // then 1 MiB chunks. When the daemon already holds the blob it ends the
   // stream early and the response says already_present; no data is sent
   // then. NOT_FOUND when the file cannot be read; INVALID_ARGUMENT when it is
-  // empty (the daemon requires size_bytes > 0).
+  // empty (the daemon requires size_bytes > 0). Workers pass the `job_id`
+  // whose tenant will own an artifact; tenants leave it empty.
   absl::StatusOr<squeeze::v1::UploadBlobResponse> UploadFile(const std::string& path,
-                                                             squeeze::v1::BlobKind kind);
+                                                             squeeze::v1::BlobKind kind,
+                                                             const std::string& job_id = "");
 
   absl::StatusOr<squeeze::v1::SubmitJobResponse> SubmitJob(
       const squeeze::v1::SubmitJobRequest& request);

@@ -1,0 +1,227 @@
+#include "server/job_spec_validation.h"
+
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "core/model/linear_chain.h"
+#include "core/status_macros.h"
+#include "google/protobuf/reflection.h"
+#include "google/protobuf/unknown_field_set.h"
+
+namespace squeeze::server {
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+
+constexpr int kMaxPasses = 32;
+constexpr int kMaxDevices = 16;
+constexpr int kMaxLabels = 16;
+constexpr int kMaxPriority = 9;
+constexpr int kMaxAttempts = 10;
+constexpr size_t kMaxIdempotencyKey = 128;
+constexpr size_t kMaxLabelValue = 255;
+
+absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentError(message); }
+
+bool IsLabelKey(const std::string& key) {
+  if (key.empty() || key.size() > 63) return false;
+  for (char c : key) {
+    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_' || c == '.' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status ValidateBlobRef(const v1::BlobRef& ref, const std::string& field, bool required) {
+  if (ref.sha256().empty() && !required) return absl::OkStatus();
+  if (!IsSha256Hex(ref.sha256())) {
+    return Invalid(absl::StrCat(field, ".sha256 must be 64 lower-case hex characters, got '",
+                                ref.sha256().substr(0, 80), "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePass(const v1::Pass& pass, int index) {
+  const std::string field = absl::StrCat("spec.recipe.passes[", index, "]");
+  switch (pass.technique_case()) {
+    case v1::Pass::kQuantize: {
+      const v1::QuantizePass& q = pass.quantize();
+      if (q.bits() != 0 && q.bits() != 4 && q.bits() != 8) {
+        return Invalid(absl::StrCat(field, ".quantize.bits must be 4 or 8, got ", q.bits()));
+      }
+      if (!v1::QuantizePass::Granularity_IsValid(q.granularity())) {
+        return Invalid(absl::StrCat(field, ".quantize.granularity is unknown: ",
+                                    static_cast<int>(q.granularity())));
+      }
+      if (q.granularity() == v1::QuantizePass::PER_GROUP && q.group_size() != 0) {
+        int g = q.group_size();
+        if (g < 8 || g > 4096 || (g & (g - 1)) != 0) {
+          return Invalid(absl::StrCat(field,
+                                      ".quantize.group_size must be a power of two in "
+                                      "[8, 4096], got ",
+                                      g));
+        }
+      }
+      return absl::OkStatus();
+    }
+    case v1::Pass::kPrune:
+    case v1::Pass::kLowRank:
+    case v1::Pass::kDistill:
+    case v1::Pass::kQat: {
+      const FieldDescriptor* set = v1::Pass::descriptor()->FindFieldByNumber(pass.technique_case());
+      return absl::UnimplementedError(absl::StrCat(field, ": technique '", set->name(),
+                                                   "' is not available in this daemon yet"));
+    }
+    case v1::Pass::TECHNIQUE_NOT_SET:
+      return Invalid(absl::StrCat(field, " names no technique (an unknown technique from a "
+                                         "newer client arrives this way)"));
+  }
+  return Invalid(absl::StrCat(field, ": unknown technique"));
+}
+
+}  // namespace
+
+bool IsSha256Hex(std::string_view text) {
+  if (text.size() != 64) return false;
+  for (char c : text) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+absl::Status RejectUnknownFields(const Message& message, const std::string& path) {
+  const Reflection* reflection = message.GetReflection();
+  const auto& unknown = reflection->GetUnknownFields(message);
+  if (!unknown.empty()) {
+    return Invalid(absl::StrCat(path, " has unknown field number ", unknown.field(0).number(),
+                                " (is the client newer than this daemon?)"));
+  }
+  std::vector<const FieldDescriptor*> fields;
+  reflection->ListFields(message, &fields);
+  for (const FieldDescriptor* field : fields) {
+    if (field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;
+    if (field->is_map()) continue;  // string maps only: nothing unknown inside.
+    const std::string child = path.empty() ? field->name() : absl::StrCat(path, ".", field->name());
+    if (field->is_repeated()) {
+      for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
+        SQ_RETURN_IF_ERROR(RejectUnknownFields(reflection->GetRepeatedMessage(message, field, i),
+                                               absl::StrCat(child, "[", i, "]")));
+      }
+    } else {
+      SQ_RETURN_IF_ERROR(RejectUnknownFields(reflection->GetMessage(message, field), child));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request,
+                                   const DeviceProfiles& devices) {
+  SQ_RETURN_IF_ERROR(RejectUnknownFields(request, "request"));
+  if (!request.has_spec()) return Invalid("spec is required");
+  const v1::JobSpec& spec = request.spec();
+  if (request.idempotency_key().size() > kMaxIdempotencyKey) {
+    return Invalid(absl::StrCat("idempotency_key is ", request.idempotency_key().size(),
+                                " bytes; at most ", kMaxIdempotencyKey, " are allowed"));
+  }
+  SQ_RETURN_IF_ERROR(ValidateBlobRef(spec.model(), "spec.model", /*required=*/true));
+  SQ_RETURN_IF_ERROR(
+      ValidateBlobRef(spec.calibration_dataset(), "spec.calibration_dataset", false));
+  SQ_RETURN_IF_ERROR(
+      ValidateBlobRef(spec.evaluation_dataset(), "spec.evaluation_dataset", false));
+
+  const int passes = spec.recipe().passes_size();
+  if (passes == 0) return Invalid("spec.recipe.passes is empty; at least one pass is required");
+  if (passes > kMaxPasses) {
+    return Invalid(absl::StrCat("spec.recipe.passes has ", passes, " passes; at most ",
+                                kMaxPasses, " are allowed"));
+  }
+  int quantize_passes = 0;
+  for (int i = 0; i < passes; ++i) {
+    SQ_RETURN_IF_ERROR(ValidatePass(spec.recipe().passes(i), i));
+    if (spec.recipe().passes(i).has_quantize()) ++quantize_passes;
+  }
+  if (quantize_passes > 1) {
+    return Invalid(absl::StrCat("spec.recipe has ", quantize_passes,
+                                " quantize passes; a model is quantized once"));
+  }
+
+  if (spec.target_devices_size() > kMaxDevices) {
+    return Invalid(absl::StrCat("spec.target_devices has ", spec.target_devices_size(),
+                                " entries; at most ", kMaxDevices, " are allowed"));
+  }
+  std::set<std::string> seen;
+  for (const std::string& device : spec.target_devices()) {
+    if (devices.Find(device) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.target_devices: unknown device profile '", device, "' (see ListDeviceProfiles)"));
+    }
+    if (!seen.insert(device).second) {
+      return Invalid(absl::StrCat("spec.target_devices names '", device, "' twice"));
+    }
+  }
+  if (!v1::EvalTask_IsValid(spec.eval_task())) {
+    return Invalid(absl::StrCat("spec.eval_task is unknown: ", static_cast<int>(spec.eval_task())));
+  }
+  if (spec.priority() < 0 || spec.priority() > kMaxPriority) {
+    return Invalid(absl::StrCat("spec.priority must be in [0, ", kMaxPriority, "], got ",
+                                spec.priority()));
+  }
+  if (spec.labels_size() > kMaxLabels) {
+    return Invalid(absl::StrCat("spec.labels has ", spec.labels_size(), " labels; at most ",
+                                kMaxLabels, " are allowed"));
+  }
+  for (const auto& [key, value] : spec.labels()) {
+    if (!IsLabelKey(key)) {
+      return Invalid(absl::StrCat("spec.labels key '", key.substr(0, 80),
+                                  "' must match [a-z0-9_.-]{1,63}"));
+    }
+    if (value.size() > kMaxLabelValue) {
+      return Invalid(absl::StrCat("spec.labels['", key, "'] is ", value.size(),
+                                  " bytes; at most ", kMaxLabelValue, " are allowed"));
+    }
+  }
+  if (spec.max_attempts() < 0 || spec.max_attempts() > kMaxAttempts) {
+    return Invalid(absl::StrCat("spec.max_attempts must be in [1, ", kMaxAttempts,
+                                "] or 0 for the default, got ", spec.max_attempts()));
+  }
+  return absl::OkStatus();
+}
+
+core::quant::RtnOptions RtnOptionsFromPass(const v1::QuantizePass& pass) {
+  core::quant::RtnOptions options;
+  options.bits = pass.bits() == 0 ? 8 : pass.bits();
+  options.group_size = pass.granularity() == v1::QuantizePass::PER_GROUP
+                           ? (pass.group_size() == 0 ? 128 : pass.group_size())
+                           : 0;
+  options.asymmetric = pass.asymmetric();
+  return options;
+}
+
+absl::Status ValidateRecipeForModel(const v1::Recipe& recipe,
+                                    const core::model::SafetensorsHeader& model) {
+  absl::Status chain = core::model::ValidateLinearChainHeader(model);
+  if (!chain.ok()) {
+    return Invalid(absl::StrCat("spec.model is not a model this daemon can compress: ",
+                                chain.message()));
+  }
+  for (int i = 0; i < recipe.passes_size(); ++i) {
+    if (!recipe.passes(i).has_quantize()) continue;
+    core::quant::RtnOptions options = RtnOptionsFromPass(recipe.passes(i).quantize());
+    for (const auto& [name, info] : model.tensors) {
+      if (!absl::EndsWith(name, ".weight") || info.shape.size() != 2) continue;
+      const std::string layer = name.substr(0, name.size() - 7);
+      absl::Status status = options.Validate(info.shape[1], layer);
+      if (!status.ok()) {
+        return Invalid(absl::StrCat("spec.recipe.passes[", i, "]: ", status.message()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace squeeze::server

@@ -1,0 +1,244 @@
+#include "server/scheduler.h"
+
+#include <chrono>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "core/model/linear_chain.h"
+#include "core/model/safetensors.h"
+#include "core/status_macros.h"
+#include "server/job_spec_validation.h"
+#include "server/job_state.h"
+
+namespace squeeze::server {
+namespace {
+
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 1000;
+constexpr double kMaxAcquireWaitSeconds = 30;
+// Workers not heard from for this long are no longer counted.
+constexpr int64_t kWorkerForgetMicros = 30'000'000;
+// How often a watcher re-reads its job even without a change signal.
+constexpr int64_t kWatchPollMicros = 1'000'000;
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+absl::Status CheckWorkerId(const std::string& worker_id) {
+  if (worker_id.empty() || worker_id.size() > 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("worker_id must be 1 to 128 bytes, got ", worker_id.size()));
+  }
+  return absl::OkStatus();
+}
+
+// Whether a watcher should send: state or progress changed.
+bool Changed(const v1::Job& before, const v1::Job& after) {
+  return before.state() != after.state() || before.attempts() != after.attempts() ||
+         before.progress().SerializeAsString() != after.progress().SerializeAsString() ||
+         before.cancel_requested() != after.cancel_requested();
+}
+
+}  // namespace
+
+Scheduler::Scheduler(JobStore* store, BlobStore* blobs, const DeviceProfiles* devices,
+                     SchedulerOptions options)
+    : store_(store), blobs_(blobs), devices_(devices), options_(std::move(options)) {}
+
+absl::StatusOr<SubmitResult> Scheduler::Submit(const std::string& tenant,
+                                               const v1::SubmitJobRequest& request) {
+  SQ_RETURN_IF_ERROR(ValidateSubmitRequest(request, *devices_));
+  const v1::JobSpec& spec = request.spec();
+  for (const auto* ref : {&spec.model(), &spec.calibration_dataset(), &spec.evaluation_dataset()}) {
+    if (ref->sha256().empty()) continue;
+    SQ_ASSIGN_OR_RETURN(bool owned, store_->TenantOwnsBlob(tenant, ref->sha256()));
+    if (!owned || !blobs_->Contains(ref->sha256())) {
+      return absl::NotFoundError(
+          absl::StrCat("blob ", ref->sha256(), " not found; upload it first"));
+    }
+  }
+  absl::StatusOr<core::model::SafetensorsHeader> header =
+      core::model::ReadSafetensorsHeader(blobs_->PathFor(spec.model().sha256()));
+  if (!header.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.model ", spec.model().sha256(),
+                                                   " is not a valid safetensors file: ",
+                                                   header.status().message()));
+  }
+  SQ_RETURN_IF_ERROR(ValidateRecipeForModel(spec.recipe(), *header));
+
+  NewJob job;
+  job.tenant = tenant;
+  job.spec = spec;
+  job.idempotency_key = request.idempotency_key();
+  job.estimated_memory_bytes = core::model::EstimateMemoryBytes(*header);
+  job.max_attempts = spec.max_attempts() == 0 ? options_.default_max_attempts : spec.max_attempts();
+  return store_->Submit(job);
+}
+
+absl::StatusOr<v1::Job> Scheduler::Get(const std::string& tenant, const std::string& id) {
+  return store_->Get(tenant, id);
+}
+
+absl::StatusOr<v1::ListJobsResponse> Scheduler::List(const std::string& tenant,
+                                                     const v1::ListJobsRequest& request) {
+  ListFilter filter;
+  for (int state : request.states()) {
+    if (!v1::JobState_IsValid(state) || state == v1::JOB_STATE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat("states: unknown job state ", state));
+    }
+    filter.states.push_back(static_cast<v1::JobState>(state));
+  }
+  for (const auto& [key, value] : request.labels()) filter.labels[key] = value;
+  if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size must be in [0, ", kMaxPageSize,
+                                                   "], got ", request.page_size()));
+  }
+  filter.page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  if (!request.page_token().empty() &&
+      (!absl::SimpleAtoi(request.page_token(), &filter.before_seq) || filter.before_seq <= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token '", request.page_token().substr(0, 40), "' is not valid"));
+  }
+  SQ_ASSIGN_OR_RETURN(ListResult result, store_->List(tenant, filter));
+  v1::ListJobsResponse response;
+  for (v1::Job& job : result.jobs) *response.add_jobs() = std::move(job);
+  if (result.next_before_seq > 0) response.set_next_page_token(absl::StrCat(result.next_before_seq));
+  return response;
+}
+
+absl::StatusOr<v1::Job> Scheduler::Cancel(const std::string& tenant, const std::string& id) {
+  return store_->Cancel(tenant, id);
+}
+
+absl::Status Scheduler::Watch(const std::string& tenant, const std::string& id,
+                              const std::function<bool(const v1::Job&)>& send,
+                              const std::function<bool()>& stopped) {
+  uint64_t version = store_->Version();
+  SQ_ASSIGN_OR_RETURN(v1::Job job, store_->Get(tenant, id));
+  if (!send(job)) return absl::OkStatus();
+  while (!IsFinal(job.state()) && !stopped()) {
+    version = store_->WaitForChange(version, kWatchPollMicros);
+    SQ_ASSIGN_OR_RETURN(v1::Job now, store_->Get(tenant, id));
+    if (!Changed(job, now)) continue;
+    job = std::move(now);
+    if (!send(job)) break;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::AcquireJobResponse> Scheduler::Acquire(const v1::AcquireJobRequest& request,
+                                                          const std::function<bool()>& stopped) {
+  SQ_RETURN_IF_ERROR(CheckWorkerId(request.worker_id()));
+  if (request.memory_bytes() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("memory_bytes must be > 0, got ", request.memory_bytes()));
+  }
+  if (request.wait_seconds() < 0 || request.wait_seconds() > kMaxAcquireWaitSeconds) {
+    return absl::InvalidArgumentError(absl::StrCat("wait_seconds must be in [0, ",
+                                                   kMaxAcquireWaitSeconds, "], got ",
+                                                   request.wait_seconds()));
+  }
+  SeeWorker(request.worker_id(), false);
+  const int64_t deadline = NowMicros() + static_cast<int64_t>(request.wait_seconds() * 1e6);
+  uint64_t version = store_->Version();
+  while (true) {
+    SQ_ASSIGN_OR_RETURN(std::optional<Lease> lease,
+                        store_->Acquire(request.worker_id(), request.memory_bytes(),
+                                        options_.lease_micros));
+    if (lease) {
+      SeeWorker(request.worker_id(), true);
+      v1::AcquireJobResponse response;
+      *response.mutable_job() = std::move(lease->job);
+      response.set_attempt(lease->attempt);
+      response.set_lease_seconds(options_.lease_micros / 1e6);
+      const auto& targets = response.job().spec().target_devices();
+      if (targets.empty()) {
+        if (const v1::DeviceProfile* local = devices_->Find(options_.local_device)) {
+          *response.add_devices() = *local;
+        }
+      }
+      for (const std::string& name : targets) {
+        if (const v1::DeviceProfile* profile = devices_->Find(name)) {
+          *response.add_devices() = *profile;
+        }
+      }
+      return response;
+    }
+    const int64_t now = NowMicros();
+    if (now >= deadline || stopped()) return v1::AcquireJobResponse();
+    // Retry backoffs end without a store write, so wake at least once a second.
+    version = store_->WaitForChange(version, std::min<int64_t>(deadline - now, 1'000'000));
+  }
+}
+
+absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRequest& request) {
+  SQ_RETURN_IF_ERROR(CheckWorkerId(request.worker_id()));
+  SeeWorker(request.worker_id(), true);
+  SQ_ASSIGN_OR_RETURN(bool cancelled,
+                      store_->Heartbeat(request.worker_id(), request.job_id(), request.attempt(),
+                                        request.has_progress() ? &request.progress() : nullptr,
+                                        options_.lease_micros));
+  v1::HeartbeatResponse response;
+  response.set_cancelled(cancelled);
+  return response;
+}
+
+absl::Status Scheduler::Complete(const v1::CompleteJobRequest& request) {
+  SQ_RETURN_IF_ERROR(CheckWorkerId(request.worker_id()));
+  SQ_ASSIGN_OR_RETURN(v1::Job job, store_->Get("", request.job_id()));
+  for (const v1::Variant& variant : request.variants()) {
+    if (!blobs_->Contains(variant.artifact().sha256())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "variant ", variant.device(), "/", variant.technique(), ": artifact ",
+          variant.artifact().sha256(), " was not uploaded"));
+    }
+  }
+  std::vector<v1::Variant> variants(request.variants().begin(), request.variants().end());
+  SQ_RETURN_IF_ERROR(
+      store_->Complete(request.worker_id(), request.job_id(), request.attempt(), variants));
+  SeeWorker(request.worker_id(), false);
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::Fail(const v1::FailJobRequest& request) {
+  SQ_RETURN_IF_ERROR(CheckWorkerId(request.worker_id()));
+  SQ_RETURN_IF_ERROR(store_->Fail(request.worker_id(), request.job_id(), request.attempt(),
+                                  request.error(), request.retryable()));
+  SeeWorker(request.worker_id(), false);
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::ExpireLeases() { return store_->ExpireLeases().status(); }
+
+absl::Status Scheduler::ReleaseWorker(const std::string& worker_id, const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(workers_mu_);
+    workers_.erase(worker_id);
+  }
+  return store_->ReleaseWorker(worker_id, reason).status();
+}
+
+WorkerCounts Scheduler::CountWorkers() {
+  const int64_t now = NowMicros();
+  WorkerCounts counts;
+  std::lock_guard<std::mutex> lock(workers_mu_);
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if (now - it->second.last_seen_micros > kWorkerForgetMicros) {
+      it = workers_.erase(it);
+      continue;
+    }
+    (it->second.busy ? counts.busy : counts.idle) += 1;
+    ++it;
+  }
+  return counts;
+}
+
+void Scheduler::SeeWorker(const std::string& worker_id, bool busy) {
+  std::lock_guard<std::mutex> lock(workers_mu_);
+  workers_[worker_id] = WorkerSeen{NowMicros(), busy};
+}
+
+}  // namespace squeeze::server
