@@ -1,6 +1,7 @@
 #include "core/model/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,6 +28,14 @@ absl::StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(
   std::string temp = path + ".tmp-XXXXXX";
   int fd = mkstemp(temp.data());
   if (fd < 0) return ErrnoStatus(errno, "create temporary file for", path);
+  // mkstemp creates the file 0600; the result should be readable like any
+  // file the process writes.
+  if (fchmod(fd, 0644) != 0) {
+    const int error = errno;
+    close(fd);
+    unlink(temp.c_str());
+    return ErrnoStatus(error, "chmod temporary file for", path);
+  }
   return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, temp, fd));
 }
 

@@ -46,6 +46,9 @@ TEST(FileIoTest, WriteAtomicallyThenReadBack) {
   EXPECT_EQ(*ReadFile(path), "second");
   // No temporary file is left behind.
   EXPECT_THAT(ListDir(dir), ::testing::ElementsAre("a.bin"));
+  struct stat info;
+  ASSERT_EQ(stat(path.c_str(), &info), 0);
+  EXPECT_EQ(info.st_mode & 0777, 0644u);
 }
 
 TEST(FileIoTest, ReadFileRange) {
