@@ -1,6 +1,7 @@
 #include "server/worker_supervisor.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -100,6 +101,9 @@ void WorkerSupervisor::Spawn(Slot& slot) {
   envp.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
+    // A worker must not outlive its daemon: a restarted daemon hands the
+    // job to new workers, and an orphan would only waste the machine.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     execve(argv[0], argv.data(), envp.data());
     static const char kMessage[] = "squeezed: cannot exec squeeze-worker\n";
     (void)!write(2, kMessage, sizeof(kMessage) - 1);
