@@ -9,7 +9,7 @@ packages=(
   libabsl-dev libeigen3-dev prometheus-cpp-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libssl-dev
   python3-grpcio python3-protobuf
-  prometheus curl
+  prometheus curl openssl
 )
 
 missing=()

@@ -61,7 +61,7 @@ ABSL_FLAG(int64_t, max_upload_bytes, int64_t{2} << 30, "Largest blob an upload m
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain: serve the public address over TLS.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert.");
 ABSL_FLAG(std::string, port_file, "",
-          "When set, write 'grpc=HOST:PORT' and 'metrics=HOST:PORT' lines here once serving.");
+          "When set, write 'grpc=', 'metrics=' and 'workers=' HOST:PORT lines here once serving.");
 
 namespace squeeze::server {
 namespace {
@@ -167,14 +167,16 @@ int Main() {
   const std::string socket_path = data_dir + "/worker.sock";
   fs::remove(socket_path, error);
   builder.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
+  int worker_port = 0;
   if (!absl::GetFlag(FLAGS_worker_listen).empty()) {
-    builder.AddListeningPort(absl::GetFlag(FLAGS_worker_listen), public_credentials);
+    builder.AddListeningPort(absl::GetFlag(FLAGS_worker_listen), public_credentials, &worker_port);
   }
   builder.SetMaxReceiveMessageSize(8 << 20);
   builder.RegisterService(&job_service);
   builder.RegisterService(&worker_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || public_port == 0) {
+  if (server == nullptr || public_port == 0 ||
+      (!absl::GetFlag(FLAGS_worker_listen).empty() && worker_port == 0)) {
     return Fail(absl::UnavailableError(
         absl::StrCat("cannot listen on ", absl::GetFlag(FLAGS_listen), " or unix:", socket_path)));
   }
@@ -229,7 +231,11 @@ int Main() {
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     absl::Status written = core::model::WriteFileAtomically(
         absl::GetFlag(FLAGS_port_file),
-        absl::StrCat("grpc=", public_address, "\nmetrics=", metrics_address, "\n"));
+        absl::StrCat("grpc=", public_address, "\nmetrics=", metrics_address, "\nworkers=",
+                     worker_port == 0 ? std::string()
+                                      : absl::StrCat(HostOf(absl::GetFlag(FLAGS_worker_listen)),
+                                                     ":", worker_port),
+                     "\n"));
     if (!written.ok()) std::fprintf(stderr, "squeezed: port file: %s\n", std::string(written.message()).c_str());
   }
 

@@ -92,6 +92,7 @@ bool DaemonProcess::Start() {
       while (std::getline(lines, line)) {
         if (line.rfind("grpc=", 0) == 0) grpc_address_ = line.substr(5);
         if (line.rfind("metrics=", 0) == 0) metrics_address_ = line.substr(8);
+        if (line.rfind("workers=", 0) == 0) worker_address_ = line.substr(8);
       }
       return true;
     }

@@ -39,6 +39,8 @@ class DaemonProcess {
 
   const std::string& address() const { return grpc_address_; }
   const std::string& metrics_address() const { return metrics_address_; }
+  // The --worker_listen address, when the test passed one.
+  const std::string& worker_address() const { return worker_address_; }
   std::string worker_socket() const { return data_dir_.Join("worker.sock"); }
   const TempDir& data_dir() const { return data_dir_; }
   std::string Log() const;
@@ -55,6 +57,7 @@ class DaemonProcess {
   pid_t pid_ = -1;
   std::string grpc_address_;
   std::string metrics_address_;
+  std::string worker_address_;
 };
 
 }  // namespace squeeze::testing
