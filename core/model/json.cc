@@ -1,5 +1,7 @@
 #include "core/model/json.h"
 
+#include <charconv>
+#include <cmath>
 #include <limits>
 #include <unordered_set>
 
@@ -51,11 +53,24 @@ class JsonParser {
       SQ_ASSIGN_OR_RETURN(value.string_value, ParseString());
       return value;
     }
-    if (c == '-' || (c >= '0' && c <= '9')) return ParseInteger();
-    return Error(absl::StrFormat(
-        "unexpected character '%c' (only objects, arrays, strings and "
-        "integers are allowed)",
-        c));
+    if (c == '-' || (c >= '0' && c <= '9')) return ParseNumber();
+    if (c == 't') return ParseLiteral("true", JsonValue::Kind::kBool, true);
+    if (c == 'f') return ParseLiteral("false", JsonValue::Kind::kBool, false);
+    if (c == 'n') return ParseLiteral("null", JsonValue::Kind::kNull, false);
+    return Error(absl::StrFormat("unexpected character '%c'", c));
+  }
+
+  absl::StatusOr<JsonValue> ParseLiteral(std::string_view word,
+                                         JsonValue::Kind kind, bool truth) {
+    if (text_.substr(pos_, word.size()) != word) {
+      return Error(absl::StrCat("expected '", std::string(word), "'"));
+    }
+    JsonValue value;
+    value.kind = kind;
+    value.offset = pos_;
+    value.bool_value = truth;
+    pos_ += word.size();
+    return value;
   }
 
   absl::StatusOr<JsonValue> ParseObject(int depth) {
@@ -126,39 +141,65 @@ class JsonParser {
     }
   }
 
-  absl::StatusOr<JsonValue> ParseInteger() {
+  static bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+  // Advances past one or more digits; false when there is none.
+  bool SkipDigits() {
+    const size_t start = pos_;
+    while (pos_ < text_.size() && IsDigit(text_[pos_])) ++pos_;
+    return pos_ > start;
+  }
+
+  // RFC 8259 number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+  absl::StatusOr<JsonValue> ParseNumber() {
     JsonValue value;
-    value.kind = JsonValue::Kind::kInteger;
     value.offset = pos_;
-    const bool negative = text_[pos_] == '-';
-    if (negative) ++pos_;
-    if (pos_ >= text_.size() || text_[pos_] < '0' || text_[pos_] > '9') {
+    const size_t start = pos_;
+    if (text_[pos_] == '-') ++pos_;
+    if (pos_ >= text_.size() || !IsDigit(text_[pos_])) {
       return Error("expected a digit");
     }
     if (text_[pos_] == '0' && pos_ + 1 < text_.size() &&
-        text_[pos_ + 1] >= '0' && text_[pos_ + 1] <= '9') {
+        IsDigit(text_[pos_ + 1])) {
       return Error("leading zero in number");
     }
-    // Accumulate as a negative number so INT64_MIN is representable.
-    int64_t accumulated = 0;
-    constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
-    while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
-      const int digit = text_[pos_] - '0';
-      if (accumulated < (kMin + digit) / 10) {
-        return Error("integer does not fit in 64 bits");
-      }
-      accumulated = accumulated * 10 - digit;
+    SkipDigits();
+    bool integral = true;
+    if (pos_ < text_.size() && text_[pos_] == '.') {
       ++pos_;
+      integral = false;
+      if (!SkipDigits()) return Error("expected a digit after '.'");
     }
-    if (pos_ < text_.size() &&
-        (text_[pos_] == '.' || text_[pos_] == 'e' || text_[pos_] == 'E')) {
-      return Error("non-integer number");
+    if (pos_ < text_.size() && (text_[pos_] == 'e' || text_[pos_] == 'E')) {
+      ++pos_;
+      integral = false;
+      if (pos_ < text_.size() && (text_[pos_] == '+' || text_[pos_] == '-')) {
+        ++pos_;
+      }
+      if (!SkipDigits()) return Error("expected a digit in the exponent");
     }
-    if (!negative) {
-      if (accumulated == kMin) return Error("integer does not fit in 64 bits");
-      accumulated = -accumulated;
+    const char* first = text_.data() + start;
+    const char* last = text_.data() + pos_;
+    if (integral) {
+      int64_t integer = 0;
+      const auto [end, error] = std::from_chars(first, last, integer);
+      if (error == std::errc() && end == last) {
+        value.kind = JsonValue::Kind::kInteger;
+        value.integer_value = integer;
+        value.number_value = static_cast<double>(integer);
+        return value;
+      }
     }
-    value.integer_value = accumulated;
+    double number = 0.0;
+    const auto [end, error] = std::from_chars(first, last, number);
+    if (error != std::errc() || end != last || !std::isfinite(number)) {
+      pos_ = start;
+      return Error(absl::StrCat("number ",
+                                std::string(text_.substr(start, last - first)),
+                                " is outside the range of double"));
+    }
+    value.kind = JsonValue::Kind::kNumber;
+    value.number_value = number;
     return value;
   }
 
@@ -286,6 +327,27 @@ std::string JsonQuote(std::string_view text) {
   }
   out.push_back('"');
   return out;
+}
+
+const JsonValue* FindJsonMember(const JsonValue& value, std::string_view key) {
+  if (value.kind != JsonValue::Kind::kObject) return nullptr;
+  for (const auto& [name, member] : value.object) {
+    if (name == key) return &member;
+  }
+  return nullptr;
+}
+
+std::string JsonKindName(JsonValue::Kind kind) {
+  switch (kind) {
+    case JsonValue::Kind::kObject: return "object";
+    case JsonValue::Kind::kArray: return "array";
+    case JsonValue::Kind::kString: return "string";
+    case JsonValue::Kind::kInteger: return "integer";
+    case JsonValue::Kind::kNumber: return "number";
+    case JsonValue::Kind::kBool: return "bool";
+    case JsonValue::Kind::kNull: return "null";
+  }
+  return "unknown";
 }
 
 }  // namespace squeeze::core::model

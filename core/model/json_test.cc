@@ -36,10 +36,29 @@ TEST(JsonTest, IntegerLimits) {
             std::numeric_limits<int64_t>::max());
   EXPECT_EQ(ParseJson("-9223372036854775808")->integer_value,
             std::numeric_limits<int64_t>::min());
-  EXPECT_THAT(ParseJson("9223372036854775808").status().message(),
-              HasSubstr("does not fit"));
-  EXPECT_THAT(ParseJson("-9223372036854775809").status().message(),
-              HasSubstr("does not fit"));
+  // Integers outside int64 are still numbers, as doubles.
+  absl::StatusOr<JsonValue> big = ParseJson("9223372036854775808");
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(big->kind, JsonValue::Kind::kNumber);
+  EXPECT_DOUBLE_EQ(big->number_value, 9223372036854775808.0);
+  EXPECT_EQ(ParseJson("-9223372036854775809")->kind, JsonValue::Kind::kNumber);
+}
+
+TEST(JsonTest, ParsesFractionsExponentsAndLiterals) {
+  absl::StatusOr<JsonValue> v = ParseJson(
+      R"({"f": -1.5, "e": 2.5e-3, "E": 1E+2, "t": true, "n": null, "no": false})");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(FindJsonMember(*v, "f")->kind, JsonValue::Kind::kNumber);
+  EXPECT_DOUBLE_EQ(FindJsonMember(*v, "f")->number_value, -1.5);
+  EXPECT_DOUBLE_EQ(FindJsonMember(*v, "e")->number_value, 2.5e-3);
+  EXPECT_DOUBLE_EQ(FindJsonMember(*v, "E")->number_value, 100.0);
+  EXPECT_EQ(FindJsonMember(*v, "t")->kind, JsonValue::Kind::kBool);
+  EXPECT_TRUE(FindJsonMember(*v, "t")->bool_value);
+  EXPECT_FALSE(FindJsonMember(*v, "no")->bool_value);
+  EXPECT_EQ(FindJsonMember(*v, "n")->kind, JsonValue::Kind::kNull);
+  EXPECT_EQ(FindJsonMember(*v, "missing"), nullptr);
+  EXPECT_EQ(ParseJson("7")->number_value, 7.0);
+  EXPECT_EQ(JsonKindName(JsonValue::Kind::kNull), "null");
 }
 
 TEST(JsonTest, QuoteRoundTrips) {
@@ -62,12 +81,14 @@ TEST(JsonTest, RejectsMalformedInputWithOffset) {
       {R"({"a":1,"a":2})", "duplicate key \"a\" at byte 7"},
       {"[1,]", "unexpected character ']'"},
       {"[1 2]", "expected ',' or ']' in array at byte 3"},
-      {"1.5", "non-integer number at byte 1"},
-      {"1e3", "non-integer number"},
+      {"1.", "expected a digit after '.' at byte 2"},
+      {"1e", "expected a digit in the exponent"},
+      {"1e999", "outside the range of double at byte 0"},
       {"01", "leading zero"},
       {"-", "expected a digit"},
-      {"true", "unexpected character 't'"},
-      {"null", "unexpected character 'n'"},
+      {"tru", "expected 'true'"},
+      {"nul", "expected 'null'"},
+      {"x", "unexpected character 'x'"},
       {"\"abc", "unterminated string"},
       {"\"a\nb\"", "control character in string at byte 2"},
       {R"("\x")", "bad escape '\\x'"},
