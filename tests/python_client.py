@@ -96,12 +96,35 @@ def remaining(deadline):
     return left
 
 
+def check_health_and_reflection(channel, deadline):
+    """The standard gRPC health service answers SERVING, and server
+    reflection lists our services. Both protocols' messages are tiny, so they
+    are written as raw protobuf bytes rather than generated code."""
+    check = channel.unary_unary("/grpc.health.v1.Health/Check",
+                                request_serializer=lambda raw: raw,
+                                response_deserializer=lambda raw: raw)
+    # HealthCheckRequest{service: ""} is empty; HealthCheckResponse{status:
+    # SERVING (1)} is field 1 varint 1.
+    if check(b"", timeout=min(10, remaining(deadline))) != b"\x08\x01":
+        raise CheckFailed("health service did not answer SERVING")
+    reflect = channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        request_serializer=lambda raw: raw, response_deserializer=lambda raw: raw)
+    # ServerReflectionRequest{list_services: ""}: field 7, length-delimited, empty.
+    replies = b"".join(reflect(iter([b"\x3a\x00"]), timeout=min(10, remaining(deadline))))
+    for service in (b"squeeze.v1.Squeeze", b"squeeze.v1.WorkerControl"):
+        if service not in replies:
+            raise CheckFailed(f"server reflection does not list {service.decode()}")
+    print("health: SERVING; reflection lists squeeze.v1.Squeeze and WorkerControl")
+
+
 def run(args):
     deadline = time.monotonic() + args.timeout
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
     with tempfile.TemporaryDirectory(prefix="squeeze_py_") as tmp:
         pb = load_messages(tmp)
         with grpc.insecure_channel(args.addr) as channel:
+            check_health_and_reflection(channel, deadline)
             stub = SqueezeStub(channel, pb)
 
             spec = pb.JobSpec()
