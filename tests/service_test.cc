@@ -48,6 +48,21 @@ std::string WriteBigModel(const TempDir& dir, int width, int layers) {
   return path;
 }
 
+// An evaluation set that makes a job on the big model run for seconds: the
+// worker evaluates the float and the quantized model on every row.
+std::string WriteEvaluationSet(const TempDir& dir, int width, int rows) {
+  std::vector<float> inputs(static_cast<size_t>(width) * rows);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(0, 1);
+  for (float& x : inputs) x = uniform(rng);
+  core::model::SafetensorsFile file;
+  file.tensors["inputs"] = core::model::Tensor::FromFloats({rows, width}, inputs);
+  const std::string path = dir.Join("evaluation.safetensors");
+  EXPECT_TRUE(
+      core::model::WriteFileAtomically(path, core::model::SerializeSafetensors(file)).ok());
+  return path;
+}
+
 v1::SubmitJobRequest QuantizeRequest(const std::string& model_sha, int bits,
                                      const std::string& calibration_sha = "") {
   v1::SubmitJobRequest request;
@@ -92,6 +107,20 @@ class ServiceTest : public ::testing::Test {
     return uploaded.ok() ? uploaded->blob().sha256() : "";
   }
 
+  // A job that runs for a few seconds on this machine, for cancel and kill tests.
+  v1::SubmitJobRequest LongJob(int bits) {
+    if (long_model_.empty()) {
+      long_model_ = Upload(*alice_, WriteBigModel(scratch_, 1024, 24));
+      long_evaluation_ = Upload(*alice_, WriteEvaluationSet(scratch_, 1024, 1024),
+                                v1::BLOB_KIND_DATASET);
+    }
+    v1::SubmitJobRequest request = QuantizeRequest(long_model_, bits);
+    request.mutable_spec()->mutable_evaluation_dataset()->set_sha256(long_evaluation_);
+    return request;
+  }
+
+  std::string long_model_;
+  std::string long_evaluation_;
   std::unique_ptr<DaemonProcess> daemon_;
   std::unique_ptr<client::SqueezeClient> alice_;
   std::unique_ptr<client::SqueezeClient> bob_;
@@ -155,8 +184,7 @@ TEST_F(ServiceTest, SubmitWatchSucceedDownloadAndTheArtifactLoads) {
 
 TEST_F(ServiceTest, CancelReachesARunningWorker) {
   StartDaemon();
-  const std::string model = Upload(*alice_, WriteBigModel(scratch_, 1024, 24));
-  auto submitted = alice_->SubmitJob(QuantizeRequest(model, 8));
+  auto submitted = alice_->SubmitJob(LongJob(8));
   ASSERT_TRUE(submitted.ok()) << submitted.status();
   const std::string id = submitted->job().id();
   WaitForState(*alice_, id, v1::RUNNING, /*need_progress=*/true);
@@ -181,8 +209,7 @@ TEST_F(ServiceTest, CancelReachesARunningWorker) {
 
 TEST_F(ServiceTest, KilledWorkerIsRestartedAndTheJobRetried) {
   StartDaemon();
-  const std::string model = Upload(*alice_, WriteBigModel(scratch_, 1024, 24));
-  auto submitted = alice_->SubmitJob(QuantizeRequest(model, 8));
+  auto submitted = alice_->SubmitJob(LongJob(8));
   ASSERT_TRUE(submitted.ok());
   const std::string id = submitted->job().id();
   WaitForState(*alice_, id, v1::RUNNING, /*need_progress=*/true);
@@ -200,11 +227,10 @@ TEST_F(ServiceTest, KilledWorkerIsRestartedAndTheJobRetried) {
 
 TEST_F(ServiceTest, KilledDaemonRestartsAndTheJobCompletes) {
   StartDaemon({"--lease_seconds=2", "--retry_backoff_seconds=0.2"});
-  const std::string model = Upload(*alice_, WriteBigModel(scratch_, 1024, 24));
-  auto submitted = alice_->SubmitJob(QuantizeRequest(model, 8));
+  auto submitted = alice_->SubmitJob(LongJob(8));
   ASSERT_TRUE(submitted.ok());
   const std::string id = submitted->job().id();
-  auto queued = alice_->SubmitJob(QuantizeRequest(model, 4));  // Still QUEUED at the kill.
+  auto queued = alice_->SubmitJob(QuantizeRequest(long_model_, 4));  // Still QUEUED at the kill.
   ASSERT_TRUE(queued.ok());
   WaitForState(*alice_, id, v1::RUNNING, /*need_progress=*/true);
 

@@ -149,8 +149,11 @@ void Worker::RunOne(const v1::AcquireJobResponse& lease) {
     Log(options_.worker_id, absl::StrCat(job_id, " failed: ", variants.status().ToString()));
   }
   if (!status.ok()) {
-    Log(options_.worker_id, absl::StrCat("reporting ", job_id, ": ", status.error_message(),
-                                         " (the lease will expire and the daemon retries)"));
+    // Refused (the job was cancelled or moved on) or the daemon is away: in
+    // both cases the daemon's record stands, and an unreported attempt is
+    // retried once its lease expires.
+    Log(options_.worker_id,
+        absl::StrCat("reporting ", job_id, " failed: ", status.error_message()));
   }
 }
 
