@@ -31,6 +31,16 @@ struct JsonValue {
   std::vector<JsonValue> array;  // kArray
   // kObject members in document order; keys are unique.
   std::vector<std::pair<std::string, JsonValue>> object;
+
+  // Declared here and defaulted in json.cc, where JsonValue is complete:
+  // clang with libstdc++ rejects the implicit ones, which instantiate
+  // std::pair<std::string, JsonValue> while JsonValue is still incomplete.
+  JsonValue();
+  JsonValue(const JsonValue&);
+  JsonValue(JsonValue&&) noexcept;
+  JsonValue& operator=(const JsonValue&);
+  JsonValue& operator=(JsonValue&&) noexcept;
+  ~JsonValue();
 };
 
 // Parses `text`, which must hold exactly one value (surrounding whitespace

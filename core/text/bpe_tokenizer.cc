@@ -147,27 +147,23 @@ absl::StatusOr<BpeTokenizer> BpeTokenizer::Create(
     absl::flat_hash_map<std::string, TokenId> vocab,
     const std::vector<BpeMerge>& merges) {
   BpeTokenizer tokenizer;
-  TokenId max_id = -1;
   for (const auto& [symbol, id] : vocab) {
     if (id < 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "vocabulary: id ", id, " of ", model::JsonQuote(symbol),
           " is negative"));
     }
-    max_id = std::max(max_id, id);
-  }
-  tokenizer.id_to_bytes_.resize(static_cast<size_t>(max_id) + 1);
-  tokenizer.has_id_.assign(static_cast<size_t>(max_id) + 1, false);
-  for (const auto& [symbol, id] : vocab) {
-    if (tokenizer.has_id_[id]) {
+    // Symbols that are not byte-level (special tokens such as
+    // "<|endoftext|>" written in plain text) decode to themselves.
+    if (!tokenizer.id_to_bytes_
+             .try_emplace(id, SymbolToBytes(symbol).value_or(symbol))
+             .second) {
       return absl::InvalidArgumentError(absl::StrCat(
           "vocabulary: id ", id, " is used twice (", model::JsonQuote(symbol),
           " and another symbol)"));
     }
-    tokenizer.has_id_[id] = true;
-    // Symbols that are not byte-level (special tokens such as
-    // "<|endoftext|>" written in plain text) decode to themselves.
-    tokenizer.id_to_bytes_[id] = SymbolToBytes(symbol).value_or(symbol);
+    tokenizer.vocab_size_ =
+        std::max<int64_t>(tokenizer.vocab_size_, int64_t{id} + 1);
   }
   for (int b = 0; b < 256; ++b) {
     const auto it = vocab.find(ByteToSymbol(b));
@@ -368,12 +364,13 @@ absl::StatusOr<std::string> BpeTokenizer::Decode(
     const std::vector<TokenId>& ids) const {
   std::string text;
   for (size_t i = 0; i < ids.size(); ++i) {
-    const TokenId id = ids[i];
-    if (id < 0 || static_cast<size_t>(id) >= has_id_.size() || !has_id_[id]) {
+    const auto it = id_to_bytes_.find(ids[i]);
+    if (it == id_to_bytes_.end()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "Decode: id ", id, " at position ", i, " is not in the vocabulary"));
+          "Decode: id ", ids[i], " at position ", i,
+          " is not in the vocabulary"));
     }
-    text += id_to_bytes_[id];
+    text += it->second;
   }
   return text;
 }

@@ -91,8 +91,8 @@ class BpeTokenizer {
   // position when an id is not in the vocabulary.
   absl::StatusOr<std::string> Decode(const std::vector<TokenId>& ids) const;
 
-  // One more than the largest id.
-  int64_t VocabSize() const { return static_cast<int64_t>(id_to_bytes_.size()); }
+  // One more than the largest id (ids need not be dense).
+  int64_t VocabSize() const { return vocab_size_; }
 
   // The id of `symbol` (in stand-in characters), if any.
   std::optional<TokenId> FindId(std::string_view symbol) const;
@@ -119,10 +119,10 @@ class BpeTokenizer {
   std::array<TokenId, 256> byte_ids_{};
   absl::flat_hash_map<std::pair<TokenId, TokenId>, MergeResult, PairHash>
       merges_;
-  // Raw bytes of each id; ids absent from the vocabulary have no entry in
-  // has_id_.
-  std::vector<std::string> id_to_bytes_;
-  std::vector<bool> has_id_;
+  // Raw bytes of each id. A map, not a vector: a vocabulary file may name
+  // an id near 2^31 and must not make us allocate for every smaller one.
+  absl::flat_hash_map<TokenId, std::string> id_to_bytes_;
+  int64_t vocab_size_ = 0;
   std::unique_ptr<Cache> cache_;
 };
 
