@@ -1,0 +1,65 @@
+#include "core/kernels/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/kernels/cpu/kernel_util.h"
+
+namespace squeeze::core::kernels::cpu {
+namespace {
+
+const KernelRegistry& Registry() {
+  static const KernelRegistry* registry = [] {
+    auto* kernels = new KernelRegistry;
+    RegisterElementwiseKernels(kernels);
+    RegisterNeuralNetKernels(kernels);
+    RegisterTensorKernels(kernels);
+    RegisterQuantizationKernels(kernels);
+    return kernels;
+  }();
+  return *registry;
+}
+
+class CpuBackend : public runtime::KernelBackend {
+ public:
+  explicit CpuBackend(int num_threads) : num_threads_(num_threads) {}
+
+  std::string name() const override { return "cpu"; }
+
+  bool Supports(absl::string_view op_type) const override {
+    return Registry().count(std::string(op_type)) > 0;
+  }
+
+  absl::StatusOr<std::vector<Tensor>> Run(
+      const runtime::KernelCall& call) const override {
+    auto it = Registry().find(call.node.op_type);
+    if (it == Registry().end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unsupported operator '", call.node.op_type,
+                       "' in node '", call.node.name, "'"));
+    }
+    return it->second(call, num_threads_);
+  }
+
+ private:
+  int num_threads_;
+};
+
+}  // namespace
+
+std::shared_ptr<const runtime::KernelBackend> CreateCpuBackend(int num_threads) {
+  if (num_threads <= 0) {
+    num_threads = std::max(1u, std::thread::hardware_concurrency());
+  }
+  return std::make_shared<CpuBackend>(num_threads);
+}
+
+std::vector<std::string> CpuSupportedOperators() {
+  std::vector<std::string> names;
+  for (const auto& [name, kernel] : Registry()) names.push_back(name);
+  return names;
+}
+
+}  // namespace squeeze::core::kernels::cpu

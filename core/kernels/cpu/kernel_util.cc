@@ -1,0 +1,118 @@
+#include "core/kernels/cpu/kernel_util.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace squeeze::core::kernels::cpu {
+
+absl::StatusOr<const Tensor*> RequiredInput(const runtime::KernelCall& call,
+                                            size_t index) {
+  const Tensor* tensor = call.input(index);
+  if (tensor == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input ", index, " is required"));
+  }
+  return tensor;
+}
+
+absl::StatusOr<int64_t> NormalizeAxis(int64_t axis, int64_t rank) {
+  if (axis < -rank || axis >= std::max<int64_t>(rank, 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("axis ", axis, " is out of range for rank ", rank));
+  }
+  return axis < 0 ? axis + rank : axis;
+}
+
+absl::StatusOr<std::vector<int64_t>> BroadcastShapes(
+    const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+  const size_t rank = std::max(a.size(), b.size());
+  std::vector<int64_t> out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    const int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shapes ", graph::ShapeToString(a), " and ",
+                       graph::ShapeToString(b), " do not broadcast"));
+    }
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+std::vector<int64_t> Strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i) {
+    strides[i] = strides[i + 1] * shape[i + 1];
+  }
+  return strides;
+}
+
+std::vector<int64_t> BroadcastIndex(const std::vector<int64_t>& in_shape,
+                                    const std::vector<int64_t>& out_shape) {
+  int64_t count = 1;
+  for (int64_t dim : out_shape) count *= dim;
+  std::vector<int64_t> index(static_cast<size_t>(count));
+  const size_t rank = out_shape.size();
+  // Strides of the input, aligned to the output's rank, 0 where broadcast.
+  std::vector<int64_t> in_strides(rank, 0);
+  const std::vector<int64_t> strides = Strides(in_shape);
+  for (size_t i = 0; i < in_shape.size(); ++i) {
+    const size_t o = rank - in_shape.size() + i;
+    in_strides[o] = in_shape[i] == 1 ? 0 : strides[i];
+  }
+  std::vector<int64_t> counter(rank, 0);
+  int64_t offset = 0;
+  for (int64_t flat = 0; flat < count; ++flat) {
+    index[flat] = offset;
+    for (int64_t d = static_cast<int64_t>(rank) - 1; d >= 0; --d) {
+      if (++counter[d] < out_shape[d]) {
+        offset += in_strides[d];
+        break;
+      }
+      offset -= in_strides[d] * (out_shape[d] - 1);
+      counter[d] = 0;
+    }
+  }
+  return index;
+}
+
+void ParallelFor(int64_t n, int64_t min_per_thread, int num_threads,
+                 const std::function<void(int64_t, int64_t)>& body) {
+  const int64_t chunks = std::min<int64_t>(
+      num_threads, std::max<int64_t>(1, n / std::max<int64_t>(1, min_per_thread)));
+  if (chunks <= 1) {
+    if (n > 0) body(0, n);
+    return;
+  }
+  std::vector<std::thread> threads;
+  const int64_t step = (n + chunks - 1) / chunks;
+  for (int64_t begin = step; begin < n; begin += step) {
+    threads.emplace_back(body, begin, std::min(n, begin + step));
+  }
+  body(0, std::min(n, step));
+  for (std::thread& thread : threads) thread.join();
+}
+
+Tensor FloatTensorAs(DataType dtype, std::vector<int64_t> shape,
+                     const std::vector<float>& values) {
+  if (dtype == DataType::kFloat32) {
+    return Tensor::FromVector(DataType::kFloat32, std::move(shape), values);
+  }
+  return graph::TensorFromDoubles(dtype, std::move(shape),
+                                  std::vector<double>(values.begin(), values.end()));
+}
+
+absl::Status RequireFloat(const runtime::KernelCall& call, const Tensor& tensor) {
+  if (!graph::IsFloat(tensor.dtype())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(call.node.op_type, " needs a float tensor, got ",
+                     graph::DataTypeName(tensor.dtype())));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace squeeze::core::kernels::cpu

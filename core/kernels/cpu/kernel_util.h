@@ -1,0 +1,67 @@
+// Internal to the CPU kernels: the kernel function type, the registry each
+// kernel file fills, and the helpers the kernels share (axis handling,
+// broadcasting, parallel loops).
+#ifndef SQUEEZE_CORE_KERNELS_CPU_KERNEL_UTIL_H_
+#define SQUEEZE_CORE_KERNELS_CPU_KERNEL_UTIL_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/graph/tensor.h"
+#include "core/runtime/kernel_backend.h"
+
+namespace squeeze::core::kernels::cpu {
+
+using graph::DataType;
+using graph::Tensor;
+using KernelResult = absl::StatusOr<std::vector<Tensor>>;
+// `num_threads` is the backend's thread budget for this call.
+using CpuKernel = std::function<KernelResult(const runtime::KernelCall&, int num_threads)>;
+using KernelRegistry = std::map<std::string, CpuKernel, std::less<>>;
+
+void RegisterElementwiseKernels(KernelRegistry* registry);
+void RegisterNeuralNetKernels(KernelRegistry* registry);
+void RegisterTensorKernels(KernelRegistry* registry);
+void RegisterQuantizationKernels(KernelRegistry* registry);
+
+// INVALID_ARGUMENT unless input `index` is present.
+absl::StatusOr<const Tensor*> RequiredInput(const runtime::KernelCall& call,
+                                            size_t index);
+
+// `axis` in [-rank, rank) mapped to [0, rank); INVALID_ARGUMENT otherwise.
+absl::StatusOr<int64_t> NormalizeAxis(int64_t axis, int64_t rank);
+
+// The ONNX (numpy) broadcast of two shapes; INVALID_ARGUMENT naming both
+// when they are incompatible.
+absl::StatusOr<std::vector<int64_t>> BroadcastShapes(
+    const std::vector<int64_t>& a, const std::vector<int64_t>& b);
+
+// For each element of a tensor of shape `out_shape`, the flat index of the
+// element of a tensor of shape `in_shape` that broadcasts onto it.
+// Precondition: in_shape broadcasts to out_shape.
+std::vector<int64_t> BroadcastIndex(const std::vector<int64_t>& in_shape,
+                                    const std::vector<int64_t>& out_shape);
+
+// Row-major strides of `shape`.
+std::vector<int64_t> Strides(const std::vector<int64_t>& shape);
+
+// Calls body(begin, end) over disjoint ranges covering [0, n), on up to
+// num_threads threads; ranges hold at least `min_per_thread` items so small
+// work stays on the calling thread.
+void ParallelFor(int64_t n, int64_t min_per_thread, int num_threads,
+                 const std::function<void(int64_t, int64_t)>& body);
+
+// A tensor of `dtype` (a float type) holding float32 `values`.
+Tensor FloatTensorAs(DataType dtype, std::vector<int64_t> shape,
+                     const std::vector<float>& values);
+
+// INVALID_ARGUMENT naming the node unless `tensor` has a float dtype.
+absl::Status RequireFloat(const runtime::KernelCall& call, const Tensor& tensor);
+
+}  // namespace squeeze::core::kernels::cpu
+
+#endif  // SQUEEZE_CORE_KERNELS_CPU_KERNEL_UTIL_H_

@@ -1,0 +1,651 @@
+// Convolution, pooling, GEMM, normalization, softmax and reductions. Float
+// inputs of any width are computed in float32 and converted back; GEMMs go
+// through Eigen, convolution through im2col + Eigen GEMM.
+#include <Eigen/Dense>
+#include <cmath>
+#include <limits>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/kernels/cpu/kernel_util.h"
+#include "core/status_macros.h"
+
+namespace squeeze::core::kernels::cpu {
+namespace {
+
+using runtime::KernelCall;
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatrixMap = Eigen::Map<RowMatrix>;
+using ConstMatrixMap = Eigen::Map<const RowMatrix>;
+
+int64_t Product(const std::vector<int64_t>& dims, size_t begin = 0,
+                size_t end = std::string::npos) {
+  int64_t product = 1;
+  for (size_t i = begin; i < std::min(end, dims.size()); ++i) product *= dims[i];
+  return product;
+}
+
+// Spatial geometry shared by Conv, ConvTranspose and the pools.
+struct Window {
+  std::vector<int64_t> kernel, strides, dilations, pad_begin, pad_end;
+};
+
+absl::StatusOr<Window> ReadWindow(const graph::Node& node,
+                                  std::vector<int64_t> kernel) {
+  const size_t k = kernel.size();
+  Window window;
+  window.kernel = std::move(kernel);
+  window.strides = node.IntsAttribute("strides");
+  window.dilations = node.IntsAttribute("dilations");
+  std::vector<int64_t> pads = node.IntsAttribute("pads");
+  if (window.strides.empty()) window.strides.assign(k, 1);
+  if (window.dilations.empty()) window.dilations.assign(k, 1);
+  if (pads.empty()) pads.assign(2 * k, 0);
+  if (window.strides.size() != k || window.dilations.size() != k ||
+      pads.size() != 2 * k) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "strides, dilations and pads must match the ", k, " spatial dims"));
+  }
+  for (size_t i = 0; i < k; ++i) {
+    if (window.strides[i] <= 0 || window.dilations[i] <= 0 || window.kernel[i] <= 0) {
+      return absl::InvalidArgumentError("kernel, strides and dilations must be positive");
+    }
+  }
+  window.pad_begin.assign(pads.begin(), pads.begin() + k);
+  window.pad_end.assign(pads.begin() + k, pads.end());
+  return window;
+}
+
+// Output spatial sizes for Conv and the pools; applies auto_pad to `window`.
+absl::StatusOr<std::vector<int64_t>> OutputSpatial(const graph::Node& node,
+                                                   const std::vector<int64_t>& in,
+                                                   Window* window) {
+  const std::string auto_pad = node.StringAttribute("auto_pad", "NOTSET");
+  const bool ceil_mode = node.IntAttribute("ceil_mode", 0) != 0;
+  std::vector<int64_t> out(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    const int64_t extent = (window->kernel[i] - 1) * window->dilations[i] + 1;
+    const int64_t stride = window->strides[i];
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      out[i] = (in[i] + stride - 1) / stride;
+      const int64_t total = std::max<int64_t>(0, (out[i] - 1) * stride + extent - in[i]);
+      const int64_t small = total / 2;
+      window->pad_begin[i] = auto_pad == "SAME_UPPER" ? small : total - small;
+      window->pad_end[i] = total - window->pad_begin[i];
+      continue;
+    }
+    if (auto_pad == "VALID") window->pad_begin[i] = window->pad_end[i] = 0;
+    const int64_t span = in[i] + window->pad_begin[i] + window->pad_end[i] - extent;
+    if (span < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "window of extent ", extent, " does not fit input dim ", in[i]));
+    }
+    out[i] = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+    // A ceil-mode window must start inside the input or its leading pad.
+    if (ceil_mode && (out[i] - 1) * stride >= in[i] + window->pad_begin[i]) --out[i];
+  }
+  return out;
+}
+
+// [batch, channels, spatial...], the shape of a convolution or pool output.
+std::vector<int64_t> BatchChannelShape(int64_t batch, int64_t channels,
+                                       const std::vector<int64_t>& spatial) {
+  std::vector<int64_t> shape = {batch, channels};
+  shape.insert(shape.end(), spatial.begin(), spatial.end());
+  return shape;
+}
+
+// The float32 elements of an optional input (empty when omitted).
+std::vector<float> OptionalFloats(const Tensor* tensor) {
+  return tensor == nullptr ? std::vector<float>{} : tensor->ToFloats();
+}
+
+// Splits flat index `flat` of a row-major `dims` box into `index`.
+void Unflatten(int64_t flat, const std::vector<int64_t>& dims,
+               std::vector<int64_t>* index) {
+  for (int64_t d = static_cast<int64_t>(dims.size()) - 1; d >= 0; --d) {
+    (*index)[d] = flat % dims[d];
+    flat /= dims[d];
+  }
+}
+
+KernelResult Conv(const KernelCall& call, int threads) {
+  SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
+  SQ_ASSIGN_OR_RETURN(const Tensor* w, RequiredInput(call, 1));
+  SQ_RETURN_IF_ERROR(RequireFloat(call, *x));
+  if (x->rank() < 3 || w->rank() != x->rank()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Conv needs X and W of equal rank >= 3, got ", graph::ShapeToString(x->shape()),
+        " and ", graph::ShapeToString(w->shape())));
+  }
+  const int64_t group = call.node.IntAttribute("group", 1);
+  const int64_t batch = x->shape()[0], channels = x->shape()[1];
+  const int64_t out_channels = w->shape()[0];
+  if (group <= 0 || channels % group != 0 || out_channels % group != 0 ||
+      w->shape()[1] != channels / group) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Conv: W ", graph::ShapeToString(w->shape()), " does not fit ", channels,
+        " input channels in ", group, " groups"));
+  }
+  const std::vector<int64_t> in_spatial(x->shape().begin() + 2, x->shape().end());
+  const std::vector<int64_t> kernel(w->shape().begin() + 2, w->shape().end());
+  SQ_ASSIGN_OR_RETURN(Window window, ReadWindow(call.node, kernel));
+  SQ_ASSIGN_OR_RETURN(std::vector<int64_t> out_spatial,
+                      OutputSpatial(call.node, in_spatial, &window));
+  const size_t dims = in_spatial.size();
+  const int64_t group_in = channels / group, group_out = out_channels / group;
+  const int64_t kernel_size = Product(kernel), in_size = Product(in_spatial);
+  const int64_t out_size = Product(out_spatial);
+  const int64_t col_rows = group_in * kernel_size;
+
+  const std::vector<float> input = x->ToFloats();
+  const std::vector<float> weights = w->ToFloats();
+  const std::vector<float> bias = OptionalFloats(call.input(2));
+  const std::vector<int64_t> out_shape = BatchChannelShape(batch, out_channels, out_spatial);
+  std::vector<float> output(static_cast<size_t>(Product(out_shape)));
+
+  ParallelFor(batch * group, 1, threads, [&](int64_t begin, int64_t end) {
+    std::vector<float> col(static_cast<size_t>(col_rows * out_size));
+    std::vector<int64_t> k_index(dims), o_index(dims);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / group, g = item % group;
+      const float* in = input.data() + (n * channels + g * group_in) * in_size;
+      for (int64_t row = 0; row < col_rows; ++row) {
+        const int64_t c = row / kernel_size;
+        Unflatten(row % kernel_size, kernel, &k_index);
+        float* dst = col.data() + row * out_size;
+        for (int64_t o = 0; o < out_size; ++o) {
+          Unflatten(o, out_spatial, &o_index);
+          int64_t offset = 0;
+          bool inside = true;
+          for (size_t d = 0; d < dims && inside; ++d) {
+            const int64_t pos = o_index[d] * window.strides[d] - window.pad_begin[d] +
+                                k_index[d] * window.dilations[d];
+            inside = pos >= 0 && pos < in_spatial[d];
+            offset = offset * in_spatial[d] + pos;
+          }
+          dst[o] = inside ? in[c * in_size + offset] : 0.0f;
+        }
+      }
+      ConstMatrixMap w_g(weights.data() + g * group_out * col_rows, group_out, col_rows);
+      ConstMatrixMap col_map(col.data(), col_rows, out_size);
+      MatrixMap out(output.data() + (n * out_channels + g * group_out) * out_size,
+                    group_out, out_size);
+      out.noalias() = w_g * col_map;
+      if (!bias.empty()) {
+        for (int64_t m = 0; m < group_out; ++m) out.row(m).array() += bias[g * group_out + m];
+      }
+    }
+  });
+  return std::vector<Tensor>{FloatTensorAs(x->dtype(), out_shape, output)};
+}
+
+KernelResult ConvTranspose(const KernelCall& call, int threads) {
+  SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
+  SQ_ASSIGN_OR_RETURN(const Tensor* w, RequiredInput(call, 1));
+  SQ_RETURN_IF_ERROR(RequireFloat(call, *x));
+  if (x->rank() < 3 || w->rank() != x->rank()) {
+    return absl::InvalidArgumentError("ConvTranspose needs X and W of equal rank >= 3");
+  }
+  const graph::Node& node = call.node;
+  const int64_t group = node.IntAttribute("group", 1);
+  const int64_t batch = x->shape()[0], channels = x->shape()[1];
+  if (group <= 0 || channels % group != 0 || w->shape()[0] != channels) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ConvTranspose: W ", graph::ShapeToString(w->shape()), " does not fit ",
+        channels, " input channels"));
+  }
+  const int64_t group_in = channels / group, group_out = w->shape()[1];
+  const int64_t out_channels = group_out * group;
+  const std::vector<int64_t> in_spatial(x->shape().begin() + 2, x->shape().end());
+  const std::vector<int64_t> kernel(w->shape().begin() + 2, w->shape().end());
+  const size_t dims = kernel.size();
+  SQ_ASSIGN_OR_RETURN(Window window, ReadWindow(node, kernel));
+  std::vector<int64_t> output_padding = node.IntsAttribute("output_padding");
+  if (output_padding.empty()) output_padding.assign(dims, 0);
+  std::vector<int64_t> output_shape = node.IntsAttribute("output_shape");
+  if (output_shape.size() > dims) {
+    output_shape.erase(output_shape.begin(), output_shape.end() - dims);
+  }
+  const std::string auto_pad = node.StringAttribute("auto_pad", "NOTSET");
+  std::vector<int64_t> out_spatial(dims);
+  for (size_t d = 0; d < dims; ++d) {
+    const int64_t full = window.strides[d] * (in_spatial[d] - 1) + output_padding[d] +
+                         (kernel[d] - 1) * window.dilations[d] + 1;
+    if (!output_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      out_spatial[d] = output_shape.empty() ? in_spatial[d] * window.strides[d]
+                                            : output_shape[d];
+      const int64_t total = std::max<int64_t>(0, full - out_spatial[d]);
+      if (auto_pad == "SAME_UPPER") {
+        window.pad_begin[d] = total / 2;
+      } else {
+        window.pad_begin[d] = total - total / 2;
+      }
+      window.pad_end[d] = total - window.pad_begin[d];
+    } else {
+      if (auto_pad == "VALID") window.pad_begin[d] = window.pad_end[d] = 0;
+      out_spatial[d] = full - window.pad_begin[d] - window.pad_end[d];
+    }
+    if (out_spatial[d] <= 0) {
+      return absl::InvalidArgumentError("ConvTranspose output would be empty");
+    }
+  }
+  const int64_t kernel_size = Product(kernel), in_size = Product(in_spatial);
+  const int64_t out_size = Product(out_spatial);
+  const int64_t col_rows = group_out * kernel_size;
+  const std::vector<float> input = x->ToFloats();
+  const std::vector<float> weights = w->ToFloats();
+  const std::vector<float> bias = OptionalFloats(call.input(2));
+  const std::vector<int64_t> out_shape = BatchChannelShape(batch, out_channels, out_spatial);
+  std::vector<float> output(static_cast<size_t>(Product(out_shape)), 0.0f);
+
+  ParallelFor(batch * group, 1, threads, [&](int64_t begin, int64_t end) {
+    RowMatrix col(col_rows, in_size);
+    std::vector<int64_t> k_index(dims), i_index(dims);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / group, g = item % group;
+      ConstMatrixMap w_g(weights.data() + g * group_in * col_rows, group_in, col_rows);
+      ConstMatrixMap x_g(input.data() + (n * channels + g * group_in) * in_size,
+                         group_in, in_size);
+      col.noalias() = w_g.transpose() * x_g;
+      float* out = output.data() + (n * out_channels + g * group_out) * out_size;
+      for (int64_t row = 0; row < col_rows; ++row) {
+        const int64_t m = row / kernel_size;
+        Unflatten(row % kernel_size, kernel, &k_index);
+        for (int64_t i = 0; i < in_size; ++i) {
+          Unflatten(i, in_spatial, &i_index);
+          int64_t offset = 0;
+          bool inside = true;
+          for (size_t d = 0; d < dims && inside; ++d) {
+            const int64_t pos = i_index[d] * window.strides[d] - window.pad_begin[d] +
+                                k_index[d] * window.dilations[d];
+            inside = pos >= 0 && pos < out_spatial[d];
+            offset = offset * out_spatial[d] + pos;
+          }
+          if (inside) out[m * out_size + offset] += col(row, i);
+        }
+      }
+      if (!bias.empty()) {
+        for (int64_t m = 0; m < group_out; ++m) {
+          for (int64_t o = 0; o < out_size; ++o) out[m * out_size + o] += bias[g * group_out + m];
+        }
+      }
+    }
+  });
+  return std::vector<Tensor>{FloatTensorAs(x->dtype(), out_shape, output)};
+}
+
+KernelResult Pool(const KernelCall& call, int threads, bool is_max) {
+  SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
+  // MaxPool also takes 8-bit integers, which float32 holds exactly.
+  if (!is_max) SQ_RETURN_IF_ERROR(RequireFloat(call, *x));
+  if (x->rank() < 3) return absl::InvalidArgumentError("pooling needs rank >= 3");
+  const std::vector<int64_t> in_spatial(x->shape().begin() + 2, x->shape().end());
+  const std::vector<int64_t> kernel = call.node.IntsAttribute("kernel_shape");
+  if (kernel.size() != in_spatial.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kernel_shape has ", kernel.size(), " dims, input has ", in_spatial.size(),
+        " spatial dims"));
+  }
+  SQ_ASSIGN_OR_RETURN(Window window, ReadWindow(call.node, kernel));
+  if (!is_max) window.dilations.assign(kernel.size(), 1);
+  SQ_ASSIGN_OR_RETURN(std::vector<int64_t> out_spatial,
+                      OutputSpatial(call.node, in_spatial, &window));
+  const bool count_include_pad = call.node.IntAttribute("count_include_pad", 0) != 0;
+  // MaxPool's Indices are row-major offsets, or column-major over the
+  // spatial dims when storage_order is 1.
+  const bool column_major = call.node.IntAttribute("storage_order", 0) != 0;
+  const size_t dims = kernel.size();
+  std::vector<int64_t> index_strides = Strides(in_spatial);
+  if (column_major) {
+    int64_t stride = 1;
+    for (size_t d = 0; d < dims; ++d) {
+      index_strides[d] = stride;
+      stride *= in_spatial[d];
+    }
+  }
+  const int64_t planes = x->shape()[0] * x->shape()[1];
+  const int64_t in_size = Product(in_spatial), out_size = Product(out_spatial);
+  const int64_t kernel_size = Product(kernel);
+  const std::vector<float> input = x->ToFloats();
+  const std::vector<int64_t> out_shape =
+      BatchChannelShape(x->shape()[0], x->shape()[1], out_spatial);
+  std::vector<float> output(static_cast<size_t>(planes * out_size));
+  std::vector<int64_t> indices(is_max ? output.size() : 0);
+
+  ParallelFor(planes, 4, threads, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> o_index(dims), k_index(dims);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const float* in = input.data() + plane * in_size;
+      for (int64_t o = 0; o < out_size; ++o) {
+        Unflatten(o, out_spatial, &o_index);
+        float best = -std::numeric_limits<float>::infinity();
+        int64_t best_index = 0;
+        double sum = 0;
+        int64_t valid = 0, padded = 0;
+        for (int64_t k = 0; k < kernel_size; ++k) {
+          Unflatten(k, kernel, &k_index);
+          int64_t offset = 0, index_offset = 0;
+          bool inside = true, in_padded = true;
+          for (size_t d = 0; d < dims; ++d) {
+            const int64_t pos = o_index[d] * window.strides[d] - window.pad_begin[d] +
+                                k_index[d] * window.dilations[d];
+            inside = inside && pos >= 0 && pos < in_spatial[d];
+            in_padded = in_padded && pos < in_spatial[d] + window.pad_end[d];
+            offset = offset * in_spatial[d] + pos;
+            index_offset += pos * index_strides[d];
+          }
+          if (in_padded) ++padded;
+          if (!inside) continue;
+          ++valid;
+          const float value = in[offset];
+          if (is_max) {
+            if (value > best) {
+              best = value;
+              best_index = plane * in_size + index_offset;
+            }
+          } else {
+            sum += value;
+          }
+        }
+        if (is_max) {
+          output[plane * out_size + o] = best;
+          indices[plane * out_size + o] = best_index;
+        } else {
+          const int64_t count = count_include_pad ? padded : valid;
+          output[plane * out_size + o] = count > 0 ? static_cast<float>(sum / count) : 0.0f;
+        }
+      }
+    }
+  });
+  std::vector<Tensor> results = {FloatTensorAs(x->dtype(), out_shape, output)};
+  if (is_max) {
+    results.push_back(Tensor::FromVector(DataType::kInt64, out_shape, indices));
+  }
+  return results;
+}
+
+KernelResult GlobalAveragePool(const KernelCall& call) {
+  SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
+  SQ_RETURN_IF_ERROR(RequireFloat(call, *x));
+  if (x->rank() < 2) return absl::InvalidArgumentError("GlobalAveragePool needs rank >= 2");
+  const int64_t planes = x->shape()[0] * x->shape()[1];
+  const int64_t size = Product(x->shape(), 2);
+  const std::vector<float> input = x->ToFloats();
+  std::vector<float> output(static_cast<size_t>(planes));
+  for (int64_t p = 0; p < planes; ++p) {
+    double sum = 0;
+    for (int64_t i = 0; i < size; ++i) sum += input[p * size + i];
+    output[p] = static_cast<float>(sum / std::max<int64_t>(1, size));
+  }
+  std::vector<int64_t> shape(x->shape().size(), 1);
+  shape[0] = x->shape()[0];
+  shape[1] = x->shape()[1];
+  return std::vector<Tensor>{FloatTensorAs(x->dtype(), shape, output)};
+}
+
+// out[rows x cols] = a * b, rows split across threads.
+void ParallelMatMul(const float* a, const float* b, float* out, int64_t rows,
+                    int64_t inner, int64_t cols, int threads) {
+  ParallelFor(rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, inner * cols)),
+              threads, [&](int64_t begin, int64_t end) {
+                ConstMatrixMap a_map(a + begin * inner, end - begin, inner);
+                ConstMatrixMap b_map(b, inner, cols);
+                MatrixMap out_map(out + begin * cols, end - begin, cols);
+                out_map.noalias() = a_map * b_map;
+              });
+}
+
+KernelResult MatMul(const KernelCall& call, int threads) {
+  SQ_ASSIGN_OR_RETURN(const Tensor* a, RequiredInput(call, 0));
+  SQ_ASSIGN_OR_RETURN(const Tensor* b, RequiredInput(call, 1));
+  SQ_RETURN_IF_ERROR(RequireFloat(call, *a));
+  std::vector<int64_t> a_shape = a->shape(), b_shape = b->shape();
+  if (a_shape.empty() || b_shape.empty()) {
+    return absl::InvalidArgumentError("MatMul inputs must have rank >= 1");
+  }
+  const bool a_vector = a_shape.size() == 1, b_vector = b_shape.size() == 1;
+  if (a_vector) a_shape.insert(a_shape.begin(), 1);
+  if (b_vector) b_shape.push_back(1);
+  const int64_t rows = a_shape[a_shape.size() - 2], inner = a_shape.back();
+  const int64_t cols = b_shape.back();
+  if (b_shape[b_shape.size() - 2] != inner) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "MatMul shapes ", graph::ShapeToString(a->shape()), " and ",
+        graph::ShapeToString(b->shape()), " do not match"));
+  }
+  const std::vector<int64_t> a_batch(a_shape.begin(), a_shape.end() - 2);
+  const std::vector<int64_t> b_batch(b_shape.begin(), b_shape.end() - 2);
+  SQ_ASSIGN_OR_RETURN(std::vector<int64_t> batch, BroadcastShapes(a_batch, b_batch));
+  const std::vector<int64_t> ia = BroadcastIndex(a_batch, batch);
+  const std::vector<int64_t> ib = BroadcastIndex(b_batch, batch);
+  const std::vector<float> av = a->ToFloats(), bv = b->ToFloats();
+  std::vector<float> output(static_cast<size_t>(Product(batch) * rows * cols));
+  for (size_t i = 0; i < ia.size(); ++i) {
+    ParallelMatMul(av.data() + ia[i] * rows * inner, bv.data() + ib[i] * inner * cols,
+                   output.data() + i * rows * cols, rows, inner, cols, threads);
+  }
+  std::vector<int64_t> out_shape = batch;
+  if (!a_vector) out_shape.push_back(rows);
+  if (!b_vector) out_shape.push_back(cols);
+  return std::vector<Tensor>{FloatTensorAs(a->dtype(), out_shape, output)};
+}
+
+KernelResult Gemm(const KernelCall& call, int threads) {
+  SQ_ASSIGN_OR_RETURN(const Tensor* a, RequiredInput(call, 0));
+  SQ_ASSIGN_OR_RETURN(const Tensor* b, RequiredInput(call, 1));
+  SQ_RETURN_IF_ERROR(RequireFloat(call, *a));
+  if (a->rank() != 2 || b->rank() != 2) {
+    return absl::InvalidArgumentError("Gemm needs 2-D A and B");
+  }
+  const bool trans_a = call.node.IntAttribute("transA", 0) != 0;
+  const bool trans_b = call.node.IntAttribute("transB", 0) != 0;
+  const float alpha = call.node.FloatAttribute("alpha", 1.0f);
+  const float beta = call.node.FloatAttribute("beta", 1.0f);
+  const std::vector<float> av = a->ToFloats(), bv = b->ToFloats();
+  RowMatrix a_mat = ConstMatrixMap(av.data(), a->shape()[0], a->shape()[1]);
+  RowMatrix b_mat = ConstMatrixMap(bv.data(), b->shape()[0], b->shape()[1]);
+  if (trans_a) a_mat.transposeInPlace();
+  if (trans_b) b_mat.transposeInPlace();
+  if (a_mat.cols() != b_mat.rows()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Gemm: A ", graph::ShapeToString(a->shape()), " and B ",
+        graph::ShapeToString(b->shape()), " do not multiply"));
+  }
+  const std::vector<int64_t> shape = {a_mat.rows(), b_mat.cols()};
+  std::vector<float> output(static_cast<size_t>(shape[0] * shape[1]));
+  ParallelMatMul(a_mat.data(), b_mat.data(), output.data(), a_mat.rows(), a_mat.cols(),
+                 b_mat.cols(), threads);
+  for (float& value : output) value *= alpha;
+  if (const Tensor* c = call.input(2)) {
+    SQ_RETURN_IF_ERROR(BroadcastShapes(c->shape(), shape).status());
+    const std::vector<float> cv = c->ToFloats();
+    const std::vector<int64_t> ic = BroadcastIndex(c->shape(), shape);
+    for (size_t i = 0; i < output.size(); ++i) output[i] += beta * cv[ic[i]];
+  }
+  return std::vector<Tensor>{FloatTensorAs(a->dtype(), shape, output)};
+}
+
+KernelResult Softmax(const KernelCall& call, bool log) {
+  SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
+  SQ_RETURN_IF_ERROR(RequireFloat(call, *x));
+  const bool legacy = call.opset_version < 13;
+  SQ_ASSIGN_OR_RETURN(int64_t axis, NormalizeAxis(call.node.IntAttribute("axis", legacy ? 1 : -1),
+                                                  x->rank()));
+  // Legacy opsets flatten to [outer, inner] at axis; 13+ reduce one axis.
+  const int64_t outer = Product(x->shape(), 0, axis);
+  const int64_t extent = legacy ? Product(x->shape(), axis) : x->shape()[axis];
+  const int64_t inner = legacy ? 1 : Product(x->shape(), axis + 1);
+  std::vector<float> values = x->ToFloats();
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t i = 0; i < inner; ++i) {
+      float* base = values.data() + o * extent * inner + i;
+      float max = -std::numeric_limits<float>::infinity();
+      for (int64_t k = 0; k < extent; ++k) max = std::max(max, base[k * inner]);
+      double sum = 0;
+      for (int64_t k = 0; k < extent; ++k) sum += std::exp(base[k * inner] - max);
+      for (int64_t k = 0; k < extent; ++k) {
+        const float shifted = base[k * inner] - max;
+        base[k * inner] = log ? shifted - static_cast<float>(std::log(sum))
+                              : static_cast<float>(std::exp(shifted) / sum);
+      }
+    }
+  }
+  return std::vector<Tensor>{FloatTensorAs(x->dtype(), x->shape(), values)};
+}
+
+KernelResult LayerNormalization(const KernelCall& call) {
+  SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
+  SQ_ASSIGN_OR_RETURN(const Tensor* scale, RequiredInput(call, 1));
+  SQ_RETURN_IF_ERROR(RequireFloat(call, *x));
+  SQ_ASSIGN_OR_RETURN(int64_t axis, NormalizeAxis(call.node.IntAttribute("axis", -1), x->rank()));
+  const float epsilon = call.node.FloatAttribute("epsilon", 1e-5f);
+  const int64_t outer = Product(x->shape(), 0, axis), inner = Product(x->shape(), axis);
+  const std::vector<int64_t> norm_shape(x->shape().begin() + axis, x->shape().end());
+  SQ_RETURN_IF_ERROR(BroadcastShapes(scale->shape(), norm_shape).status());
+  const std::vector<int64_t> is = BroadcastIndex(scale->shape(), norm_shape);
+  const std::vector<float> sv = scale->ToFloats();
+  std::vector<float> bv;
+  std::vector<int64_t> ib;
+  if (const Tensor* bias = call.input(2)) {
+    SQ_RETURN_IF_ERROR(BroadcastShapes(bias->shape(), norm_shape).status());
+    bv = bias->ToFloats();
+    ib = BroadcastIndex(bias->shape(), norm_shape);
+  }
+  std::vector<float> values = x->ToFloats();
+  std::vector<float> means(outer), inv_std(outer);
+  for (int64_t o = 0; o < outer; ++o) {
+    float* row = values.data() + o * inner;
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < inner; ++i) mean += row[i];
+    mean /= inner;
+    for (int64_t i = 0; i < inner; ++i) var += (row[i] - mean) * (row[i] - mean);
+    var /= inner;
+    const double inv = 1.0 / std::sqrt(var + epsilon);
+    means[o] = static_cast<float>(mean);
+    inv_std[o] = static_cast<float>(inv);
+    for (int64_t i = 0; i < inner; ++i) {
+      row[i] = static_cast<float>((row[i] - mean) * inv) * sv[is[i]] + (bv.empty() ? 0 : bv[ib[i]]);
+    }
+  }
+  std::vector<int64_t> stat_shape = x->shape();
+  for (size_t d = axis; d < stat_shape.size(); ++d) stat_shape[d] = 1;
+  return std::vector<Tensor>{FloatTensorAs(x->dtype(), x->shape(), values),
+                             Tensor::FromVector(DataType::kFloat32, stat_shape, means),
+                             Tensor::FromVector(DataType::kFloat32, stat_shape, inv_std)};
+}
+
+KernelResult BatchNormalization(const KernelCall& call) {
+  SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
+  std::vector<std::vector<float>> params;
+  for (size_t i = 1; i <= 4; ++i) {
+    SQ_ASSIGN_OR_RETURN(const Tensor* param, RequiredInput(call, i));
+    params.push_back(param->ToFloats());
+  }
+  SQ_RETURN_IF_ERROR(RequireFloat(call, *x));
+  if (x->rank() < 2) return absl::InvalidArgumentError("BatchNormalization needs rank >= 2");
+  const int64_t batch = x->shape()[0], channels = x->shape()[1];
+  for (const auto& param : params) {
+    if (static_cast<int64_t>(param.size()) != channels) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "BatchNormalization parameters need ", channels, " elements, got ", param.size()));
+    }
+  }
+  const float epsilon = call.node.FloatAttribute("epsilon", 1e-5f);
+  const float momentum = call.node.FloatAttribute("momentum", 0.9f);
+  const bool training = call.node.IntAttribute("training_mode", 0) != 0;
+  const int64_t size = Product(x->shape(), 2);
+  std::vector<float> values = x->ToFloats();
+  std::vector<float> mean = params[2], var = params[3];
+  if (training) {
+    for (int64_t c = 0; c < channels; ++c) {
+      double sum = 0, sum_sq = 0;
+      for (int64_t n = 0; n < batch; ++n) {
+        for (int64_t i = 0; i < size; ++i) {
+          const double v = values[(n * channels + c) * size + i];
+          sum += v;
+          sum_sq += v * v;
+        }
+      }
+      const double count = static_cast<double>(batch * size);
+      mean[c] = static_cast<float>(sum / count);
+      var[c] = static_cast<float>(sum_sq / count - (sum / count) * (sum / count));
+    }
+  }
+  for (int64_t n = 0; n < batch; ++n) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const float inv = 1.0f / std::sqrt(var[c] + epsilon);
+      float* plane = values.data() + (n * channels + c) * size;
+      for (int64_t i = 0; i < size; ++i) {
+        plane[i] = (plane[i] - mean[c]) * inv * params[0][c] + params[1][c];
+      }
+    }
+  }
+  std::vector<Tensor> results = {FloatTensorAs(x->dtype(), x->shape(), values)};
+  if (training) {
+    std::vector<float> running_mean(channels), running_var(channels);
+    for (int64_t c = 0; c < channels; ++c) {
+      running_mean[c] = params[2][c] * momentum + mean[c] * (1 - momentum);
+      running_var[c] = params[3][c] * momentum + var[c] * (1 - momentum);
+    }
+    results.push_back(FloatTensorAs(call.input(3)->dtype(), {channels}, running_mean));
+    results.push_back(FloatTensorAs(call.input(4)->dtype(), {channels}, running_var));
+  }
+  return results;
+}
+
+enum class Reduction { kSum, kMean, kMax };
+
+KernelResult Reduce(const KernelCall& call, Reduction reduction) {
+  SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
+  std::vector<int64_t> axes = call.node.IntsAttribute("axes");
+  if (call.input(1)) axes = call.input(1)->ToInt64s();
+  const bool keepdims = call.node.IntAttribute("keepdims", 1) != 0;
+  const bool noop_empty = call.node.IntAttribute("noop_with_empty_axes", 0) != 0;
+  if (axes.empty() && noop_empty) return std::vector<Tensor>{*x};
+  std::vector<bool> reduced(x->rank(), axes.empty());
+  for (int64_t axis : axes) {
+    SQ_ASSIGN_OR_RETURN(int64_t normalized, NormalizeAxis(axis, x->rank()));
+    reduced[normalized] = true;
+  }
+  std::vector<int64_t> kept_shape = x->shape(), out_shape;
+  for (int64_t d = 0; d < x->rank(); ++d) {
+    if (reduced[d]) kept_shape[d] = 1;
+    if (!reduced[d] || keepdims) out_shape.push_back(kept_shape[d]);
+  }
+  const std::vector<int64_t> target = BroadcastIndex(kept_shape, x->shape());
+  const int64_t out_count = Product(kept_shape);
+  const std::vector<double> values = x->ToDoubles();
+  const double init = reduction == Reduction::kMax ? -std::numeric_limits<double>::infinity() : 0.0;
+  std::vector<double> out(static_cast<size_t>(out_count), init);
+  for (size_t i = 0; i < values.size(); ++i) {
+    double& slot = out[target[i]];
+    slot = reduction == Reduction::kMax ? std::max(slot, values[i]) : slot + values[i];
+  }
+  if (reduction == Reduction::kMean && out_count > 0) {
+    const double count = static_cast<double>(values.size()) / static_cast<double>(out_count);
+    for (double& value : out) value /= count;
+  }
+  return std::vector<Tensor>{graph::TensorFromDoubles(x->dtype(), out_shape, out)};
+}
+
+}  // namespace
+
+void RegisterNeuralNetKernels(KernelRegistry* registry) {
+  (*registry)["Conv"] = Conv;
+  (*registry)["ConvTranspose"] = ConvTranspose;
+  (*registry)["MatMul"] = MatMul;
+  (*registry)["Gemm"] = Gemm;
+  (*registry)["MaxPool"] = [](const KernelCall& c, int t) { return Pool(c, t, true); };
+  (*registry)["AveragePool"] = [](const KernelCall& c, int t) { return Pool(c, t, false); };
+  (*registry)["GlobalAveragePool"] = [](const KernelCall& c, int) { return GlobalAveragePool(c); };
+  (*registry)["Softmax"] = [](const KernelCall& c, int) { return Softmax(c, false); };
+  (*registry)["LogSoftmax"] = [](const KernelCall& c, int) { return Softmax(c, true); };
+  (*registry)["LayerNormalization"] = [](const KernelCall& c, int) { return LayerNormalization(c); };
+  (*registry)["BatchNormalization"] = [](const KernelCall& c, int) { return BatchNormalization(c); };
+  (*registry)["ReduceSum"] = [](const KernelCall& c, int) { return Reduce(c, Reduction::kSum); };
+  (*registry)["ReduceMean"] = [](const KernelCall& c, int) { return Reduce(c, Reduction::kMean); };
+  (*registry)["ReduceMax"] = [](const KernelCall& c, int) { return Reduce(c, Reduction::kMax); };
+}
+
+}  // namespace squeeze::core::kernels::cpu

@@ -1,0 +1,109 @@
+#include "core/runtime/executor.h"
+
+#include <set>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace squeeze::core::runtime {
+
+absl::StatusOr<Executor> Executor::Create(
+    graph::Graph graph, std::shared_ptr<const KernelBackend> backend) {
+  SQ_RETURN_IF_ERROR(graph::SortTopologically(&graph));
+  for (const graph::Node& node : graph.nodes) {
+    if ((!node.domain.empty() && node.domain != "ai.onnx") ||
+        !backend->Supports(node.op_type)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unsupported operator '",
+          node.domain.empty() ? "" : absl::StrCat(node.domain, "."),
+          node.op_type, "' in node '", node.name, "' (backend ",
+          backend->name(), ")"));
+    }
+  }
+  std::set<std::string> kept;  // graph outputs and initializers stay
+  for (const graph::ValueInfo& output : graph.outputs) kept.insert(output.name);
+  for (const auto& [name, tensor] : graph.initializers) kept.insert(name);
+  std::map<std::string, size_t> last_use;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    for (const std::string& input : graph.nodes[i].inputs) {
+      if (!input.empty() && !kept.count(input)) last_use[input] = i;
+    }
+  }
+  std::vector<std::vector<std::string>> release_after(graph.nodes.size());
+  for (const auto& [name, index] : last_use) release_after[index].push_back(name);
+  return Executor(std::move(graph), std::move(backend), std::move(release_after));
+}
+
+absl::StatusOr<std::vector<graph::Tensor>> Executor::Run(
+    const std::map<std::string, graph::Tensor>& feeds) const {
+  std::map<std::string, graph::Tensor> values;
+  for (const graph::ValueInfo& input : graph_.inputs) {
+    auto it = feeds.find(input.name);
+    if (it == feeds.end()) {
+      if (graph_.initializers.count(input.name)) continue;
+      return absl::InvalidArgumentError(
+          absl::StrCat("run: missing graph input '", input.name, "'"));
+    }
+    const graph::Tensor& fed = it->second;
+    if (fed.dtype() != input.dtype) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "run: input '", input.name, "' must be ",
+          graph::DataTypeName(input.dtype), ", got ",
+          graph::DataTypeName(fed.dtype())));
+    }
+    if (input.shape && input.shape->size() != fed.shape().size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "run: input '", input.name, "' must have rank ", input.shape->size(),
+          ", got shape ", graph::ShapeToString(fed.shape())));
+    }
+    values.emplace(input.name, fed);
+  }
+  auto lookup = [&](const std::string& name) -> const graph::Tensor* {
+    auto it = values.find(name);
+    if (it != values.end()) return &it->second;
+    auto init = graph_.initializers.find(name);
+    return init == graph_.initializers.end() ? nullptr : &init->second;
+  };
+  for (size_t i = 0; i < graph_.nodes.size(); ++i) {
+    const graph::Node& node = graph_.nodes[i];
+    KernelCall call{node, graph_.opset_version, {}};
+    for (const std::string& input : node.inputs) {
+      if (input.empty()) {
+        call.inputs.push_back(nullptr);
+        continue;
+      }
+      const graph::Tensor* tensor = lookup(input);
+      if (tensor == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "run: value '", input, "' needed by node '", node.name,
+            "' was not computed"));
+      }
+      call.inputs.push_back(tensor);
+    }
+    absl::StatusOr<std::vector<graph::Tensor>> outputs = backend_->Run(call);
+    if (!outputs.ok()) {
+      return absl::Status(outputs.status().code(),
+                          absl::StrCat("node '", node.name, "' (", node.op_type,
+                                       "): ", outputs.status().message()));
+    }
+    for (size_t k = 0; k < node.outputs.size() && k < outputs->size(); ++k) {
+      if (!node.outputs[k].empty()) {
+        values.insert_or_assign(node.outputs[k], std::move((*outputs)[k]));
+      }
+    }
+    for (const std::string& name : release_after_[i]) values.erase(name);
+  }
+  std::vector<graph::Tensor> results;
+  for (const graph::ValueInfo& output : graph_.outputs) {
+    const graph::Tensor* tensor = lookup(output.name);
+    if (tensor == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("run: graph output '", output.name, "' was not computed"));
+    }
+    results.push_back(*tensor);
+  }
+  return results;
+}
+
+}  // namespace squeeze::core::runtime

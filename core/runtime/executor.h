@@ -1,0 +1,51 @@
+// Runs a Graph on a KernelBackend, node by node in topological order,
+// releasing each intermediate after its last use.
+#ifndef SQUEEZE_CORE_RUNTIME_EXECUTOR_H_
+#define SQUEEZE_CORE_RUNTIME_EXECUTOR_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/graph/graph.h"
+#include "core/runtime/kernel_backend.h"
+
+namespace squeeze::core::runtime {
+
+class Executor {
+ public:
+  // Sorts `graph` topologically and checks that `backend` supports every
+  // node: INVALID_ARGUMENT naming the operator type and the node otherwise
+  // (and for a non-default domain). Shares ownership of the backend.
+  static absl::StatusOr<Executor> Create(
+      graph::Graph graph, std::shared_ptr<const KernelBackend> backend);
+
+  // Runs the graph on `feeds` (one tensor per graph input that is not also
+  // an initializer; a feed for an initializer overrides it) and returns the
+  // graph outputs in declaration order. INVALID_ARGUMENT naming the input
+  // when one is missing or its dtype or rank differs from the declaration;
+  // kernel errors come back prefixed with the node name and operator type.
+  // Const and thread-safe: one Executor may serve concurrent batches.
+  absl::StatusOr<std::vector<graph::Tensor>> Run(
+      const std::map<std::string, graph::Tensor>& feeds) const;
+
+  const graph::Graph& graph() const { return graph_; }
+
+ private:
+  Executor(graph::Graph graph, std::shared_ptr<const KernelBackend> backend,
+           std::vector<std::vector<std::string>> release_after)
+      : graph_(std::move(graph)),
+        backend_(std::move(backend)),
+        release_after_(std::move(release_after)) {}
+
+  graph::Graph graph_;
+  std::shared_ptr<const KernelBackend> backend_;
+  // release_after_[i]: intermediates whose last consumer is node i.
+  std::vector<std::vector<std::string>> release_after_;
+};
+
+}  // namespace squeeze::core::runtime
+
+#endif  // SQUEEZE_CORE_RUNTIME_EXECUTOR_H_
