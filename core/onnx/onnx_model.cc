@@ -9,6 +9,7 @@
 #include "core/status_macros.h"
 #include "onnx/checker.h"
 #include "onnx/onnx_pb.h"
+#include "onnx/shape_inference/implementation.h"
 
 namespace squeeze::core::onnx {
 namespace {
@@ -302,6 +303,16 @@ absl::StatusOr<graph::Graph> ParseOnnxModel(absl::string_view bytes,
   if (!model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return absl::InvalidArgumentError(absl::StrCat(
         "not a valid ONNX ModelProto (", bytes.size(), " bytes; truncated or corrupt?)"));
+  }
+  // ONNX's own shape inference fills value_info for the intermediates. A
+  // model it cannot infer keeps its declared types: the runtime checks
+  // shapes as it goes.
+  try {
+    ::onnx::shape_inference::InferShapes(
+        model, ::onnx::OpSchemaRegistry::Instance(),
+        ::onnx::ShapeInferenceOptions(/*check_type_val=*/false, /*strict_mode_val=*/0,
+                                      /*data_prop_val=*/true));
+  } catch (const std::exception&) {
   }
   return GraphFromProto(model, model_dir);
 }

@@ -21,7 +21,8 @@ inline constexpr int64_t kMaxOpset = 17;
 absl::StatusOr<graph::Graph> LoadOnnxModel(const std::string& path);
 
 // Parses a serialized ModelProto. `model_dir` resolves external data ("" when
-// the model has none). INVALID_ARGUMENT for bytes that do not parse (a
+// the model has none). Graph::value_infos holds the intermediate types and
+// shapes from ONNX's shape inference (symbolic dims kept), where it succeeds. INVALID_ARGUMENT for bytes that do not parse (a
 // truncated or corrupt file), an opset outside [kMinOpset, kMaxOpset], a
 // tensor whose data does not match its type and shape, an element type the
 // IR lacks, a subgraph attribute, or an external data location that is

@@ -54,6 +54,23 @@ TEST(OnnxModelTest, ExportImportRoundTrip) {
   EXPECT_EQ(RunLinear(*loaded), (std::vector<float>{6.5f, 14.5f}));
 }
 
+TEST(OnnxModelTest, ImportInfersIntermediateShapes) {
+  graph::Graph g = Linear();
+  g.nodes[0].outputs[0] = "h";
+  g.nodes.push_back(graph::Node{"act", "Relu", "", {"h"}, {"y"}, {}});
+  const std::string path = TempDir("shapes") + "/model.onnx";
+  ASSERT_TRUE(SaveOnnxModel(g, path).ok());
+  absl::StatusOr<graph::Graph> loaded = LoadOnnxModel(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->value_infos.size(), 1u);
+  const graph::ValueInfo& h = loaded->value_infos[0];
+  EXPECT_EQ(h.name, "h");
+  ASSERT_TRUE(h.shape.has_value());
+  ASSERT_EQ(h.shape->size(), 2u);
+  EXPECT_EQ((*h.shape)[0].symbol, "batch");
+  EXPECT_EQ((*h.shape)[1].value, 2);
+}
+
 TEST(OnnxModelTest, ExternalDataRoundTrip) {
   const std::string dir = TempDir("external");
   OnnxExportOptions options;
