@@ -109,6 +109,34 @@ void Unflatten(int64_t flat, const std::vector<int64_t>& dims,
   }
 }
 
+// For kernel position k and window position p (both flat), the flat offset
+// in a `bounds` box of element p * strides - pad_begin + k * dilations, or
+// -1 where that falls outside (in the padding). Conv reads its input through
+// this table (positions = output, bounds = input); ConvTranspose scatters
+// into its output through it (positions = input, bounds = output).
+std::vector<int64_t> WindowOffsets(const Window& window,
+                                   const std::vector<int64_t>& positions,
+                                   const std::vector<int64_t>& bounds) {
+  const size_t dims = positions.size();
+  const int64_t kernel_size = Product(window.kernel), position_count = Product(positions);
+  std::vector<int64_t> table(static_cast<size_t>(kernel_size * position_count));
+  std::vector<int64_t> k_index(dims), p_index(dims);
+  for (int64_t k = 0; k < kernel_size; ++k) {
+    Unflatten(k, window.kernel, &k_index);
+    for (int64_t p = 0; p < position_count; ++p) {
+      Unflatten(p, positions, &p_index);
+      int64_t offset = 0;
+      for (size_t d = 0; d < dims && offset >= 0; ++d) {
+        const int64_t pos = p_index[d] * window.strides[d] - window.pad_begin[d] +
+                            k_index[d] * window.dilations[d];
+        offset = pos >= 0 && pos < bounds[d] ? offset * bounds[d] + pos : -1;
+      }
+      table[k * position_count + p] = offset;
+    }
+  }
+  return table;
+}
+
 KernelResult Conv(const KernelCall& call, int threads) {
   SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
   SQ_ASSIGN_OR_RETURN(const Tensor* w, RequiredInput(call, 1));
@@ -132,7 +160,6 @@ KernelResult Conv(const KernelCall& call, int threads) {
   SQ_ASSIGN_OR_RETURN(Window window, ReadWindow(call.node, kernel));
   SQ_ASSIGN_OR_RETURN(std::vector<int64_t> out_spatial,
                       OutputSpatial(call.node, in_spatial, &window));
-  const size_t dims = in_spatial.size();
   const int64_t group_in = channels / group, group_out = out_channels / group;
   const int64_t kernel_size = Product(kernel), in_size = Product(in_spatial);
   const int64_t out_size = Product(out_spatial);
@@ -144,27 +171,18 @@ KernelResult Conv(const KernelCall& call, int threads) {
   const std::vector<int64_t> out_shape = BatchChannelShape(batch, out_channels, out_spatial);
   std::vector<float> output(static_cast<size_t>(Product(out_shape)));
 
+  const std::vector<int64_t> offsets = WindowOffsets(window, out_spatial, in_spatial);
   ParallelFor(batch * group, 1, threads, [&](int64_t begin, int64_t end) {
     std::vector<float> col(static_cast<size_t>(col_rows * out_size));
-    std::vector<int64_t> k_index(dims), o_index(dims);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / group, g = item % group;
       const float* in = input.data() + (n * channels + g * group_in) * in_size;
       for (int64_t row = 0; row < col_rows; ++row) {
-        const int64_t c = row / kernel_size;
-        Unflatten(row % kernel_size, kernel, &k_index);
+        const float* plane = in + (row / kernel_size) * in_size;
+        const int64_t* offset = offsets.data() + (row % kernel_size) * out_size;
         float* dst = col.data() + row * out_size;
         for (int64_t o = 0; o < out_size; ++o) {
-          Unflatten(o, out_spatial, &o_index);
-          int64_t offset = 0;
-          bool inside = true;
-          for (size_t d = 0; d < dims && inside; ++d) {
-            const int64_t pos = o_index[d] * window.strides[d] - window.pad_begin[d] +
-                                k_index[d] * window.dilations[d];
-            inside = pos >= 0 && pos < in_spatial[d];
-            offset = offset * in_spatial[d] + pos;
-          }
-          dst[o] = inside ? in[c * in_size + offset] : 0.0f;
+          dst[o] = offset[o] >= 0 ? plane[offset[o]] : 0.0f;
         }
       }
       ConstMatrixMap w_g(weights.data() + g * group_out * col_rows, group_out, col_rows);
@@ -239,9 +257,9 @@ KernelResult ConvTranspose(const KernelCall& call, int threads) {
   const std::vector<int64_t> out_shape = BatchChannelShape(batch, out_channels, out_spatial);
   std::vector<float> output(static_cast<size_t>(Product(out_shape)), 0.0f);
 
+  const std::vector<int64_t> offsets = WindowOffsets(window, in_spatial, out_spatial);
   ParallelFor(batch * group, 1, threads, [&](int64_t begin, int64_t end) {
     RowMatrix col(col_rows, in_size);
-    std::vector<int64_t> k_index(dims), i_index(dims);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / group, g = item % group;
       ConstMatrixMap w_g(weights.data() + g * group_in * col_rows, group_in, col_rows);
@@ -250,19 +268,10 @@ KernelResult ConvTranspose(const KernelCall& call, int threads) {
       col.noalias() = w_g.transpose() * x_g;
       float* out = output.data() + (n * out_channels + g * group_out) * out_size;
       for (int64_t row = 0; row < col_rows; ++row) {
-        const int64_t m = row / kernel_size;
-        Unflatten(row % kernel_size, kernel, &k_index);
+        float* plane = out + (row / kernel_size) * out_size;
+        const int64_t* offset = offsets.data() + (row % kernel_size) * in_size;
         for (int64_t i = 0; i < in_size; ++i) {
-          Unflatten(i, in_spatial, &i_index);
-          int64_t offset = 0;
-          bool inside = true;
-          for (size_t d = 0; d < dims && inside; ++d) {
-            const int64_t pos = i_index[d] * window.strides[d] - window.pad_begin[d] +
-                                k_index[d] * window.dilations[d];
-            inside = pos >= 0 && pos < out_spatial[d];
-            offset = offset * out_spatial[d] + pos;
-          }
-          if (inside) out[m * out_size + offset] += col(row, i);
+          if (offset[i] >= 0) plane[offset[i]] += col(row, i);
         }
       }
       if (!bias.empty()) {
