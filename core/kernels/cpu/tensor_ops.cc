@@ -430,7 +430,7 @@ KernelResult Resize(const KernelCall& call) {
   const graph::Node& node = call.node;
   const int64_t rank = x->rank();
   const std::string mode = node.StringAttribute("mode", "nearest");
-  if (mode != "nearest" && mode != "linear") {
+  if (mode != "nearest" && mode != "linear" && mode != "cubic") {
     return absl::UnimplementedError(absl::StrCat("Resize mode '", mode, "' is not supported"));
   }
   const bool opset10 = call.opset_version < 11;
@@ -512,25 +512,67 @@ KernelResult Resize(const KernelCall& call) {
     return std::vector<Tensor>{CopyBySource(*x, shape, source, &fill)};
   }
   SQ_RETURN_IF_ERROR(RequireFloat(call, *x));
+  // Per axis and output index: the input indices the value mixes and their
+  // weights (2 taps for linear, 4 for cubic; the result is separable).
+  const bool cubic = mode == "cubic";
+  const double a = node.FloatAttribute("cubic_coeff_a", -0.75f);
+  const bool exclude_outside = node.IntAttribute("exclude_outside", 0) != 0;
+  struct Taps {
+    std::vector<int64_t> index;
+    std::vector<double> weight;
+  };
+  std::vector<std::vector<Taps>> taps(rank);
+  for (int64_t d = 0; d < rank; ++d) {
+    const int64_t dim = x->shape()[d];
+    for (double c : coordinate[d]) {
+      Taps t;
+      if (!cubic) {
+        const double clamped = std::min<double>(dim - 1, std::max(0.0, c));
+        const int64_t low = static_cast<int64_t>(std::floor(clamped));
+        t.index = {low, std::min(dim - 1, low + 1)};
+        t.weight = {1 - (clamped - low), clamped - low};
+      } else {
+        // Keys' cubic convolution as ONNX's reference computes it: taps at
+        // base - 1 .. base + 2 with base = ceil(c) - 1, so ratio is in (0, 1].
+        const int64_t base = static_cast<int64_t>(std::ceil(c)) - 1;
+        const double r = c - static_cast<double>(base);
+        const double s = 1 - r;
+        t.weight = {((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a,
+                    ((a + 2) * r - (a + 3)) * r * r + 1,
+                    ((a + 2) * s - (a + 3)) * s * s + 1,
+                    ((a * (s + 1) - 5 * a) * (s + 1) + 8 * a) * (s + 1) - 4 * a};
+        double total = 0;
+        for (int k = 0; k < 4; ++k) {
+          const int64_t i = base - 1 + k;
+          if (exclude_outside && (i < 0 || i >= dim)) t.weight[k] = 0;
+          total += t.weight[k];
+          t.index.push_back(std::min(dim - 1, std::max<int64_t>(0, i)));
+        }
+        if (exclude_outside && total != 0) {
+          for (double& w : t.weight) w /= total;
+        }
+      }
+      taps[d].push_back(std::move(t));
+    }
+  }
+  const int64_t per_axis = cubic ? 4 : 2;
+  int64_t combinations = 1;
+  for (int64_t d = 0; d < rank; ++d) combinations *= per_axis;
   const std::vector<double> values = x->ToDoubles();
   std::vector<double> out;
   ForEachIndex(shape, [&](int64_t, const std::vector<int64_t>& index) {
-    double sum = 0;
     bool extrapolated = false;
-    // Sum over the 2^rank corners around the coordinate.
-    for (int64_t corner = 0; corner < (int64_t{1} << rank); ++corner) {
+    for (int64_t d = 0; d < rank; ++d) extrapolated |= outside(d, coordinate[d][index[d]]);
+    double sum = 0;
+    for (int64_t combination = 0; combination < combinations && !extrapolated; ++combination) {
       double weight = 1;
-      int64_t offset = 0;
-      for (int64_t d = 0; d < rank; ++d) {
-        const double c = coordinate[d][index[d]];
-        if (outside(d, c)) extrapolated = true;
-        const int64_t dim = x->shape()[d];
-        const double clamped = std::min<double>(dim - 1, std::max(0.0, c));
-        const int64_t low = static_cast<int64_t>(std::floor(clamped));
-        const double frac = clamped - low;
-        const bool high = (corner >> d) & 1;
-        weight *= high ? frac : 1 - frac;
-        offset += std::min(dim - 1, low + (high ? 1 : 0)) * strides[d];
+      int64_t offset = 0, rest = combination;
+      for (int64_t d = 0; d < rank && weight != 0; ++d) {
+        const Taps& t = taps[d][index[d]];
+        const int64_t k = rest % per_axis;
+        rest /= per_axis;
+        weight *= t.weight[k];
+        offset += t.index[k] * strides[d];
       }
       if (weight != 0) sum += weight * values[offset];
     }
