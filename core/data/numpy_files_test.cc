@@ -196,3 +196,23 @@ TEST(NpzTest, DamagedArchivesNameTheEntry) {
 
 }  // namespace
 }  // namespace squeeze::core::data
+
+namespace squeeze::core::data {
+namespace {
+
+// The fuzz seed corpus holds archives written by Python's zipfile, including
+// the zip64 local headers that np.savez writes (force_zip64=True).
+TEST(NpzTest, ReadsArchivesWrittenByPythonZipfile) {
+  const std::string corpus =
+      std::string(SQUEEZE_SOURCE_DIR) + "/core/data/fuzz/npz_corpus/";
+  for (const char* name : {"stored.npz", "deflated.npz", "zip64_local.npz"}) {
+    absl::StatusOr<std::map<std::string, model::Tensor>> arrays =
+        ReadNpzFile(corpus + name);
+    ASSERT_TRUE(arrays.ok()) << name << ": " << arrays.status();
+    EXPECT_THAT(*arrays->at("inputs").ToFloats(), ElementsAre(1, 2, 3, 4, 5, 6))
+        << name;
+  }
+}
+
+}  // namespace
+}  // namespace squeeze::core::data

@@ -15,8 +15,8 @@
 #ifndef SQUEEZE_CORE_TEXT_BPE_TOKENIZER_H_
 #define SQUEEZE_CORE_TEXT_BPE_TOKENIZER_H_
 
-#include <cstdint>
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>

@@ -1,0 +1,11 @@
+// libFuzzer target for ParseNpy.
+#include <cstdint>
+#include <string_view>
+
+#include "core/data/numpy_files.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  (void)squeeze::core::data::ParseNpy(bytes, "fuzz.npy");
+  return 0;
+}
