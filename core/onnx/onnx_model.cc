@@ -84,32 +84,36 @@ absl::StatusOr<Tensor> TensorFromProto(const ::onnx::TensorProto& proto,
   }
   // Typed fields: float_data, double_data, int64_data, uint64_data, or
   // int32_data carrying every narrower type (16-bit floats as bit patterns).
+  // The count is checked before anything is allocated, so a proto claiming
+  // absurd dims with little data is an error, not an allocation.
+  int64_t have = 0;
+  switch (*dtype) {
+    case DataType::kFloat32: have = proto.float_data_size(); break;
+    case DataType::kFloat64: have = proto.double_data_size(); break;
+    case DataType::kInt64: have = proto.int64_data_size(); break;
+    case DataType::kUInt32:
+    case DataType::kUInt64: have = proto.uint64_data_size(); break;
+    default: have = proto.int32_data_size(); break;
+  }
+  const int64_t needed = *dtype == DataType::kInt4 ? (*count + 1) / 2 : *count;
+  if (have != needed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, " of shape ", graph::ShapeToString(shape), " needs ", needed,
+        " values, has ", have));
+  }
   Tensor tensor(*dtype, shape);
-  auto check_count = [&](int64_t have) -> absl::Status {
-    const int64_t needed = *dtype == DataType::kInt4 ? (*count + 1) / 2 : *count;
-    if (have != needed) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, " of shape ", graph::ShapeToString(shape), " needs ", needed,
-          " values, has ", have));
-    }
-    return absl::OkStatus();
-  };
   switch (*dtype) {
     case DataType::kFloat32:
-      SQ_RETURN_IF_ERROR(check_count(proto.float_data_size()));
       std::copy(proto.float_data().begin(), proto.float_data().end(), tensor.data<float>());
       break;
     case DataType::kFloat64:
-      SQ_RETURN_IF_ERROR(check_count(proto.double_data_size()));
       std::copy(proto.double_data().begin(), proto.double_data().end(), tensor.data<double>());
       break;
     case DataType::kInt64:
-      SQ_RETURN_IF_ERROR(check_count(proto.int64_data_size()));
       std::copy(proto.int64_data().begin(), proto.int64_data().end(), tensor.data<int64_t>());
       break;
     case DataType::kUInt32:
     case DataType::kUInt64:
-      SQ_RETURN_IF_ERROR(check_count(proto.uint64_data_size()));
       for (int64_t i = 0; i < *count; ++i) {
         if (*dtype == DataType::kUInt32) {
           tensor.data<uint32_t>()[i] = static_cast<uint32_t>(proto.uint64_data(i));
@@ -119,7 +123,6 @@ absl::StatusOr<Tensor> TensorFromProto(const ::onnx::TensorProto& proto,
       }
       break;
     default: {
-      SQ_RETURN_IF_ERROR(check_count(proto.int32_data_size()));
       const int64_t width = *dtype == DataType::kInt4 ? 1 : graph::StorageBytes(*dtype, 1);
       char* dst = static_cast<char*>(tensor.raw_data());
       for (int i = 0; i < proto.int32_data_size(); ++i) {
@@ -292,6 +295,22 @@ void AttributeToProto(const std::string& name, const graph::Attribute& value,
   }
 }
 
+// onnx::checker::check_model with external data resolved against
+// `model_dir` (check_model(const ModelProto&) resolves it against the
+// working directory). Throws onnx::checker::ValidationError.
+void CheckModel(const ::onnx::ModelProto& model, const std::string& model_dir) {
+  ::onnx::checker::CheckerContext context;
+  context.set_ir_version(static_cast<int>(model.ir_version()));
+  std::unordered_map<std::string, int> opsets;
+  for (const auto& opset : model.opset_import()) {
+    opsets[opset.domain()] = static_cast<int>(opset.version());
+  }
+  context.set_opset_imports(opsets);
+  context.set_model_dir(model_dir.empty() ? "." : model_dir);
+  ::onnx::checker::LexicalScopeContext scope;
+  ::onnx::checker::check_graph(model.graph(), context, scope);
+}
+
 }  // namespace
 
 absl::StatusOr<graph::Graph> ParseOnnxModel(absl::string_view bytes,
@@ -304,10 +323,13 @@ absl::StatusOr<graph::Graph> ParseOnnxModel(absl::string_view bytes,
     return absl::InvalidArgumentError(absl::StrCat(
         "not a valid ONNX ModelProto (", bytes.size(), " bytes; truncated or corrupt?)"));
   }
-  // ONNX's own shape inference fills value_info for the intermediates. A
-  // model it cannot infer keeps its declared types: the runtime checks
-  // shapes as it goes.
+  // ONNX's own shape inference fills value_info for the intermediates. Its
+  // inference functions assume schema-valid nodes (libonnx 1.12 crashes on
+  // some that are not), so it runs only on models the checker accepts; any
+  // other model keeps its declared types and the runtime checks shapes as it
+  // goes.
   try {
+    CheckModel(model, model_dir);
     ::onnx::shape_inference::InferShapes(
         model, ::onnx::OpSchemaRegistry::Instance(),
         ::onnx::ShapeInferenceOptions(/*check_type_val=*/false, /*strict_mode_val=*/0,
@@ -369,7 +391,7 @@ absl::Status SaveOnnxModel(const graph::Graph& graph, const std::string& path,
   // The checker runs on the inline model: it would otherwise look for
   // external files relative to the working directory.
   try {
-    ::onnx::checker::check_model(model);
+    CheckModel(model, "");
   } catch (const std::exception& error) {
     return absl::InvalidArgumentError(
         absl::StrCat("ONNX export of ", path, " fails the checker: ", error.what()));

@@ -1,6 +1,8 @@
 #include "core/runtime/executor.h"
 
+#include <new>
 #include <set>
+#include <stdexcept>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -81,7 +83,16 @@ absl::StatusOr<std::vector<graph::Tensor>> Executor::Run(
       }
       call.inputs.push_back(tensor);
     }
-    absl::StatusOr<std::vector<graph::Tensor>> outputs = backend_->Run(call);
+    absl::StatusOr<std::vector<graph::Tensor>> outputs;
+    try {
+      outputs = backend_->Run(call);
+    } catch (const std::bad_alloc&) {
+      // Absurd shapes (ConstantOfShape, Expand, Resize sizes) can ask for
+      // more memory than exists: an error for the caller, not a crash.
+      outputs = absl::ResourceExhaustedError("out of memory allocating the outputs");
+    } catch (const std::length_error&) {
+      outputs = absl::ResourceExhaustedError("output larger than a vector can hold");
+    }
     if (!outputs.ok()) {
       return absl::Status(outputs.status().code(),
                           absl::StrCat("node '", node.name, "' (", node.op_type,

@@ -26,7 +26,8 @@ class Executor {
   // an initializer; a feed for an initializer overrides it) and returns the
   // graph outputs in declaration order. INVALID_ARGUMENT naming the input
   // when one is missing or its dtype or rank differs from the declaration;
-  // kernel errors come back prefixed with the node name and operator type.
+  // kernel errors come back prefixed with the node name and operator type;
+  // RESOURCE_EXHAUSTED when a node's outputs cannot be allocated.
   // Const and thread-safe: one Executor may serve concurrent batches.
   absl::StatusOr<std::vector<graph::Tensor>> Run(
       const std::map<std::string, graph::Tensor>& feeds) const;

@@ -52,3 +52,22 @@ TEST(ExecutorTest, RejectsMissingAndMistypedInputs) {
 
 }  // namespace
 }  // namespace squeeze::core::runtime
+
+namespace squeeze::core::runtime {
+namespace {
+
+TEST(ExecutorTest, AbsurdShapeIsAnErrorNotACrash) {
+  graph::Graph g;
+  g.inputs.push_back({"shape", graph::DataType::kInt64, std::nullopt});
+  g.outputs.push_back({"y", graph::DataType::kFloat32, std::nullopt});
+  g.nodes.push_back(graph::Node{"fill", "ConstantOfShape", "", {"shape"}, {"y"}, {}});
+  auto executor = Executor::Create(g, kernels::cpu::CreateCpuBackend(1));
+  ASSERT_TRUE(executor.ok());
+  graph::Tensor shape = graph::Tensor::FromVector<int64_t>(
+      graph::DataType::kInt64, {3}, {int64_t{1} << 20, int64_t{1} << 20, 16});
+  auto outputs = executor->Run({{"shape", shape}});
+  EXPECT_EQ(outputs.status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+}  // namespace
+}  // namespace squeeze::core::runtime

@@ -167,8 +167,9 @@ KernelResult Constant(const KernelCall& call) {
 KernelResult ConstantOfShape(const KernelCall& call) {
   SQ_ASSIGN_OR_RETURN(const Tensor* shape_tensor, RequiredInput(call, 0));
   std::vector<int64_t> shape = shape_tensor->ToInt64s();
-  SQ_RETURN_IF_ERROR(graph::CountElements(shape).status());
   const Tensor* value = call.node.TensorAttribute("value");
+  SQ_RETURN_IF_ERROR(
+      CheckDataShapedSize(value ? value->dtype() : DataType::kFloat32, shape));
   if (value == nullptr) return std::vector<Tensor>{Tensor(DataType::kFloat32, shape)};
   if (value->num_elements() != 1) {
     return absl::InvalidArgumentError("ConstantOfShape value must have one element");

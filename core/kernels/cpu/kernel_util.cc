@@ -26,6 +26,17 @@ absl::StatusOr<int64_t> NormalizeAxis(int64_t axis, int64_t rank) {
   return axis < 0 ? axis + rank : axis;
 }
 
+absl::Status CheckDataShapedSize(DataType dtype, const std::vector<int64_t>& shape) {
+  absl::StatusOr<int64_t> count = graph::CountElements(shape);
+  if (!count.ok()) return count.status();
+  if (graph::StorageBytes(dtype, *count) > kMaxDataShapedBytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "output shape ", graph::ShapeToString(shape), " of ", graph::DataTypeName(dtype),
+        " exceeds ", kMaxDataShapedBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<int64_t>> BroadcastShapes(
     const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
   const size_t rank = std::max(a.size(), b.size());

@@ -35,6 +35,14 @@ absl::StatusOr<const Tensor*> RequiredInput(const runtime::KernelCall& call,
 // `axis` in [-rank, rank) mapped to [0, rank); INVALID_ARGUMENT otherwise.
 absl::StatusOr<int64_t> NormalizeAxis(int64_t axis, int64_t rank);
 
+// Largest tensor a kernel creates from a shape that comes from data
+// (ConstantOfShape, Expand, Pad, Resize): 16 GiB.
+inline constexpr int64_t kMaxDataShapedBytes = int64_t{1} << 34;
+
+// RESOURCE_EXHAUSTED naming the shape when a `dtype` tensor of `shape` would
+// exceed kMaxDataShapedBytes; INVALID_ARGUMENT for a malformed shape.
+absl::Status CheckDataShapedSize(DataType dtype, const std::vector<int64_t>& shape);
+
 // The ONNX (numpy) broadcast of two shapes; INVALID_ARGUMENT naming both
 // when they are incompatible.
 absl::StatusOr<std::vector<int64_t>> BroadcastShapes(

@@ -342,7 +342,7 @@ KernelResult Expand(const KernelCall& call) {
   SQ_RETURN_IF_ERROR(RequireByteAddressable(*x));
   SQ_ASSIGN_OR_RETURN(std::vector<int64_t> shape,
                       BroadcastShapes(x->shape(), shape_tensor->ToInt64s()));
-  SQ_RETURN_IF_ERROR(graph::CountElements(shape).status());
+  SQ_RETURN_IF_ERROR(CheckDataShapedSize(x->dtype(), shape));
   return std::vector<Tensor>{CopyBySource(*x, shape, BroadcastIndex(x->shape(), shape))};
 }
 
@@ -379,6 +379,7 @@ KernelResult Pad(const KernelCall& call) {
     shape[d] = x->shape()[d] + pads[d] + pads[d + rank];
     if (shape[d] < 0) return absl::InvalidArgumentError("Pad: negative output dim");
   }
+  SQ_RETURN_IF_ERROR(CheckDataShapedSize(x->dtype(), shape));
   const std::vector<int64_t> strides = Strides(x->shape());
   std::vector<int64_t> source;
   ForEachIndex(shape, [&](int64_t, const std::vector<int64_t>& index) {
@@ -467,7 +468,7 @@ KernelResult Resize(const KernelCall& call) {
       shape[d] = static_cast<int64_t>(std::floor(resized_length[d]));
     }
   }
-  SQ_RETURN_IF_ERROR(graph::CountElements(shape).status());
+  SQ_RETURN_IF_ERROR(CheckDataShapedSize(x->dtype(), shape));
   if (roi.empty()) {
     roi.assign(rank, 0.0);
     roi.resize(2 * rank, 1.0);
