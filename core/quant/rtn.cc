@@ -58,7 +58,7 @@ void QuantizeGroup(const float* w, int64_t count, int qmax, bool asymmetric,
       q[i] = *scale == 0.0f
                  ? 0
                  : static_cast<int>(std::clamp(std::round(w[i] / double{*scale}),
-                                               double{-qmax}, double{qmax}));
+                                               static_cast<double>(-qmax), static_cast<double>(qmax)));
     }
     return;
   }
@@ -72,14 +72,14 @@ void QuantizeGroup(const float* w, int64_t count, int qmax, bool asymmetric,
   const double zero_point =
       *scale == 0.0f
           ? 0.0
-          : std::clamp(std::round(-lo / *scale), 0.0, double{qmax});
+          : std::clamp(std::round(-lo / *scale), 0.0, static_cast<double>(qmax));
   *zero = static_cast<uint8_t>(zero_point);
   for (int64_t i = 0; i < count; ++i) {
     q[i] = *scale == 0.0f
                ? 0
                : static_cast<int>(std::clamp(
                      std::round(w[i] / double{*scale} + zero_point), 0.0,
-                     double{qmax}));
+                     static_cast<double>(qmax)));
   }
 }
 
