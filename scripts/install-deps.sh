@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libssl-dev
   python3-grpcio python3-protobuf
   prometheus curl openssl
+  libonnx-dev libonnx-testdata dataset-fashion-mnist
 )
 
 missing=()
