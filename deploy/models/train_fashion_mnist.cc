@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/data/dataset.h"
 #include "core/data/idx.h"
+#include "core/graph/builder.h"
 #include "core/graph/graph.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/onnx/onnx_model.h"
@@ -47,20 +48,14 @@ using core::graph::Tensor;
 constexpr float kPixelMean = 0.2860f;
 constexpr float kPixelStd = 0.3530f;
 
-class GraphBuilder {
+// The shared GraphBuilder plus the initialised layers these models use.
+class ModelBuilder {
  public:
-  explicit GraphBuilder(uint64_t seed) : rng_(seed) {}
+  explicit ModelBuilder(uint64_t seed) : rng_(seed) {}
 
   std::string Add(const std::string& op, std::vector<std::string> inputs,
                   std::map<std::string, core::graph::Attribute> attributes = {}) {
-    Node node;
-    node.name = absl::StrCat(op, "_", graph_.nodes.size());
-    node.op_type = op;
-    node.inputs = std::move(inputs);
-    node.outputs = {node.name + "_out"};
-    node.attributes = std::move(attributes);
-    graph_.nodes.push_back(node);
-    return node.outputs[0];
+    return builder_.Add(op, std::move(inputs), std::move(attributes));
   }
 
   // He-normal weights (fan_in) and zero biases.
@@ -68,19 +63,14 @@ class GraphBuilder {
     std::normal_distribution<float> normal(0, std::sqrt(2.0f / static_cast<float>(fan_in)));
     Tensor t(DataType::kFloat32, std::move(shape));
     for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = normal(rng_);
-    graph_.initializers.emplace(name, std::move(t));
     trainable_.insert(name);
-    return name;
+    return builder_.Initializer(name, std::move(t));
   }
   std::string Bias(const std::string& name, int64_t size) {
-    graph_.initializers.emplace(name, Tensor(DataType::kFloat32, {size}));
     trainable_.insert(name);
-    return name;
+    return builder_.Initializer(name, Tensor(DataType::kFloat32, {size}));
   }
-  std::string Constant(const std::string& name, float value) {
-    graph_.initializers.emplace(name, Tensor::FromVector(DataType::kFloat32, {}, std::vector<float>{value}));
-    return name;
-  }
+  std::string Constant(const std::string& name, float value) { return builder_.FloatScalar(name, value); }
 
   std::string Dense(const std::string& x, const std::string& name, int64_t in, int64_t out) {
     return Add("Gemm", {x, Weight(name + ".weight", {out, in}, in), Bias(name + ".bias", out)},
@@ -95,28 +85,27 @@ class GraphBuilder {
                                 {"strides", std::vector<int64_t>{2, 2}}});
   }
 
+  // Renames the output of the last node (the one producing `logits`).
   Graph Finish(const std::string& logits) {
-    graph_.name = "fashion_mnist";
-    graph_.opset_version = 17;
-    core::graph::ValueInfo input{"image", DataType::kFloat32,
-                                 std::vector<core::graph::Dim>{{std::nullopt, "batch"}, {1, ""}, {28, ""}, {28, ""}}};
-    graph_.inputs = {input};
-    graph_.nodes.back().outputs[0] = "logits";
+    builder_.AddInput({"image", DataType::kFloat32,
+                       std::vector<core::graph::Dim>{{std::nullopt, "batch"}, {1, ""}, {28, ""}, {28, ""}}});
+    builder_.AddOutput({"logits", DataType::kFloat32,
+                        std::vector<core::graph::Dim>{{std::nullopt, "batch"}, {10, ""}}});
+    Graph graph = builder_.Finish();
+    graph.nodes.back().outputs[0] = "logits";
     (void)logits;
-    graph_.outputs = {{"logits", DataType::kFloat32,
-                       std::vector<core::graph::Dim>{{std::nullopt, "batch"}, {10, ""}}}};
-    return graph_;
+    return graph;
   }
   const std::set<std::string>& trainable() const { return trainable_; }
 
  private:
-  Graph graph_;
+  core::graph::GraphBuilder builder_{"fashion_mnist"};
   std::set<std::string> trainable_;
   std::mt19937 rng_;
 };
 
 std::pair<Graph, std::set<std::string>> BuildModel(const std::string& kind, uint64_t seed) {
-  GraphBuilder b(seed);
+  ModelBuilder b(seed);
   std::string x = b.Add("Sub", {"image", b.Constant("pixel_mean", kPixelMean)});
   x = b.Add("Div", {x, b.Constant("pixel_std", kPixelStd)});
   if (kind == "cnn") {
