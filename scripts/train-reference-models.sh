@@ -9,3 +9,5 @@ cd "$(dirname "$0")/.."
 bin="${SQUEEZE_BUILD_DIR:-build}/bin"
 "$bin/train_fashion_mnist" --model=mlp --epochs=10 --seed=1 --out=deploy/models/fashion_mnist_mlp.onnx
 "$bin/train_fashion_mnist" --model=cnn --epochs=5 --seed=1 --out=deploy/models/fashion_mnist_cnn.onnx
+# LLaMA-architecture LM on SOTU + Moby-Dick -> deploy/models/lm/ (HF checkpoint + tokenizer)
+"$bin/train_lm" --steps=300 --seed=1 --out=deploy/models/lm
