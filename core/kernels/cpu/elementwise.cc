@@ -2,6 +2,7 @@
 // operators (Constant, ConstantOfShape, Shape, Cast, Identity). float32 runs
 // in float; every other dtype is computed in double and converted back, which
 // is exact for every integer below 2^53.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -48,13 +49,34 @@ KernelResult Binary(const KernelCall& call, Fn fn,
   SQ_ASSIGN_OR_RETURN(std::vector<int64_t> shape,
                       BroadcastShapes(a->shape(), b->shape()));
   const DataType out_dtype = result_dtype.value_or(a->dtype());
+  if (a->dtype() == DataType::kFloat32 && b->dtype() == DataType::kFloat32 &&
+      out_dtype == DataType::kFloat32) {
+    // Same shape or a scalar operand: straight loops the compiler vectorizes.
+    Tensor out(DataType::kFloat32, shape);
+    const float* x = a->data<float>();
+    const float* y = b->data<float>();
+    float* dst = out.data<float>();
+    const int64_t count = out.num_elements();
+    auto apply = [&](float u, float v) { return static_cast<float>(fn(u, v)); };
+    if (a->shape() == shape && b->shape() == shape) {
+      for (int64_t i = 0; i < count; ++i) dst[i] = apply(x[i], y[i]);
+    } else if (a->shape() == shape && b->num_elements() == 1) {
+      const float v = y[0];
+      for (int64_t i = 0; i < count; ++i) dst[i] = apply(x[i], v);
+    } else if (b->shape() == shape && a->num_elements() == 1) {
+      const float u = x[0];
+      for (int64_t i = 0; i < count; ++i) dst[i] = apply(u, y[i]);
+    } else {
+      const std::vector<int64_t> ia = BroadcastIndex(a->shape(), shape);
+      const std::vector<int64_t> ib = BroadcastIndex(b->shape(), shape);
+      for (int64_t i = 0; i < count; ++i) dst[i] = apply(x[ia[i]], y[ib[i]]);
+    }
+    return std::vector<Tensor>{std::move(out)};
+  }
   if (a->dtype() == DataType::kFloat32 && b->dtype() == DataType::kFloat32) {
     std::vector<float> out = BroadcastApply<float>(
         a->ToFloats(), a->shape(), b->ToFloats(), b->shape(), shape,
         [&](float x, float y) { return static_cast<float>(fn(x, y)); });
-    if (out_dtype == DataType::kFloat32) {
-      return std::vector<Tensor>{Tensor::FromVector(out_dtype, shape, out)};
-    }
     return std::vector<Tensor>{graph::TensorFromDoubles(
         out_dtype, shape, std::vector<double>(out.begin(), out.end()))};
   }
@@ -243,7 +265,8 @@ void RegisterElementwiseKernels(KernelRegistry* registry) {
     return Unary(c, [](auto x) { return decltype(x)(1) / x; });
   });
   add("Relu", [](const KernelCall& c) {
-    return Unary(c, [](auto x) { return x > 0 ? x : decltype(x)(0); });
+    // max, not a sign branch, so the loop vectorizes; NaN still gives 0.
+    return Unary(c, [](auto x) { return std::max(decltype(x)(0), x); });
   });
   add("Sigmoid", [](const KernelCall& c) { return Unary(c, [](auto x) { return SigmoidOf(x); }); });
   add("LeakyRelu", [](const KernelCall& c) {

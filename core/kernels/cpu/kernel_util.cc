@@ -1,6 +1,11 @@
 #include "core/kernels/cpu/kernel_util.h"
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include "absl/status/status.h"
@@ -91,6 +96,64 @@ std::vector<int64_t> BroadcastIndex(const std::vector<int64_t>& in_shape,
   return index;
 }
 
+namespace {
+
+// Process-wide worker threads for ParallelFor, started on first use and
+// grown on demand, never stopped (kernels may run during static
+// destruction). Process-wide rather than per backend because ParallelFor,
+// whose signature core/train shares, has no backend to ask.
+class WorkerPool {
+ public:
+  static WorkerPool& Get() {
+    static WorkerPool* pool = new WorkerPool;
+    return *pool;
+  }
+
+  // Runs `task` on a worker; at least `workers` workers exist afterwards.
+  void Post(std::function<void()> task, int workers) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    while (static_cast<int>(threads_.size()) < workers) {
+      threads_.emplace_back([this] { Work(); });
+      threads_.back().detach();
+    }
+    tasks_.push_back(std::move(task));
+    wake_.notify_one();
+  }
+
+ private:
+  void Work() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [this] { return !tasks_.empty(); });
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> tasks_;
+  std::vector<std::thread> threads_;
+};
+
+// One ParallelFor call: chunks are claimed from `next` by the caller and
+// the workers alike, so the caller never waits on a task that has not
+// started (nested and concurrent calls cannot deadlock). Shared with the
+// posted tasks, which may start after the call returned and then find no
+// chunk left.
+struct ParallelJob {
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+  std::mutex mutex;
+  std::condition_variable finished;
+};
+
+}  // namespace
+
 void ParallelFor(int64_t n, int64_t min_per_thread, int num_threads,
                  const std::function<void(int64_t, int64_t)>& body) {
   const int64_t chunks = std::min<int64_t>(
@@ -99,13 +162,25 @@ void ParallelFor(int64_t n, int64_t min_per_thread, int num_threads,
     if (n > 0) body(0, n);
     return;
   }
-  std::vector<std::thread> threads;
   const int64_t step = (n + chunks - 1) / chunks;
-  for (int64_t begin = step; begin < n; begin += step) {
-    threads.emplace_back(body, begin, std::min(n, begin + step));
+  const int64_t count = (n + step - 1) / step;
+  auto job = std::make_shared<ParallelJob>();
+  const auto* work = &body;
+  auto run = [job, work, step, count, n] {
+    for (int64_t chunk; (chunk = job->next.fetch_add(1)) < count;) {
+      (*work)(chunk * step, std::min(n, (chunk + 1) * step));
+      if (job->done.fetch_add(1) + 1 == count) {
+        std::lock_guard<std::mutex> lock(job->mutex);
+        job->finished.notify_all();
+      }
+    }
+  };
+  for (int64_t i = 1; i < count; ++i) {
+    WorkerPool::Get().Post(run, static_cast<int>(count - 1));
   }
-  body(0, std::min(n, step));
-  for (std::thread& thread : threads) thread.join();
+  run();
+  std::unique_lock<std::mutex> lock(job->mutex);
+  job->finished.wait(lock, [&] { return job->done.load() == count; });
 }
 
 Tensor FloatTensorAs(DataType dtype, std::vector<int64_t> shape,
@@ -115,6 +190,33 @@ Tensor FloatTensorAs(DataType dtype, std::vector<int64_t> shape,
   }
   return graph::TensorFromDoubles(dtype, std::move(shape),
                                   std::vector<double>(values.begin(), values.end()));
+}
+
+FloatInput::FloatInput(const Tensor& tensor) {
+  if (tensor.dtype() == DataType::kFloat32) {
+    data_ = tensor.data<float>();
+  } else {
+    converted_ = tensor.ToFloats();
+    data_ = converted_.data();
+  }
+}
+
+FloatOutput::FloatOutput(DataType dtype, std::vector<int64_t> shape)
+    : dtype_(dtype), shape_(std::move(shape)) {
+  if (dtype_ == DataType::kFloat32) {
+    tensor_ = Tensor(DataType::kFloat32, shape_);
+    data_ = tensor_.data<float>();
+  } else {
+    int64_t count = 1;
+    for (int64_t dim : shape_) count *= dim;
+    scratch_.resize(static_cast<size_t>(count));
+    data_ = scratch_.data();
+  }
+}
+
+Tensor FloatOutput::Finish() {
+  if (dtype_ == DataType::kFloat32) return std::move(tensor_);
+  return FloatTensorAs(dtype_, shape_, scratch_);
 }
 
 absl::Status RequireFloat(const runtime::KernelCall& call, const Tensor& tensor) {

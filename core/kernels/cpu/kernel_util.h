@@ -67,6 +67,39 @@ void ParallelFor(int64_t n, int64_t min_per_thread, int num_threads,
 Tensor FloatTensorAs(DataType dtype, std::vector<int64_t> shape,
                      const std::vector<float>& values);
 
+// The elements of a float tensor as float32 without a copy when it already is
+// float32 (then valid while the tensor lives), converted into owned storage
+// otherwise.
+class FloatInput {
+ public:
+  explicit FloatInput(const Tensor& tensor);
+  FloatInput(const FloatInput&) = delete;
+  FloatInput& operator=(const FloatInput&) = delete;
+  const float* data() const { return data_; }
+
+ private:
+  std::vector<float> converted_;
+  const float* data_;
+};
+
+// Where a float kernel writes its result: straight into the result tensor
+// when `dtype` is float32, into float32 scratch converted to `dtype` by
+// Finish() otherwise (float16, bfloat16, float64 are computed in float32).
+class FloatOutput {
+ public:
+  FloatOutput(DataType dtype, std::vector<int64_t> shape);
+  float* data() { return data_; }
+  // The result; call once, after the last write through data().
+  Tensor Finish();
+
+ private:
+  DataType dtype_;
+  std::vector<int64_t> shape_;
+  Tensor tensor_;  // the float32 result
+  std::vector<float> scratch_;
+  float* data_;
+};
+
 // INVALID_ARGUMENT naming the node unless `tensor` has a float dtype.
 absl::Status RequireFloat(const runtime::KernelCall& call, const Tensor& tensor);
 

@@ -2,8 +2,10 @@
 // inputs of any width are computed in float32 and converted back; GEMMs go
 // through Eigen, convolution through im2col + Eigen GEMM.
 #include <Eigen/Dense>
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -17,6 +19,11 @@ using runtime::KernelCall;
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MatrixMap = Eigen::Map<RowMatrix>;
 using ConstMatrixMap = Eigen::Map<const RowMatrix>;
+using StridedMatrixMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+using ConstStridedMatrixMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+
+// Work below this many multiply-adds per thread is not worth a thread.
+constexpr int64_t kMinMultiplyAddsPerThread = 1 << 16;
 
 int64_t Product(const std::vector<int64_t>& dims, size_t begin = 0,
                 size_t end = std::string::npos) {
@@ -137,6 +144,57 @@ std::vector<int64_t> WindowOffsets(const Window& window,
   return table;
 }
 
+// Per-thread scratch kept across calls: at least `count` floats, contents
+// unspecified, valid until the calling thread's next ThreadScratch.
+float* ThreadScratch(size_t count) {
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
+// im2col for one image group of a 2-D convolution, columns [first, first +
+// width) of the output positions: col[r * width + j] is the input under
+// kernel row r = (channel, kh, kw) at output position first + j, 0 in the
+// padding.
+void Im2Col2d(const float* in, int64_t channels, const std::vector<int64_t>& in_spatial,
+              const std::vector<int64_t>& out_spatial, const Window& window, int64_t first,
+              int64_t width, float* col) {
+  const int64_t in_h = in_spatial[0], in_w = in_spatial[1], out_w = out_spatial[1];
+  const int64_t kernel_h = window.kernel[0], kernel_w = window.kernel[1];
+  const int64_t stride_h = window.strides[0], stride_w = window.strides[1];
+  for (int64_t c = 0; c < channels; ++c) {
+    const float* plane = in + c * in_h * in_w;
+    for (int64_t kh = 0; kh < kernel_h; ++kh) {
+      for (int64_t kw = 0; kw < kernel_w; ++kw, col += width) {
+        int64_t oh = first / out_w, ow = first % out_w;
+        for (int64_t j = 0; j < width; j += out_w - ow, ow = 0, ++oh) {
+          const int64_t run = std::min(width - j, out_w - ow);
+          float* dst = col + j;
+          const int64_t ih = oh * stride_h - window.pad_begin[0] + kh * window.dilations[0];
+          if (ih < 0 || ih >= in_h) {
+            std::fill(dst, dst + run, 0.0f);
+            continue;
+          }
+          const float* src = plane + ih * in_w;
+          const int64_t iw0 = ow * stride_w - window.pad_begin[1] + kw * window.dilations[1];
+          if (stride_w == 1) {
+            const int64_t valid_begin = std::clamp<int64_t>(-iw0, 0, run);
+            const int64_t valid_end = std::clamp<int64_t>(in_w - iw0, valid_begin, run);
+            std::fill(dst, dst + valid_begin, 0.0f);
+            std::copy(src + iw0 + valid_begin, src + iw0 + valid_end, dst + valid_begin);
+            std::fill(dst + valid_end, dst + run, 0.0f);
+          } else {
+            for (int64_t t = 0; t < run; ++t) {
+              const int64_t iw = iw0 + t * stride_w;
+              dst[t] = iw >= 0 && iw < in_w ? src[iw] : 0.0f;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 KernelResult Conv(const KernelCall& call, int threads) {
   SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
   SQ_ASSIGN_OR_RETURN(const Tensor* w, RequiredInput(call, 1));
@@ -165,37 +223,67 @@ KernelResult Conv(const KernelCall& call, int threads) {
   const int64_t out_size = Product(out_spatial);
   const int64_t col_rows = group_in * kernel_size;
 
-  const std::vector<float> input = x->ToFloats();
-  const std::vector<float> weights = w->ToFloats();
-  const std::vector<float> bias = OptionalFloats(call.input(2));
-  const std::vector<int64_t> out_shape = BatchChannelShape(batch, out_channels, out_spatial);
-  std::vector<float> output(static_cast<size_t>(Product(out_shape)));
+  const FloatInput input(*x), weights(*w);
+  std::optional<FloatInput> bias;
+  if (const Tensor* b = call.input(2)) {
+    if (b->num_elements() != out_channels) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Conv: B has ", b->num_elements(), " elements for ", out_channels, " output channels"));
+    }
+    bias.emplace(*b);
+  }
+  FloatOutput output(x->dtype(), BatchChannelShape(batch, out_channels, out_spatial));
 
-  const std::vector<int64_t> offsets = WindowOffsets(window, out_spatial, in_spatial);
-  ParallelFor(batch * group, 1, threads, [&](int64_t begin, int64_t end) {
-    std::vector<float> col(static_cast<size_t>(col_rows * out_size));
+  const bool two_d = kernel.size() == 2;
+  const bool pointwise = kernel_size == 1 &&
+      std::all_of(window.strides.begin(), window.strides.end(), [](int64_t s) { return s == 1; }) &&
+      std::all_of(window.pad_begin.begin(), window.pad_begin.end(), [](int64_t p) { return p == 0; }) &&
+      out_size == in_size;
+  const std::vector<int64_t> offsets =
+      two_d || pointwise ? std::vector<int64_t>{} : WindowOffsets(window, out_spatial, in_spatial);
+  // Work items are (image, group, column tile): the tile keeps the im2col
+  // buffer cache-sized and, for small batches, gives every thread work.
+  const int64_t images = batch * group;
+  int64_t tile = std::min(out_size, std::max<int64_t>(64, (int64_t{1} << 17) / col_rows));
+  if (images < threads) {
+    const int64_t per_image = (threads + images - 1) / images;
+    tile = std::min(tile, std::max<int64_t>(16, (out_size + per_image - 1) / per_image));
+  }
+  tile = std::max<int64_t>(1, tile);
+  const int64_t tiles = (out_size + tile - 1) / tile;
+  const int64_t min_items = std::max<int64_t>(
+      1, kMinMultiplyAddsPerThread / std::max<int64_t>(1, group_out * col_rows * tile));
+  ParallelFor(images * tiles, min_items, threads, [&](int64_t begin, int64_t end) {
+    float* col = pointwise ? nullptr : ThreadScratch(static_cast<size_t>(col_rows * tile));
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / group, g = item % group;
+      const int64_t n = item / (group * tiles), g = (item / tiles) % group;
+      const int64_t first = (item % tiles) * tile, width = std::min(tile, out_size - first);
       const float* in = input.data() + (n * channels + g * group_in) * in_size;
-      for (int64_t row = 0; row < col_rows; ++row) {
-        const float* plane = in + (row / kernel_size) * in_size;
-        const int64_t* offset = offsets.data() + (row % kernel_size) * out_size;
-        float* dst = col.data() + row * out_size;
-        for (int64_t o = 0; o < out_size; ++o) {
-          dst[o] = offset[o] >= 0 ? plane[offset[o]] : 0.0f;
-        }
-      }
+      StridedMatrixMap out(output.data() + (n * out_channels + g * group_out) * out_size + first,
+                           group_out, width, Eigen::OuterStride<>(out_size));
       ConstMatrixMap w_g(weights.data() + g * group_out * col_rows, group_out, col_rows);
-      ConstMatrixMap col_map(col.data(), col_rows, out_size);
-      MatrixMap out(output.data() + (n * out_channels + g * group_out) * out_size,
-                    group_out, out_size);
-      out.noalias() = w_g * col_map;
-      if (!bias.empty()) {
-        for (int64_t m = 0; m < group_out; ++m) out.row(m).array() += bias[g * group_out + m];
+      if (pointwise) {
+        out.noalias() = w_g * ConstStridedMatrixMap(in + first, col_rows, width,
+                                                    Eigen::OuterStride<>(in_size));
+      } else {
+        if (two_d) {
+          Im2Col2d(in, group_in, in_spatial, out_spatial, window, first, width, col);
+        } else {
+          for (int64_t row = 0; row < col_rows; ++row) {
+            const float* plane = in + (row / kernel_size) * in_size;
+            const int64_t* offset = offsets.data() + (row % kernel_size) * out_size + first;
+            float* dst = col + row * width;
+            for (int64_t o = 0; o < width; ++o) dst[o] = offset[o] >= 0 ? plane[offset[o]] : 0.0f;
+          }
+        }
+        out.noalias() = w_g * ConstMatrixMap(col, col_rows, width);
+      }
+      if (bias) {
+        for (int64_t m = 0; m < group_out; ++m) out.row(m).array() += bias->data()[g * group_out + m];
       }
     }
   });
-  return std::vector<Tensor>{FloatTensorAs(x->dtype(), out_shape, output)};
+  return std::vector<Tensor>{output.Finish()};
 }
 
 KernelResult ConvTranspose(const KernelCall& call, int threads) {
@@ -284,6 +372,41 @@ KernelResult ConvTranspose(const KernelCall& call, int threads) {
   return std::vector<Tensor>{FloatTensorAs(x->dtype(), out_shape, output)};
 }
 
+// MaxPool over `planes` float32 2-D planes without dilation: each output
+// reads its clipped window directly (padding never wins a max).
+void MaxPool2d(const float* input, int64_t planes, const std::vector<int64_t>& in_spatial,
+               const std::vector<int64_t>& out_spatial, const Window& window,
+               float* output, int threads) {
+  const int64_t in_h = in_spatial[0], in_w = in_spatial[1];
+  const int64_t out_h = out_spatial[0], out_w = out_spatial[1];
+  const int64_t kernel_h = window.kernel[0], kernel_w = window.kernel[1];
+  const int64_t stride_h = window.strides[0], stride_w = window.strides[1];
+  const int64_t pad_h = window.pad_begin[0], pad_w = window.pad_begin[1];
+  ParallelFor(planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, out_h * out_w)),
+              threads, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const float* in = input + plane * in_h * in_w;
+      float* out = output + plane * out_h * out_w;
+      for (int64_t oh = 0; oh < out_h; ++oh) {
+        const int64_t h0 = oh * stride_h - pad_h;
+        const int64_t h_begin = std::max<int64_t>(0, h0);
+        const int64_t h_end = std::min(in_h, h0 + kernel_h);
+        for (int64_t ow = 0; ow < out_w; ++ow) {
+          const int64_t w0 = ow * stride_w - pad_w;
+          const int64_t w_begin = std::max<int64_t>(0, w0);
+          const int64_t w_end = std::min(in_w, w0 + kernel_w);
+          float best = -std::numeric_limits<float>::infinity();
+          for (int64_t h = h_begin; h < h_end; ++h) {
+            const float* row = in + h * in_w;
+            for (int64_t w = w_begin; w < w_end; ++w) best = std::max(best, row[w]);
+          }
+          out[oh * out_w + ow] = best;
+        }
+      }
+    }
+  });
+}
+
 KernelResult Pool(const KernelCall& call, int threads, bool is_max) {
   SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
   // MaxPool also takes 8-bit integers, which float32 holds exactly.
@@ -316,11 +439,20 @@ KernelResult Pool(const KernelCall& call, int threads, bool is_max) {
   const int64_t planes = x->shape()[0] * x->shape()[1];
   const int64_t in_size = Product(in_spatial), out_size = Product(out_spatial);
   const int64_t kernel_size = Product(kernel);
-  const std::vector<float> input = x->ToFloats();
   const std::vector<int64_t> out_shape =
       BatchChannelShape(x->shape()[0], x->shape()[1], out_spatial);
+  const bool wants_indices =
+      is_max && call.node.outputs.size() > 1 && !call.node.outputs[1].empty();
+  if (is_max && !wants_indices && x->dtype() == DataType::kFloat32 && dims == 2 &&
+      window.dilations[0] == 1 && window.dilations[1] == 1) {
+    Tensor out(DataType::kFloat32, out_shape);
+    MaxPool2d(x->data<float>(), planes, in_spatial, out_spatial, window,
+              out.data<float>(), threads);
+    return std::vector<Tensor>{std::move(out)};
+  }
+  const std::vector<float> input = x->ToFloats();
   std::vector<float> output(static_cast<size_t>(planes * out_size));
-  std::vector<int64_t> indices(is_max ? output.size() : 0);
+  std::vector<int64_t> indices(wants_indices ? output.size() : 0);
 
   ParallelFor(planes, 4, threads, [&](int64_t begin, int64_t end) {
     std::vector<int64_t> o_index(dims), k_index(dims);
@@ -359,7 +491,7 @@ KernelResult Pool(const KernelCall& call, int threads, bool is_max) {
         }
         if (is_max) {
           output[plane * out_size + o] = best;
-          indices[plane * out_size + o] = best_index;
+          if (wants_indices) indices[plane * out_size + o] = best_index;
         } else {
           const int64_t count = count_include_pad ? padded : valid;
           output[plane * out_size + o] = count > 0 ? static_cast<float>(sum / count) : 0.0f;
@@ -368,7 +500,7 @@ KernelResult Pool(const KernelCall& call, int threads, bool is_max) {
     }
   });
   std::vector<Tensor> results = {FloatTensorAs(x->dtype(), out_shape, output)};
-  if (is_max) {
+  if (wants_indices) {
     results.push_back(Tensor::FromVector(DataType::kInt64, out_shape, indices));
   }
   return results;
@@ -396,7 +528,8 @@ KernelResult GlobalAveragePool(const KernelCall& call) {
 // out[rows x cols] = a * b, rows split across threads.
 void ParallelMatMul(const float* a, const float* b, float* out, int64_t rows,
                     int64_t inner, int64_t cols, int threads) {
-  ParallelFor(rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, inner * cols)),
+  ParallelFor(rows,
+              std::max<int64_t>(1, kMinMultiplyAddsPerThread / std::max<int64_t>(1, inner * cols)),
               threads, [&](int64_t begin, int64_t end) {
                 ConstMatrixMap a_map(a + begin * inner, end - begin, inner);
                 ConstMatrixMap b_map(b, inner, cols);
@@ -428,16 +561,16 @@ KernelResult MatMul(const KernelCall& call, int threads) {
   SQ_ASSIGN_OR_RETURN(std::vector<int64_t> batch, BroadcastShapes(a_batch, b_batch));
   const std::vector<int64_t> ia = BroadcastIndex(a_batch, batch);
   const std::vector<int64_t> ib = BroadcastIndex(b_batch, batch);
-  const std::vector<float> av = a->ToFloats(), bv = b->ToFloats();
-  std::vector<float> output(static_cast<size_t>(Product(batch) * rows * cols));
+  const FloatInput av(*a), bv(*b);
+  std::vector<int64_t> out_shape = batch;
+  if (!a_vector) out_shape.push_back(rows);
+  if (!b_vector) out_shape.push_back(cols);
+  FloatOutput output(a->dtype(), out_shape);
   for (size_t i = 0; i < ia.size(); ++i) {
     ParallelMatMul(av.data() + ia[i] * rows * inner, bv.data() + ib[i] * inner * cols,
                    output.data() + i * rows * cols, rows, inner, cols, threads);
   }
-  std::vector<int64_t> out_shape = batch;
-  if (!a_vector) out_shape.push_back(rows);
-  if (!b_vector) out_shape.push_back(cols);
-  return std::vector<Tensor>{FloatTensorAs(a->dtype(), out_shape, output)};
+  return std::vector<Tensor>{output.Finish()};
 }
 
 KernelResult Gemm(const KernelCall& call, int threads) {
@@ -451,28 +584,67 @@ KernelResult Gemm(const KernelCall& call, int threads) {
   const bool trans_b = call.node.IntAttribute("transB", 0) != 0;
   const float alpha = call.node.FloatAttribute("alpha", 1.0f);
   const float beta = call.node.FloatAttribute("beta", 1.0f);
-  const std::vector<float> av = a->ToFloats(), bv = b->ToFloats();
-  RowMatrix a_mat = ConstMatrixMap(av.data(), a->shape()[0], a->shape()[1]);
-  RowMatrix b_mat = ConstMatrixMap(bv.data(), b->shape()[0], b->shape()[1]);
-  if (trans_a) a_mat.transposeInPlace();
-  if (trans_b) b_mat.transposeInPlace();
-  if (a_mat.cols() != b_mat.rows()) {
+  const int64_t rows = a->shape()[trans_a ? 1 : 0], inner = a->shape()[trans_a ? 0 : 1];
+  const int64_t cols = b->shape()[trans_b ? 0 : 1];
+  if (b->shape()[trans_b ? 1 : 0] != inner) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Gemm: A ", graph::ShapeToString(a->shape()), " and B ",
         graph::ShapeToString(b->shape()), " do not multiply"));
   }
-  const std::vector<int64_t> shape = {a_mat.rows(), b_mat.cols()};
-  std::vector<float> output(static_cast<size_t>(shape[0] * shape[1]));
-  ParallelMatMul(a_mat.data(), b_mat.data(), output.data(), a_mat.rows(), a_mat.cols(),
-                 b_mat.cols(), threads);
-  for (float& value : output) value *= alpha;
-  if (const Tensor* c = call.input(2)) {
-    SQ_RETURN_IF_ERROR(BroadcastShapes(c->shape(), shape).status());
-    const std::vector<float> cv = c->ToFloats();
-    const std::vector<int64_t> ic = BroadcastIndex(c->shape(), shape);
-    for (size_t i = 0; i < output.size(); ++i) output[i] += beta * cv[ic[i]];
+  const std::vector<int64_t> shape = {rows, cols};
+  // C broadcasts onto [rows, cols] as a scalar, a row, a column or a matrix.
+  const Tensor* c = beta != 0.0f ? call.input(2) : nullptr;
+  int64_t c_rows = 1, c_cols = 1;
+  if (c != nullptr) {
+    SQ_ASSIGN_OR_RETURN(std::vector<int64_t> c_shape, BroadcastShapes(c->shape(), shape));
+    if (c->rank() > 2 || c_shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Gemm: C ", graph::ShapeToString(c->shape()), " does not broadcast to ",
+          graph::ShapeToString(shape)));
+    }
+    if (c->rank() == 2) c_rows = c->shape()[0];
+    if (c->rank() >= 1) c_cols = c->shape().back();
   }
-  return std::vector<Tensor>{FloatTensorAs(a->dtype(), shape, output)};
+  const FloatInput av(*a), bv(*b);
+  std::optional<FloatInput> cv;
+  if (c != nullptr) cv.emplace(*c);
+  FloatOutput output(a->dtype(), shape);
+  const ConstMatrixMap a_map(av.data(), a->shape()[0], a->shape()[1]);
+  const ConstMatrixMap b_map(bv.data(), b->shape()[0], b->shape()[1]);
+  const int64_t min_rows = std::max<int64_t>(1, kMinMultiplyAddsPerThread /
+                                                    std::max<int64_t>(1, inner * cols));
+  ParallelFor(rows, min_rows, threads, [&](int64_t begin, int64_t end) {
+    MatrixMap out(output.data() + begin * cols, end - begin, cols);
+    // Transposes are expressions: Eigen's GEMM packs either layout directly.
+    auto multiply = [&](const auto& a_op, const auto& b_op) {
+      if (alpha == 1.0f) {
+        out.noalias() = a_op.middleRows(begin, end - begin) * b_op;
+      } else {
+        out.noalias() = (alpha * a_op.middleRows(begin, end - begin)) * b_op;
+      }
+    };
+    if (trans_a && trans_b) {
+      multiply(a_map.transpose(), b_map.transpose());
+    } else if (trans_a) {
+      multiply(a_map.transpose(), b_map);
+    } else if (trans_b) {
+      multiply(a_map, b_map.transpose());
+    } else {
+      multiply(a_map, b_map);
+    }
+    if (c == nullptr) return;
+    const float* cd = cv->data();
+    if (c_rows == 1 && c_cols == 1) {
+      out.array() += beta * cd[0];
+    } else if (c_rows == 1) {
+      out.rowwise() += beta * Eigen::Map<const Eigen::RowVectorXf>(cd, cols);
+    } else if (c_cols == 1) {
+      out.colwise() += beta * Eigen::Map<const Eigen::VectorXf>(cd + begin, end - begin);
+    } else {
+      out += beta * ConstMatrixMap(cd + begin * cols, end - begin, cols);
+    }
+  });
+  return std::vector<Tensor>{output.Finish()};
 }
 
 KernelResult Softmax(const KernelCall& call, bool log) {
