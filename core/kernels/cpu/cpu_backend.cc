@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <thread>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/kernels/cpu/kernel_util.h"
@@ -50,6 +54,18 @@ class CpuBackend : public runtime::KernelBackend {
 }  // namespace
 
 std::shared_ptr<const runtime::KernelBackend> CreateCpuBackend(int num_threads) {
+#if defined(__GLIBC__)
+  // Activations of a few MiB are allocated and freed on every node. glibc
+  // serves them with mmap/munmap by default, so each run page-faults its
+  // tensors in again; keep blocks up to 32 MiB (the largest threshold glibc
+  // accepts) in the heap and do not trim the heap until 512 MiB are free.
+  static const bool tuned = [] {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+    return true;
+  }();
+  (void)tuned;
+#endif
   if (num_threads <= 0) {
     num_threads = std::max(1u, std::thread::hardware_concurrency());
   }
