@@ -1,0 +1,39 @@
+// int4 dequantize-inside-GEMM (issue 4): float32 activations times int4
+// weights as QuantizeRtn packs them (core/quant/packed_formats.h: symmetric
+// or asymmetric, per channel or per group):
+//
+//   Y[m, n] = sum_k X[m, k] * W[n, k] + bias[n],
+//   W[n, k] = float(q[n, k] - zero[n, g]) * scale[n, g],  g = k / group_size
+//
+// exactly the weights DequantizeRtn produces. The fast path decodes 16
+// output columns at a time into a per-thread panel (depth * 64 bytes) and
+// FMAs it against X; the float weight matrix is never materialised. Results
+// differ from Int4GemmRef only by the order of the float additions (and FMA
+// contraction): |Y - Y_ref| <= 2 * depth * 2^-24 * sum_k |X[m,k] * W[n,k]|
+// plus one rounding of the bias add.
+//
+// All matrices are row-major and dense; y ([m, layer.out]) is overwritten.
+#ifndef SQUEEZE_CORE_QUANT_GEMM_INT4_GEMM_H_
+#define SQUEEZE_CORE_QUANT_GEMM_INT4_GEMM_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "core/quant/gemm/gemm_dispatch.h"
+#include "core/quant/rtn.h"
+
+namespace squeeze::core::quant::gemm {
+
+// Y = X [m, layer.in] * W^T. INVALID_ARGUMENT naming the layer when it is
+// not int4 or its sizes are inconsistent (as DequantizeRtn checks), or m < 1;
+// the path errors of ResolveGemmPath.
+absl::Status Int4Gemm(const float* x, int64_t m, const QuantizedLinear& layer,
+                      float* y, const GemmOptions& options = {});
+
+// The scalar oracle: plain loops in k order, one thread.
+absl::Status Int4GemmRef(const float* x, int64_t m,
+                         const QuantizedLinear& layer, float* y);
+
+}  // namespace squeeze::core::quant::gemm
+
+#endif  // SQUEEZE_CORE_QUANT_GEMM_INT4_GEMM_H_

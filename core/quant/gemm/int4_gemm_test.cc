@@ -1,0 +1,100 @@
+#include "core/quant/gemm/int4_gemm.h"
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <tuple>
+
+#include "core/quant/gemm/test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace squeeze::core::quant::gemm {
+namespace {
+
+using ::testing::HasSubstr;
+
+QuantizedLinear Quantized(int64_t out, int64_t in, const RtnOptions& options,
+                          uint32_t seed, bool zero_group = false) {
+  model::LinearLayer layer{"fc", in, out, RandomFloats(out * in, seed, 0.3f),
+                           RandomFloats(out, seed + 1)};
+  // Make every group skewed so asymmetric zero points are far from 8.
+  for (float& w : layer.weight) w = std::fabs(w) * (seed % 2 == 0 ? 1.0f : -0.5f) + 0.01f;
+  if (zero_group) std::fill(layer.weight.begin(), layer.weight.begin() + in, 0.0f);
+  absl::StatusOr<QuantizedLinear> q = QuantizeRtnRef(layer, options);
+  EXPECT_TRUE(q.ok()) << q.status();
+  return *q;
+}
+
+// The reference is the plain product with DequantizeRtn's weights, bit for bit.
+TEST(Int4GemmRefTest, EqualsProductOfDequantizedWeights) {
+  const QuantizedLinear q = Quantized(7, 48, RtnOptions{4, 16, true}, 3);
+  const int64_t m = 3;
+  const std::vector<float> x = RandomFloats(m * q.in, 4);
+  std::vector<float> w(q.out * q.in), ref(m * q.out);
+  ASSERT_TRUE(DequantizeRtn(q, w.data()).ok());
+  ASSERT_TRUE(Int4GemmRef(x.data(), m, q, ref.data()).ok());
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t n = 0; n < q.out; ++n) {
+      float sum = 0.0f;
+      for (int64_t k = 0; k < q.in; ++k) sum += x[r * q.in + k] * w[n * q.in + k];
+      EXPECT_EQ(ref[r * q.out + n], sum + q.bias[n]);
+    }
+  }
+}
+
+TEST(Int4GemmTest, MatchesReferenceWithinReassociationBound) {
+  for (auto [m, n, k, group] : {std::tuple<int64_t, int64_t, int64_t, int>{1, 1, 8, 8},
+                                {1, 4096, 192, 64}, {2048 / 64, 65, 128, 0},
+                                {7, 33, 37, 0}, {13, 17, 96, 32}, {300, 5, 64, 16}}) {
+    for (bool asymmetric : {false, true}) {
+      for (bool zero_group : {false, true}) {
+        const QuantizedLinear q = Quantized(n, k, RtnOptions{4, group, asymmetric},
+                                            static_cast<uint32_t>(n + k + asymmetric),
+                                            zero_group);
+        const std::vector<float> x = RandomFloats(m * k, 5);
+        std::vector<float> w(n * k), ref(m * n);
+        ASSERT_TRUE(DequantizeRtn(q, w.data()).ok());
+        ASSERT_TRUE(Int4GemmRef(x.data(), m, q, ref.data()).ok());
+        for (GemmPath path : AvailablePaths()) {
+          SCOPED_TRACE(testing::Message() << GemmPathName(path) << " " << m << "x" << n
+                                          << "x" << k << " g" << group
+                                          << (asymmetric ? " asym" : " sym"));
+          std::vector<float> got(m * n, NAN);
+          ASSERT_TRUE(Int4Gemm(x.data(), m, q, got.data(), GemmOptions{2, path}).ok());
+          for (int64_t r = 0; r < m; ++r) {
+            for (int64_t c = 0; c < n; ++c) {
+              double sum_abs = 0.0;
+              for (int64_t kk = 0; kk < k; ++kk) {
+                sum_abs += std::fabs(double{x[r * k + kk]} * w[c * k + kk]);
+              }
+              const float want = ref[r * n + c];
+              ASSERT_NEAR(got[r * n + c], want, ReassociationTolerance(k, sum_abs, want))
+                  << "row " << r << " col " << c;
+            }
+          }
+          if (zero_group) {  // row 0 of W is zero: output column 0 is the bias
+            for (int64_t r = 0; r < m; ++r) EXPECT_EQ(got[r * n], q.bias[0]);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Int4GemmTest, RejectsBadInputNamingTheLayer) {
+  QuantizedLinear q = Quantized(2, 16, RtnOptions{8, 0, false}, 1);
+  q.name = "fc3";
+  std::vector<float> x(16), y(2);
+  EXPECT_THAT(Int4Gemm(x.data(), 1, q, y.data()).message(),
+              HasSubstr("layer fc3 has 8-bit weights"));
+  q = Quantized(2, 16, RtnOptions{4, 8, true}, 1);
+  q.name = "fc3";
+  q.zero_points.pop_back();
+  EXPECT_THAT(Int4Gemm(x.data(), 1, q, y.data()).message(), HasSubstr("layer fc3"));
+  EXPECT_FALSE(Int4Gemm(x.data(), 0, Quantized(2, 16, RtnOptions{4, 8, true}, 1),
+                        y.data()).ok());
+}
+
+}  // namespace
+}  // namespace squeeze::core::quant::gemm
