@@ -12,6 +12,10 @@
 //     logits and the labels as raw little-endian arrays; prints the accuracy.
 //   squeeze-export compare --ours=A.f32 --theirs=B.f32 --labels=L.i64 [--classes=10]
 //     Max abs and relative difference of two logit files, accuracy of each.
+//   squeeze-export gguf --model=HF_DIR --out=M.gguf [--gguf_type=q8_0|q4_0|f16|f32]
+//     llama.cpp's GGUF of a LLaMA checkpoint directory (with vocab.json, merges.txt).
+//   squeeze-export hf --model=HF_DIR --out=DIR [--bits=4] [--group_size=0] [--asymmetric]
+//     Weight-only quantized safetensors, format "squeeze-rtn".
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -29,6 +33,9 @@
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/model/file_io.h"
 #include "core/onnx/onnx_model.h"
+#include "core/hf/hf_checkpoint.h"
+#include "core/quant/export/gguf.h"
+#include "core/quant/export/hf_quantized.h"
 #include "core/quant/export/onnx_qdq.h"
 #include "core/runtime/executor.h"
 #include "core/status_macros.h"
@@ -49,6 +56,7 @@ ABSL_FLAG(std::string, labels_out, "", "eval: raw int64 labels written here.");
 ABSL_FLAG(std::string, ours, "", "compare: our logits.");
 ABSL_FLAG(std::string, theirs, "", "compare: the other runtime's logits.");
 ABSL_FLAG(int, classes, 10, "compare: logits per example.");
+ABSL_FLAG(std::string, gguf_type, "q8_0", "gguf: q8_0, q4_0, f16 or f32 for the 2-D weights.");
 
 namespace squeeze {
 namespace {
@@ -202,6 +210,33 @@ absl::Status Compare() {
   return absl::OkStatus();
 }
 
+absl::Status Gguf() {
+  const std::string type = absl::GetFlag(FLAGS_gguf_type);
+  core::quant_export::GgufExportOptions options;
+  if (type == "q8_0") {
+    options.weight_type = core::quant_export::GgmlType::kQ8_0;
+  } else if (type == "q4_0") {
+    options.weight_type = core::quant_export::GgmlType::kQ4_0;
+  } else if (type == "f16") {
+    options.weight_type = core::quant_export::GgmlType::kF16;
+  } else if (type == "f32") {
+    options.weight_type = core::quant_export::GgmlType::kF32;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("--gguf_type must be q8_0, q4_0, f16 or f32, got ", type));
+  }
+  return core::quant_export::ExportLlamaGguf(absl::GetFlag(FLAGS_model), absl::GetFlag(FLAGS_out), options);
+}
+
+absl::Status Hf() {
+  SQ_ASSIGN_OR_RETURN(core::hf::HfCheckpoint checkpoint, core::hf::LoadHfCheckpoint(absl::GetFlag(FLAGS_model)));
+  core::quant::RtnOptions options;
+  options.bits = absl::GetFlag(FLAGS_bits);
+  options.group_size = absl::GetFlag(FLAGS_group_size);
+  options.asymmetric = absl::GetFlag(FLAGS_asymmetric);
+  return core::quant_export::SaveHfQuantized(checkpoint.config, checkpoint.graph, options,
+                                              absl::GetFlag(FLAGS_out));
+}
+
 }  // namespace
 }  // namespace squeeze
 
@@ -215,8 +250,12 @@ int main(int argc, char** argv) {
     status = squeeze::Eval();
   } else if (command == "compare") {
     status = squeeze::Compare();
+  } else if (command == "gguf") {
+    status = squeeze::Gguf();
+  } else if (command == "hf") {
+    status = squeeze::Hf();
   } else {
-    std::fprintf(stderr, "usage: squeeze-export {qdq|eval|compare} --flags (see the source header)\n");
+    std::fprintf(stderr, "usage: squeeze-export {qdq|eval|compare|gguf|hf} --flags (see the source header)\n");
     return 2;
   }
   if (!status.ok()) {
