@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <limits>
+#include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/quant/packed_formats.h"
@@ -233,9 +237,141 @@ absl::StatusOr<QuantizedLinear> QuantizeRtnRef(const model::LinearLayer& layer,
   return q;
 }
 
+namespace {
+
+// std::round of a double already clamped to [-qmax, qmax] (clamping first
+// gives the same result, as round is monotone and fixes integers), without
+// the libm call: truncate, then step away from zero on a remainder of at
+// least one half, exactly as round-half-away-from-zero. The subtraction is
+// exact, so this is bit-identical to std::round, and it vectorizes.
+inline int RoundClamped(double v) {
+  const int t = static_cast<int>(v);
+  const double rest = v - static_cast<double>(t);
+  return t + (rest >= 0.5) - (rest <= -0.5);
+}
+
+// QuantizeGroup's arithmetic, element by element the same operations in the
+// same precision, written as branch-free loops over float min/max (exact) so
+// that the compiler vectorizes them.
+void QuantizeGroupFast(const float* w, int64_t count, int qmax, bool asymmetric,
+                       int8_t* q, float* scale, uint8_t* zero) {
+  if (!asymmetric) {
+    float max_abs = 0.0f;
+    for (int64_t i = 0; i < count; ++i) max_abs = std::max(max_abs, std::fabs(w[i]));
+    *scale = GroupScale(max_abs, qmax);
+    if (*scale == 0.0f) {
+      std::fill(q, q + count, 0);
+      return;
+    }
+    const double s = *scale, lim = qmax;
+    for (int64_t i = 0; i < count; ++i) {
+      q[i] = static_cast<int8_t>(RoundClamped(std::clamp(w[i] / s, -lim, lim)));
+    }
+    return;
+  }
+  float lo = 0.0f, hi = 0.0f;
+  for (int64_t i = 0; i < count; ++i) {
+    lo = std::min(lo, w[i]);
+    hi = std::max(hi, w[i]);
+  }
+  *scale = GroupScale(double{hi} - double{lo}, qmax);
+  if (*scale == 0.0f) {
+    *zero = 0;
+    std::fill(q, q + count, 0);
+    return;
+  }
+  const double zero_point =
+      std::clamp(std::round(-double{lo} / *scale), 0.0, static_cast<double>(qmax));
+  *zero = static_cast<uint8_t>(zero_point);
+  const double s = *scale, lim = qmax;
+  // Stored as uint8 bits in an int8 buffer: q is in [0, 255].
+  for (int64_t i = 0; i < count; ++i) {
+    q[i] = static_cast<int8_t>(static_cast<uint8_t>(
+        RoundClamped(std::clamp(w[i] / s + zero_point, 0.0, lim))));
+  }
+}
+
+// Rows [begin, end) of QuantizeRtnRef's output, for a layer already checked.
+void QuantizeRowsFast(const model::LinearLayer& layer, int64_t begin, int64_t end,
+                      QuantizedLinear* q) {
+  const int64_t groups = q->Groups();
+  const int64_t width = q->in / groups;
+  const int64_t row_bytes = PackedRowBytes(q->bits, q->in);
+  const int qmax = QuantMax(q->bits, q->asymmetric);
+  const int offset = q->bits == 4 && !q->asymmetric ? kInt4SymmetricOffset : 0;
+  std::vector<int8_t> row_q(q->in + 1, 0);
+  for (int64_t r = begin; r < end; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      uint8_t zero = 0;
+      QuantizeGroupFast(&layer.weight[r * q->in + g * width], width, qmax, q->asymmetric,
+                        &row_q[g * width], &q->scales[r * groups + g], &zero);
+      if (q->asymmetric) q->zero_points[r * groups + g] = zero;
+    }
+    uint8_t* row = reinterpret_cast<uint8_t*>(&q->packed[r * row_bytes]);
+    if (q->bits == 8) {
+      std::memcpy(row, row_q.data(), q->in);
+      continue;
+    }
+    row_q[q->in] = static_cast<int8_t>(-offset);  // an odd row's last high nibble is 0
+    for (int64_t c = 0; c < row_bytes; ++c) {
+      const auto low = static_cast<uint8_t>(row_q[2 * c] + offset);
+      const auto high = static_cast<uint8_t>(row_q[2 * c + 1] + offset);
+      row[c] = static_cast<uint8_t>((low & 0x0f) | (high << 4));
+    }
+  }
+}
+
+bool AllFinite(const std::vector<float>& values) {
+  // An all-ones exponent is inf or NaN; integer ORs vectorize.
+  uint32_t non_finite = 0;
+  for (float v : values) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, sizeof(bits));
+    non_finite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return non_finite == 0;
+}
+
+// Layers below this many weights are quantized on the calling thread.
+constexpr int64_t kMinWeightsPerThread = int64_t{1} << 20;  // 1M: threads start for 2M+
+
+}  // namespace
+
 absl::StatusOr<QuantizedLinear> QuantizeRtn(const model::LinearLayer& layer,
                                             const RtnOptions& options) {
-  return QuantizeRtnRef(layer, options);
+  SQ_RETURN_IF_ERROR(options.Validate(layer.in, layer.name));
+  if (layer.out <= 0 ||
+      static_cast<int64_t>(layer.weight.size()) != layer.in * layer.out ||
+      (!layer.bias.empty() && static_cast<int64_t>(layer.bias.size()) != layer.out) ||
+      !AllFinite(layer.weight) || !AllFinite(layer.bias)) {
+    return QuantizeRtnRef(layer, options);  // its errors, naming row and column
+  }
+  QuantizedLinear q;
+  q.name = layer.name;
+  q.in = layer.in;
+  q.out = layer.out;
+  q.bits = options.bits;
+  q.group_size = options.group_size;
+  q.asymmetric = options.asymmetric;
+  q.bias = layer.bias;
+  q.packed.resize(q.out * PackedRowBytes(q.bits, q.in));
+  q.scales.resize(q.out * q.Groups());
+  if (q.asymmetric) q.zero_points.resize(q.out * q.Groups());
+  // core/ sits below the kernel library and its ParallelFor pool, so rows
+  // are split over plain threads, one contiguous block each.
+  const int64_t threads = std::clamp<int64_t>(
+      std::min<int64_t>(std::thread::hardware_concurrency(),
+                        layer.in * layer.out / kMinWeightsPerThread),
+      1, q.out);
+  std::vector<std::thread> workers;
+  const int64_t step = (q.out + threads - 1) / threads;
+  for (int64_t t = 1; t < threads; ++t) {
+    workers.emplace_back(QuantizeRowsFast, std::cref(layer), t * step,
+                         std::min(q.out, (t + 1) * step), &q);
+  }
+  QuantizeRowsFast(layer, 0, std::min(q.out, step), &q);
+  for (std::thread& worker : workers) worker.join();
+  return q;
 }
 
 absl::Status DequantizeRtn(const QuantizedLinear& q, float* out) {

@@ -64,8 +64,10 @@ struct QuantizedLinear {
 absl::StatusOr<QuantizedLinear> QuantizeRtnRef(const model::LinearLayer& layer,
                                                const RtnOptions& options);
 
-// The quantizer production code calls. Equal to QuantizeRtnRef bit for bit
-// (tested); today it is that same code, as no faster path has been needed.
+// The quantizer production code calls. Equal to QuantizeRtnRef bit for bit,
+// errors included (tested): the same arithmetic as branch-free loops the
+// compiler vectorizes, rows split over hardware_concurrency threads for
+// layers of 2M weights or more.
 absl::StatusOr<QuantizedLinear> QuantizeRtn(const model::LinearLayer& layer,
                                             const RtnOptions& options);
 

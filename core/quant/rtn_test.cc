@@ -198,6 +198,45 @@ TEST(RtnTest, ProductionQuantizerEqualsReferenceBitForBit) {
   }
 }
 
+// The fast path against the oracle where rounding is delicate: exact ties
+// (w / scale = k + 1/2), odd widths, all-zero groups, subnormal ranges, a
+// layer large enough to be split over threads, and identical errors.
+TEST(RtnTest, ProductionQuantizerEqualsReferenceOnEdgeCases) {
+  std::vector<model::LinearLayer> layers;
+  model::LinearLayer ties{"ties", 64, 3, {}, {}};
+  for (int i = 0; i < 64 * 3; ++i) ties.weight.push_back(0.5f * static_cast<float>(i % 29 - 14));
+  layers.push_back(ties);
+  model::LinearLayer zeros = RandomLayer(48, 5, 7);
+  std::fill(zeros.weight.begin(), zeros.weight.begin() + 16, 0.0f);
+  std::fill(zeros.weight.begin() + 48, zeros.weight.begin() + 96, 0.0f);
+  layers.push_back(zeros);
+  model::LinearLayer tiny = RandomLayer(16, 2, 8);
+  for (float& w : tiny.weight) w *= 1e-42f;
+  layers.push_back(tiny);
+  layers.push_back(RandomLayer(13, 3, 9));           // odd width: per channel only
+  layers.push_back(RandomLayer(1024, 2100, 10));     // >= 2M weights: threads
+  for (const model::LinearLayer& layer : layers) {
+    for (int group_size : {0, 16}) {
+      if (group_size != 0 && layer.in % group_size != 0) continue;
+      for (const RtnOptions& options : AllFormats(group_size)) {
+        absl::StatusOr<QuantizedLinear> ref = QuantizeRtnRef(layer, options);
+        absl::StatusOr<QuantizedLinear> fast = QuantizeRtn(layer, options);
+        ASSERT_TRUE(ref.ok() && fast.ok()) << layer.name;
+        EXPECT_EQ(fast->packed, ref->packed) << layer.in << " " << options.TechniqueName();
+        EXPECT_EQ(fast->zero_points, ref->zero_points);
+        ASSERT_EQ(fast->scales.size(), ref->scales.size());
+        for (size_t i = 0; i < ref->scales.size(); ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(fast->scales[i]),
+                    std::bit_cast<uint32_t>(ref->scales[i]));
+        }
+      }
+    }
+  }
+  model::LinearLayer bad = RandomLayer(8, 2, 11);
+  bad.weight[13] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(QuantizeRtn(bad, {}).status(), QuantizeRtnRef(bad, {}).status());
+}
+
 TEST(RtnTest, StorageBytes) {
   const model::LinearLayer layer = RandomLayer(64, 4, 2);
   absl::StatusOr<QuantizedLinear> q = QuantizeRtn(layer, {4, 32, true});
