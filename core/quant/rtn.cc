@@ -117,6 +117,23 @@ int UnpackElement(const uint8_t* row, int64_t c, int bits, bool asymmetric) {
   return asymmetric ? nibble : nibble - kInt4SymmetricOffset;
 }
 
+// The output for `layer`: shape, options and bias set, packed weights zero,
+// scales and zero points sized.
+QuantizedLinear Allocate(const model::LinearLayer& layer, const RtnOptions& options) {
+  QuantizedLinear q;
+  q.name = layer.name;
+  q.in = layer.in;
+  q.out = layer.out;
+  q.bits = options.bits;
+  q.group_size = options.group_size;
+  q.asymmetric = options.asymmetric;
+  q.bias = layer.bias;
+  q.packed.assign(q.out * PackedRowBytes(q.bits, q.in), '\0');
+  q.scales.resize(q.out * q.Groups());
+  if (q.asymmetric) q.zero_points.resize(q.out * q.Groups());
+  return q;
+}
+
 absl::Status CheckConsistent(const QuantizedLinear& q) {
   const RtnOptions options{q.bits, q.group_size, q.asymmetric};
   SQ_RETURN_IF_ERROR(options.Validate(q.in, q.name));
@@ -206,21 +223,11 @@ absl::StatusOr<QuantizedLinear> QuantizeRtnRef(const model::LinearLayer& layer,
   }
   SQ_RETURN_IF_ERROR(CheckFinite(layer));
 
-  QuantizedLinear q;
-  q.name = layer.name;
-  q.in = layer.in;
-  q.out = layer.out;
-  q.bits = options.bits;
-  q.group_size = options.group_size;
-  q.asymmetric = options.asymmetric;
-  q.bias = layer.bias;
+  QuantizedLinear q = Allocate(layer, options);
   const int64_t groups = q.Groups();
   const int64_t group_width = layer.in / groups;
   const int64_t row_bytes = PackedRowBytes(q.bits, q.in);
   const int qmax = QuantMax(q.bits, q.asymmetric);
-  q.packed.assign(q.out * row_bytes, '\0');
-  q.scales.resize(q.out * groups);
-  if (q.asymmetric) q.zero_points.resize(q.out * groups);
 
   std::vector<int> row_q(q.in);
   for (int64_t r = 0; r < q.out; ++r) {
@@ -346,17 +353,7 @@ absl::StatusOr<QuantizedLinear> QuantizeRtn(const model::LinearLayer& layer,
       !AllFinite(layer.weight) || !AllFinite(layer.bias)) {
     return QuantizeRtnRef(layer, options);  // its errors, naming row and column
   }
-  QuantizedLinear q;
-  q.name = layer.name;
-  q.in = layer.in;
-  q.out = layer.out;
-  q.bits = options.bits;
-  q.group_size = options.group_size;
-  q.asymmetric = options.asymmetric;
-  q.bias = layer.bias;
-  q.packed.resize(q.out * PackedRowBytes(q.bits, q.in));
-  q.scales.resize(q.out * q.Groups());
-  if (q.asymmetric) q.zero_points.resize(q.out * q.Groups());
+  QuantizedLinear q = Allocate(layer, options);
   // core/ sits below the kernel library and its ParallelFor pool, so rows
   // are split over plain threads, one contiguous block each.
   const int64_t threads = std::clamp<int64_t>(
