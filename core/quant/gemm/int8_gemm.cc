@@ -17,7 +17,7 @@ namespace {
 // its 64 rows of X and 64 rows of W stay in L2 at the language model's depths.
 constexpr int64_t kTileRows = 64;
 constexpr int64_t kTileCols = 64;
-constexpr int64_t kMinMultiplyAddsPerThread = int64_t{1} << 20;
+constexpr int64_t kMinMultiplyAddsPerThread = int64_t{1} << 18;
 
 absl::Status CheckShape(int64_t m, int64_t n, int64_t k) {
   if (m <= 0 || n <= 0 || k <= 0 || k > kMaxInt8GemmDepth) {
@@ -127,9 +127,13 @@ absl::StatusOr<Int8Activations> Quantize(const float* x, int64_t rows,
       continue;
     }
     const float inverse = 1.0f / s;
+    // Round half to even by the 1.5 * 2^23 trick (exact for |v| < 2^22, which
+    // the clamp to +-512 ensures) instead of a libm call, so that it vectorizes.
+    constexpr float kRounder = 12582912.0f;
     for (int64_t c = 0; c < depth; ++c) {
-      const float v = std::nearbyint(row[c] * inverse) + static_cast<float>(z);
-      q[c] = static_cast<uint8_t>(std::clamp(v, 0.0f, float{kActivationQuantMax}));
+      const float v = std::clamp(row[c] * inverse, -512.0f, 512.0f);
+      const float rounded = (v + kRounder) - kRounder + static_cast<float>(z);
+      q[c] = static_cast<uint8_t>(std::clamp(rounded, 0.0f, float{kActivationQuantMax}));
     }
   }
   return a;

@@ -44,7 +44,7 @@ struct Int8Activations {
 
 // Dynamic per-row quantization: lo = min(min x, 0), hi = max(max x, 0),
 // scale = (hi - lo) / 255, zero = round(-lo / scale),
-// q = clamp(round(x * (1 / scale)) + zero, 0, 255); a row of zeros gets
+// q = clamp(round_half_even(x * (1 / scale)) + zero, 0, 255); a row of zeros gets
 // scale 0 and zero point 0. INVALID_ARGUMENT for rows or depth outside
 // [1, ...] (depth <= kMaxInt8GemmDepth) or a non-finite x (naming row and
 // column).
@@ -53,7 +53,7 @@ absl::StatusOr<Int8Activations> QuantizeActivationsPerRow(const float* x,
                                                           int64_t depth);
 
 // Static per-tensor quantization with a calibrated scale (> 0, finite) and
-// zero point in [0, 255]: q = clamp(round(x * (1 / scale)) + zero, 0, 255).
+// zero point in [0, 255]: q = clamp(round_half_even(x * (1 / scale)) + zero, 0, 255).
 // INVALID_ARGUMENT as above and for a bad scale or zero point.
 absl::StatusOr<Int8Activations> QuantizeActivationsPerTensor(
     const float* x, int64_t rows, int64_t depth, float scale,
