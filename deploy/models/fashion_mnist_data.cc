@@ -1,0 +1,46 @@
+#include "deploy/models/fashion_mnist_data.h"
+
+#include <algorithm>
+
+#include "core/kernels/cpu/cpu_backend.h"
+#include "core/runtime/executor.h"
+#include "core/status_macros.h"
+
+namespace squeeze::deploy {
+
+using core::graph::DataType;
+using core::graph::Graph;
+using core::graph::Tensor;
+
+// Images [N, 28, 28] uint8 -> float32 [N, 1, 28, 28] in [0, 1].
+Tensor ImagesToTensor(const core::model::Tensor& images, const std::vector<int64_t>& indices) {
+  Tensor t(DataType::kFloat32, {static_cast<int64_t>(indices.size()), 1, 28, 28});
+  const auto* pixels = reinterpret_cast<const uint8_t*>(images.data.data());
+  for (size_t i = 0; i < indices.size(); ++i) {
+    for (int64_t p = 0; p < 784; ++p) {
+      t.data<float>()[i * 784 + p] = pixels[indices[i] * 784 + p] / 255.0f;
+    }
+  }
+  return t;
+}
+
+absl::StatusOr<double> Accuracy(const Graph& graph, const core::data::Dataset& data) {
+  SQ_ASSIGN_OR_RETURN(auto executor, core::runtime::Executor::Create(graph, core::kernels::cpu::CreateCpuBackend()));
+  SQ_ASSIGN_OR_RETURN(std::vector<int64_t> labels, core::data::LabelsAsInt64(data));
+  int64_t correct = 0;
+  const int64_t n = data.NumExamples();
+  for (int64_t begin = 0; begin < n; begin += 500) {
+    std::vector<int64_t> indices;
+    for (int64_t i = begin; i < std::min(n, begin + 500); ++i) indices.push_back(i);
+    SQ_ASSIGN_OR_RETURN(auto outputs, executor.Run({{"image", ImagesToTensor(data.inputs, indices)}}));
+    const float* logits = outputs[0].data<float>();
+    for (size_t i = 0; i < indices.size(); ++i) {
+      const float* row = logits + i * 10;
+      const int64_t predicted = std::max_element(row, row + 10) - row;
+      correct += predicted == labels[indices[i]];
+    }
+  }
+  return static_cast<double>(correct) / n;
+}
+
+}  // namespace squeeze::deploy
