@@ -14,6 +14,18 @@
 //   int8 asymm.     [0, 255]    uint8                           in
 //   int4 symmetric  [-7, 7]     q + 8 in a nibble, in [1, 15]   ceil(in / 2)
 //   int4 asymm.     [0, 15]     q in a nibble                   ceil(in / 2)
+//   int3 symmetric  [-3, 3]     q + 8 in a nibble, in [5, 11]   ceil(in / 2)
+//   int3 asymm.     [0, 7]      q in a nibble                   ceil(in / 2)
+//   int2 symmetric  [-1, 1]     q + 8 in a nibble, in [7, 9]    ceil(in / 2)
+//   int2 asymm.     [0, 3]      q in a nibble                   ceil(in / 2)
+//
+// int3 and int2 reuse the int4 nibble container (correctness first: every
+// int4 consumer -- dequantizers, the int4 GEMM's unpacking, QDQ export --
+// reads them unchanged, since a 3- or 2-bit q is a valid int4 q). Their
+// storage is therefore 4 bits per value; a dense 3-/2-bit bit stream like
+// codebook_layout.h's is the next step and would change only
+// PackedRowBytes and the (un)packers. Reports that compare formats by size
+// count the nominal bits (PackedBits) and say so.
 //
 // int4: element 2k of a row is the low nibble of byte k, element 2k+1 the
 // high nibble; an odd row leaves the last high nibble 0. Symmetric ranges
@@ -33,6 +45,15 @@ inline constexpr int kInt4SymmetricMax = 7;
 inline constexpr int kInt4AsymmetricMax = 15;
 // Added to a symmetric int4 q to store it as an unsigned nibble.
 inline constexpr int kInt4SymmetricOffset = 8;
+inline constexpr int kInt3SymmetricMax = 3;
+inline constexpr int kInt3AsymmetricMax = 7;
+inline constexpr int kInt2SymmetricMax = 1;
+inline constexpr int kInt2AsymmetricMax = 3;
+
+// True for the bit widths the uniform formats support: 2, 3, 4, 8.
+constexpr bool IsUniformBits(int bits) { return bits == 2 || bits == 3 || bits == 4 || bits == 8; }
+// True for the widths stored one value per nibble (2, 3 and 4).
+constexpr bool IsNibbleBits(int bits) { return bits == 2 || bits == 3 || bits == 4; }
 
 // One byte of int4 data: two elements.
 struct PackedInt4Pair {
@@ -54,17 +75,25 @@ using GroupScale = float;
 using GroupZeroPoint = uint8_t;
 static_assert(sizeof(GroupScale) == 4 && sizeof(GroupZeroPoint) == 1);
 
-// Bytes one packed row of `in` elements takes at `bits` (4 or 8).
+// Bytes one packed row of `in` elements takes at `bits` (2, 3, 4 or 8).
 constexpr int64_t PackedRowBytes(int bits, int64_t in) {
-  return bits == 4 ? (in + 1) / 2 : in;
+  return IsNibbleBits(bits) ? (in + 1) / 2 : in;
 }
 static_assert(PackedRowBytes(4, 7) == 4 && PackedRowBytes(8, 7) == 7);
+static_assert(PackedRowBytes(3, 7) == 4 && PackedRowBytes(2, 8) == 4, "int3/int2 use nibbles");
 
 // Largest stored q for `bits` and symmetry, as in the table above.
 constexpr int QuantMax(int bits, bool asymmetric) {
+  if (bits == 2) return asymmetric ? kInt2AsymmetricMax : kInt2SymmetricMax;
+  if (bits == 3) return asymmetric ? kInt3AsymmetricMax : kInt3SymmetricMax;
   if (bits == 4) return asymmetric ? kInt4AsymmetricMax : kInt4SymmetricMax;
   return asymmetric ? kInt8AsymmetricMax : kInt8SymmetricMax;
 }
+
+static_assert(QuantMax(3, false) == 3 && QuantMax(3, true) == 7 && QuantMax(2, false) == 1 &&
+              QuantMax(2, true) == 3);
+// Every stored int3/int2 nibble is a valid int4 nibble with the same meaning.
+static_assert(kInt3SymmetricMax + kInt4SymmetricOffset <= 15 && kInt4SymmetricOffset - kInt3SymmetricMax >= 1);
 
 }  // namespace squeeze::core::quant
 

@@ -169,9 +169,9 @@ absl::Status CheckConsistent(const QuantizedLinear& q) {
 }  // namespace
 
 absl::Status RtnOptions::Validate(int64_t in, const std::string& layer) const {
-  if (bits != 4 && bits != 8) {
+  if (!IsUniformBits(bits)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "quantize: bits must be 4 or 8, got ", bits, " (layer ", layer, ")"));
+        "quantize: bits must be one of 2, 3, 4, 8, got ", bits, " (layer ", layer, ")"));
   }
   if (in <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -305,7 +305,7 @@ void QuantizeRowsFast(const model::LinearLayer& layer, int64_t begin, int64_t en
   const int64_t width = q->in / groups;
   const int64_t row_bytes = PackedRowBytes(q->bits, q->in);
   const int qmax = QuantMax(q->bits, q->asymmetric);
-  const int offset = q->bits == 4 && !q->asymmetric ? kInt4SymmetricOffset : 0;
+  const int offset = IsNibbleBits(q->bits) && !q->asymmetric ? kInt4SymmetricOffset : 0;
   std::vector<int8_t> row_q(q->in + 1, 0);
   for (int64_t r = begin; r < end; ++r) {
     for (int64_t g = 0; g < groups; ++g) {

@@ -1,5 +1,5 @@
-// Round-to-nearest (RTN) weight quantization of linear layers to int8 or
-// int4, symmetric or asymmetric, per output channel or per group of inputs.
+// Round-to-nearest (RTN) weight quantization of linear layers to int8,
+// int4, int3 or int2, symmetric or asymmetric, per output channel or per group of inputs.
 // Packed layouts are defined in packed_formats.h.
 //
 // For each group (a run of group_size inputs of one output row, or the whole
@@ -25,13 +25,13 @@
 namespace squeeze::core::quant {
 
 struct RtnOptions {
-  int bits = 8;         // 4 or 8
+  int bits = 8;         // 2, 3, 4 or 8 (2 and 3 stored in nibbles, packed_formats.h)
   int group_size = 0;   // 0: per output channel; else a power of two in
                         // [8, 4096] that divides the layer's input width
   bool asymmetric = false;
 
   // INVALID_ARGUMENT naming the bad value and `layer`, e.g.
-  // "quantize: bits must be 4 or 8, got 12 (layer fc1)".
+  // "quantize: bits must be one of 2, 3, 4, 8, got 12 (layer fc1)".
   absl::Status Validate(int64_t in, const std::string& layer) const;
 
   // Short name used in reports and artifact metadata: "int4-g128-sym",

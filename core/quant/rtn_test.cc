@@ -29,7 +29,7 @@ model::LinearLayer RandomLayer(int64_t in, int64_t out, uint32_t seed) {
 
 std::vector<RtnOptions> AllFormats(int group_size) {
   std::vector<RtnOptions> formats;
-  for (int bits : {4, 8}) {
+  for (int bits : {2, 3, 4, 8}) {
     for (bool asymmetric : {false, true}) {
       formats.push_back(RtnOptions{bits, group_size, asymmetric});
     }
@@ -47,7 +47,7 @@ TEST(RtnOptionsTest, ValidateNamesValueAndLayer) {
   EXPECT_TRUE((RtnOptions{8, 0, false}).Validate(784, "fc1").ok());
   EXPECT_TRUE((RtnOptions{4, 16, true}).Validate(784, "fc1").ok());
   EXPECT_EQ((RtnOptions{12, 0, false}).Validate(784, "fc1").message(),
-            "quantize: bits must be 4 or 8, got 12 (layer fc1)");
+            "quantize: bits must be one of 2, 3, 4, 8, got 12 (layer fc1)");
   EXPECT_THAT((RtnOptions{4, 100, false}).Validate(800, "fc2").message(),
               HasSubstr("power of two in [8, 4096], got 100 (layer fc2)"));
   EXPECT_THAT((RtnOptions{4, 4, false}).Validate(800, "fc2").message(),
@@ -89,7 +89,7 @@ TEST(RtnTest, ErrorWithinHalfAScaleForEveryFormat) {
 
 TEST(RtnTest, SymmetricExtremesAreExact) {
   model::LinearLayer layer{"fc", 4, 1, {-2.0f, 0.5f, 2.0f, 0.0f}, {}};
-  for (int bits : {4, 8}) {
+  for (int bits : {2, 3, 4, 8}) {
     absl::StatusOr<QuantizedLinear> q = QuantizeRtnRef(layer, {bits, 0, false});
     ASSERT_TRUE(q.ok());
     const std::vector<float> dq = Dequantized(*q);
@@ -101,7 +101,7 @@ TEST(RtnTest, SymmetricExtremesAreExact) {
 
 TEST(RtnTest, AsymmetricKeepsZeroExact) {
   model::LinearLayer layer{"fc", 4, 1, {0.3f, 0.0f, 1.7f, 0.9f}, {}};
-  for (int bits : {4, 8}) {
+  for (int bits : {2, 3, 4, 8}) {
     absl::StatusOr<QuantizedLinear> q = QuantizeRtnRef(layer, {bits, 0, true});
     ASSERT_TRUE(q.ok());
     EXPECT_EQ(Dequantized(*q)[1], 0.0f);
@@ -124,6 +124,21 @@ TEST(RtnTest, Int4PackingOfOddRows) {
   EXPECT_EQ(static_cast<uint8_t>(q->packed[2]), 0x88);
   EXPECT_EQ(static_cast<uint8_t>(q->packed[3]), 0x08);
   EXPECT_EQ(Dequantized(*q), layer.weight);
+}
+
+// int3 and int2 live in int4 nibbles (packed_formats.h): symmetric q + 8.
+TEST(RtnTest, Int3AndInt2UseTheNibbleContainer) {
+  model::LinearLayer layer{"fc", 3, 1, {-3.0f, 1.0f, 3.0f}, {}};
+  absl::StatusOr<QuantizedLinear> q3 = QuantizeRtnRef(layer, {3, 0, false});
+  ASSERT_TRUE(q3.ok());
+  EXPECT_EQ(q3->scales[0], 1.0f);
+  // q = -3, 1, 3 -> nibbles 5, 9, 11; the odd row's last high nibble is 0.
+  EXPECT_EQ(q3->packed, std::string({static_cast<char>(0x95), static_cast<char>(0x0b)}));
+  absl::StatusOr<QuantizedLinear> q2 = QuantizeRtnRef(layer, {2, 0, false});
+  ASSERT_TRUE(q2.ok());
+  EXPECT_EQ(q2->scales[0], 3.0f);
+  EXPECT_EQ(Dequantized(*q2), (std::vector<float>{-3.0f, 0.0f, 3.0f}));
+  EXPECT_EQ(q2->StorageBytes(), 2 + 4);
 }
 
 TEST(RtnTest, Int8SymmetricStoresTwosComplement) {

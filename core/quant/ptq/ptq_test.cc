@@ -199,9 +199,9 @@ TEST(PtqTest, ErrorsNameTheLayerOrBatch) {
   smooth.weights = Weights(WeightMethod::kRtn, {8, 0, false});
   EXPECT_THAT(QuantizeGraph(model, Batches(1, 1), smooth).status().message(),
               HasSubstr("smoothquant needs activation quantization"));
-  options.weights->format.bits = 3;
+  options.weights->format.bits = 5;
   EXPECT_THAT(QuantizeGraph(model, Batches(1, 1), options).status().message(),
-              HasSubstr("bits must be 4 or 8, got 3 (layer Conv_0)"));
+              HasSubstr("bits must be one of 2, 3, 4, 8, got 5 (layer Conv_0)"));
   auto cancelled = QuantizeGraph(model, Batches(1, 1), WeightOnly(), [](int, int) { return false; });
   EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
 }
