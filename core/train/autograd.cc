@@ -10,10 +10,12 @@ namespace squeeze::core::train {
 namespace {
 
 // Operators whose outputs never carry a gradient, whatever their inputs.
+// QuantizeLinear is differentiable (straight-through, vjp.cc): its integer
+// output carries a float32 gradient to DequantizeLinear.
 const std::set<std::string>& NonDifferentiableOperators() {
   static const auto* ops = new std::set<std::string>{
       "Shape", "Equal", "Constant", "ConstantOfShape", "Greater", "Less", "ArgMax", "Not",
-      "QuantizeLinear", "MatMulInteger"};
+      "MatMulInteger"};
   return *ops;
 }
 

@@ -744,6 +744,96 @@ VjpResult Clip(const VjpCall& call) {
   return Unary(call, [=](float x, float) { return x >= low && x <= high ? 1.0f : 0.0f; });
 }
 
+// Per-element scale and zero point of a QuantizeLinear/DequantizeLinear
+// (per tensor, or per `axis` with a 1-D parameter), and the channel of each
+// element, so that scale gradients can be summed per channel.
+struct QuantParameters {
+  std::vector<float> scale, zero;
+  std::vector<int64_t> channel;
+};
+
+absl::StatusOr<QuantParameters> PerElementQuantParameters(const VjpCall& call, const Tensor& x) {
+  const Tensor* scale = call.inputs[1];
+  const Tensor* zero = call.inputs.size() > 2 ? call.inputs[2] : nullptr;
+  SQ_RETURN_IF_ERROR(RequireFloat32(call, scale, "scale"));
+  if (call.node.IntAttribute("block_size", 0) != 0) {
+    return absl::UnimplementedError("blocked quantization has no gradient yet");
+  }
+  const int64_t n = x.num_elements();
+  QuantParameters p{std::vector<float>(n), std::vector<float>(n, 0.0f), std::vector<int64_t>(n, 0)};
+  const std::vector<float> s = scale->ToFloats();
+  const std::vector<float> z = zero != nullptr ? zero->ToFloats() : std::vector<float>(s.size(), 0.0f);
+  int64_t inner = n, dim = 1;
+  if (scale->num_elements() != 1) {
+    SQ_ASSIGN_OR_RETURN(int64_t axis, kernels::cpu::NormalizeAxis(call.node.IntAttribute("axis", 1), x.rank()));
+    dim = x.shape()[axis];
+    if (scale->num_elements() != dim) return absl::InvalidArgumentError("scale fits no axis of the input");
+    inner = Product(x.shape(), axis + 1, x.shape().size());
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = (i / inner) % dim;
+    p.scale[i] = s[c];
+    p.zero[i] = z.size() == 1 ? z[0] : z[c];
+    p.channel[i] = c;
+  }
+  return p;
+}
+
+// QuantizeLinear as a straight-through estimator (Bengio et al. 2013) with
+// the LSQ step-size gradient (Esser et al. 2020) split over the pair:
+// q = clamp(round(x/s) + z) gives dq/dx = 1/s and dq/ds = -x/s^2 where the
+// unclamped value is inside the output type's range, 0 outside. Chained with
+// DequantizeLinear's dy/ds = q - z this is exactly LSQ: round(x/s) - x/s
+// inside, qmin - z or qmax - z outside. The output gradient is float32 even
+// though q is an integer tensor. No gradient for the zero point.
+VjpResult QuantizeLinear(const VjpCall& call) {
+  const Tensor* x = call.inputs[0];
+  SQ_RETURN_IF_ERROR(RequireFloat32(call, x, "input x"));
+  SQ_ASSIGN_OR_RETURN(QuantParameters p, PerElementQuantParameters(call, *x));
+  const DataType out = call.outputs[0]->dtype();
+  float low = 0, high = 255;
+  if (out == DataType::kInt8) low = -128, high = 127;
+  if (out == DataType::kInt4) low = -8, high = 7;
+  const float* xv = x->data<float>();
+  const float* dy = OutputGradient(call).data<float>();
+  Tensor dx = Zeros(x->shape());
+  std::vector<double> ds(call.inputs[1]->num_elements(), 0.0);
+  for (int64_t i = 0; i < x->num_elements(); ++i) {
+    const float v = std::nearbyint(xv[i] / p.scale[i]) + p.zero[i];
+    if (v < low || v > high) continue;
+    dx.data<float>()[i] = dy[i] / p.scale[i];
+    ds[p.channel[i]] -= double{dy[i]} * xv[i] / (double{p.scale[i]} * p.scale[i]);
+  }
+  Gradients result = Sized(call);
+  if (call.wanted[0]) result[0] = std::move(dx);
+  if (call.wanted[1]) {
+    std::vector<float> dsf(ds.begin(), ds.end());
+    result[1] = Tensor::FromVector(DataType::kFloat32, call.inputs[1]->shape(), dsf);
+  }
+  return result;
+}
+
+// y = (q - z) * s: dq = dy * s (float32 for the integer q), ds = sum dy (q - z).
+VjpResult DequantizeLinear(const VjpCall& call) {
+  const Tensor* q = call.inputs[0];
+  SQ_ASSIGN_OR_RETURN(QuantParameters p, PerElementQuantParameters(call, *q));
+  const std::vector<float> qv = q->ToFloats();
+  const float* dy = OutputGradient(call).data<float>();
+  Tensor dq = Zeros(q->shape());
+  std::vector<double> ds(call.inputs[1]->num_elements(), 0.0);
+  for (int64_t i = 0; i < q->num_elements(); ++i) {
+    dq.data<float>()[i] = dy[i] * p.scale[i];
+    ds[p.channel[i]] += double{dy[i]} * (qv[i] - p.zero[i]);
+  }
+  Gradients result = Sized(call);
+  if (call.wanted[0]) result[0] = std::move(dq);
+  if (call.wanted[1]) {
+    std::vector<float> dsf(ds.begin(), ds.end());
+    result[1] = Tensor::FromVector(DataType::kFloat32, call.inputs[1]->shape(), dsf);
+  }
+  return result;
+}
+
 const std::map<std::string, VjpFunction>* BuildRegistry() {
   auto* r = new std::map<std::string, VjpFunction>();
   (*r)["Add"] = [](const VjpCall& c) {
@@ -815,6 +905,8 @@ const std::map<std::string, VjpFunction>* BuildRegistry() {
   (*r)["Slice"] = Slice;
   (*r)["Gather"] = Gather;
   (*r)["Where"] = Where;
+  (*r)["QuantizeLinear"] = QuantizeLinear;
+  (*r)["DequantizeLinear"] = DequantizeLinear;
   return r;
 }
 
