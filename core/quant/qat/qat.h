@@ -12,7 +12,9 @@
 //      max|W_row| / qmax as RTN would) in an int4 (or int8) container.
 //      Autograd differentiates the pairs with the straight-through estimator
 //      and LSQ scale gradients (core/train/vjp.cc, fake_quant.h is the
-//      oracle); scale gradients are multiplied by LSQ's 1/sqrt(N qmax).
+//      oracle); scale gradients are multiplied by LSQ's 1/sqrt(N qmax)
+//      (with AdamW, which normalises gradient size, this matters little;
+//      scale_learning_rate is the real knob).
 //   3. Schedule over `steps` optimizer steps: ramp (lambda 0 -> 1 linearly:
 //      the weight quantization error is phased in), then learn (lambda 1,
 //      scales and weights trained), then frozen (scales fixed, weights
@@ -51,7 +53,7 @@ struct QatOptions {
   double ramp_fraction = 1.0 / 3;    // steps ramping lambda 0 -> 1
   double frozen_fraction = 1.0 / 3;  // final steps with scales frozen
   double learning_rate = 1e-4;        // AdamW on weights and biases (peak)
-  double scale_learning_rate = 1e-4;  // AdamW on log-free scales (peak), times LSQ's g
+  double scale_learning_rate = 1e-4;  // AdamW on the scales (peak), on LSQ-scaled gradients
   std::optional<Distillation> distillation;
 };
 
