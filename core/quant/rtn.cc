@@ -390,4 +390,96 @@ absl::Status DequantizeRtn(const QuantizedLinear& q, float* out) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// A binary float format narrower than float32, encoded in the low bits.
+struct Minifloat {
+  int exponent_bits, mantissa_bits, bias;
+  bool has_inf;         // the top exponent holds inf (mantissa 0) and NaN
+  bool keep_inf;        // +-inf encodes as +-inf (else saturates to +-max)
+  uint16_t max_finite;  // encoding of the largest finite magnitude
+  uint16_t nan;         // the NaN produced, without sign
+};
+
+constexpr Minifloat kHalf{5, 10, 15, true, true, 0x7bff, 0x7e00};
+constexpr Minifloat kBFloat16{8, 7, 127, true, true, 0x7f7f, 0x7fc0};
+constexpr Minifloat kE4M3{4, 3, 7, false, false, 0x7e, 0x7f};
+constexpr Minifloat kE5M2{5, 2, 15, true, false, 0x7b, 0x7f};
+
+const Minifloat& FormatOf(FloatFormat format) {
+  switch (format) {
+    case FloatFormat::kFloat16: return kHalf;
+    case FloatFormat::kBFloat16: return kBFloat16;
+    case FloatFormat::kFp8E4M3: return kE4M3;
+    case FloatFormat::kFp8E5M2: break;
+  }
+  return kE5M2;
+}
+
+float DecodeMinifloat(uint16_t bits, const Minifloat& f) {
+  const int total = 1 + f.exponent_bits + f.mantissa_bits;
+  const bool negative = (bits >> (total - 1)) & 1;
+  const int magnitude = bits & ((1 << (total - 1)) - 1);
+  const int exponent = magnitude >> f.mantissa_bits;
+  const int mantissa = magnitude & ((1 << f.mantissa_bits) - 1);
+  const int top = (1 << f.exponent_bits) - 1;
+  double value;
+  if (f.has_inf && exponent == top) {
+    value = mantissa == 0 ? std::numeric_limits<double>::infinity() : std::numeric_limits<double>::quiet_NaN();
+  } else if (!f.has_inf && magnitude == f.nan) {
+    value = std::numeric_limits<double>::quiet_NaN();
+  } else if (exponent == 0) {
+    value = std::ldexp(static_cast<double>(mantissa), 1 - f.bias - f.mantissa_bits);
+  } else {
+    value = std::ldexp(1.0 + std::ldexp(static_cast<double>(mantissa), -f.mantissa_bits), exponent - f.bias);
+  }
+  return static_cast<float>(negative ? -value : value);
+}
+
+uint16_t EncodeMinifloat(float value, const Minifloat& f) {
+  const uint16_t sign = std::signbit(value) ? uint16_t(1u << (f.exponent_bits + f.mantissa_bits)) : 0;
+  if (std::isnan(value)) return sign | f.nan;
+  if (std::isinf(value) && f.keep_inf) return sign | static_cast<uint16_t>(f.max_finite + 1);
+  const double max = DecodeMinifloat(f.max_finite, f);
+  const double a = std::fabs(static_cast<double>(value));
+  if (a > max) return sign | f.max_finite;  // a finite overflow or inf: rounding cannot bring it below max
+  if (a == 0) return sign;
+  int exponent;
+  std::frexp(a, &exponent);  // a = m * 2^exponent, m in [0.5, 1)
+  // The spacing of the format at a: 2^(e - M) with e = max(exponent - 1, 1 - bias).
+  const int e = std::max(exponent - 1, 1 - f.bias);
+  // nearbyint rounds ties to even in the default rounding mode; the
+  // quotient is exact (a power-of-two scaling of a float).
+  const auto steps = static_cast<int64_t>(std::nearbyint(std::ldexp(a, f.mantissa_bits - e)));
+  // steps in [0, 2^(M+1)]: below 2^M only for subnormals (e = 1 - bias);
+  // 2^(M+1) carries into the next binade. The code is continuous across.
+  const int64_t code = static_cast<int64_t>(e - (1 - f.bias)) * (int64_t{1} << f.mantissa_bits) + steps;
+  if (code > f.max_finite) return sign | f.max_finite;  // rounded up past max (e.g. 464 in E4M3)
+  return sign | static_cast<uint16_t>(code);
+}
+
+}  // namespace
+
+std::string FloatFormatName(FloatFormat format) {
+  switch (format) {
+    case FloatFormat::kFloat16: return "fp16";
+    case FloatFormat::kBFloat16: return "bf16";
+    case FloatFormat::kFp8E4M3: return "fp8-e4m3";
+    case FloatFormat::kFp8E5M2: return "fp8-e5m2";
+  }
+  return "?";
+}
+
+int FloatFormatBits(FloatFormat format) {
+  return format == FloatFormat::kFloat16 || format == FloatFormat::kBFloat16 ? 16 : 8;
+}
+
+uint16_t EncodeFloat(float value, FloatFormat format) { return EncodeMinifloat(value, FormatOf(format)); }
+
+float DecodeFloat(uint16_t bits, FloatFormat format) { return DecodeMinifloat(bits, FormatOf(format)); }
+
+void CastQuantize(FloatFormat format, std::vector<float>* values) {
+  for (float& v : *values) v = DecodeFloat(EncodeFloat(v, format), format);
+}
+
 }  // namespace squeeze::core::quant

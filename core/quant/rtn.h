@@ -76,6 +76,34 @@ absl::StatusOr<QuantizedLinear> QuantizeRtn(const model::LinearLayer& layer,
 // size invalid, or packed/scales/zero_points/bias sizes not as documented.
 absl::Status DequantizeRtn(const QuantizedLinear& q, float* out);
 
+// Float formats a weight can be cast to (rounded to the nearest value of
+// the format, ties to even).
+enum class FloatFormat {
+  kFloat16,   // IEEE binary16: 1-5-10, max 65504
+  kBFloat16,  // bfloat16: 1-8-7, max 3.3895e38
+  kFp8E4M3,   // OCP FP8 E4M3 ("e4m3fn"): 1-4-3, bias 7, max 448, no inf, NaN = S.1111.111
+  kFp8E5M2,   // OCP FP8 E5M2: 1-5-2, bias 15, max 57344, inf = S.11111.00, NaN = S.11111.1x / .01
+};
+
+// "fp16", "bf16", "fp8-e4m3", "fp8-e5m2".
+std::string FloatFormatName(FloatFormat format);
+// Storage bits of one value: 16 or 8.
+int FloatFormatBits(FloatFormat format);
+
+// The encoding of `value` in `format`, saturating (OCP FP8 "saturation
+// mode", applied to all four): finite values beyond the largest finite
+// magnitude become +-max;
+// +-inf becomes +-max in the FP8 formats and stays +-inf in fp16/bf16;
+// NaN becomes a NaN of the format (0x7f / 0xff for FP8, sign kept). Rounding
+// happens before saturation, ties to even, subnormals included; -0 stays -0.
+uint16_t EncodeFloat(float value, FloatFormat format);
+// The value of an encoding (exact in float32).
+float DecodeFloat(uint16_t bits, FloatFormat format);
+
+// Casts every value of `values` through `format` and back, in place
+// (fake-quantization to a float format). Never fails.
+void CastQuantize(FloatFormat format, std::vector<float>* values);
+
 }  // namespace squeeze::core::quant
 
 #endif  // SQUEEZE_CORE_QUANT_RTN_H_

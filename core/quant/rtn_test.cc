@@ -5,6 +5,7 @@
 #include <limits>
 #include <random>
 
+#include "core/model/tensor.h"
 #include "core/quant/packed_formats.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -276,6 +277,80 @@ TEST(RtnTest, DequantizeRejectsInconsistentInput) {
   bad.group_size = 24;
   EXPECT_THAT(DequantizeRtn(bad, out.data()).message(),
               HasSubstr("got 24"));
+}
+
+// Hand-computed encodings (OCP FP8 spec tables; IEEE binary16; bfloat16).
+TEST(CastQuantizeTest, EncodesHandComputedValues) {
+  struct Case {
+    FloatFormat format;
+    float value;
+    uint16_t bits;
+  };
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<Case> cases = {
+      {FloatFormat::kFp8E4M3, 1.0f, 0x38},        // exponent 7 (bias 7), mantissa 0
+      {FloatFormat::kFp8E4M3, -2.5f, 0xc2},       // 1.25 * 2^1: 1.0001.010
+      {FloatFormat::kFp8E4M3, 448.0f, 0x7e},      // max: 1.75 * 2^8
+      {FloatFormat::kFp8E4M3, 464.0f, 0x7e},      // halfway to 480: rounds up past max, saturates
+      {FloatFormat::kFp8E4M3, 1e6f, 0x7e},        // saturates
+      {FloatFormat::kFp8E4M3, -inf, 0xfe},        // saturation mode: -inf -> -max
+      {FloatFormat::kFp8E4M3, 0x1p-9f, 0x01},     // smallest subnormal
+      {FloatFormat::kFp8E4M3, 0x1p-10f, 0x00},    // half of it: tie to even (0)
+      {FloatFormat::kFp8E4M3, 0x3p-10f, 0x02},    // 1.5 * 2^-9: tie to even (2)
+      {FloatFormat::kFp8E4M3, 1.0625f, 0x38},     // 1 + 1/16: tie between 1 and 1.125 -> even (1)
+      {FloatFormat::kFp8E4M3, 1.1875f, 0x3a},     // 1 + 3/16: tie between 1.125 and 1.25 -> even (1.25)
+      {FloatFormat::kFp8E4M3, 0x1.ep-7f, 0x08},   // 0.9375 * 2^-6 + rounding carries into the min normal
+      {FloatFormat::kFp8E4M3, -0.0f, 0x80},
+      {FloatFormat::kFp8E5M2, 1.0f, 0x3c},
+      {FloatFormat::kFp8E5M2, 57344.0f, 0x7b},    // max: 1.75 * 2^15
+      {FloatFormat::kFp8E5M2, 61440.0f, 0x7b},    // halfway to inf's slot: saturates
+      {FloatFormat::kFp8E5M2, inf, 0x7b},         // saturation mode
+      {FloatFormat::kFp8E5M2, 0x1p-16f, 0x01},    // smallest subnormal
+      {FloatFormat::kFp8E5M2, 3.0f, 0x42},        // 1.5 * 2^1
+      {FloatFormat::kFloat16, 1.0f, 0x3c00},
+      {FloatFormat::kFloat16, 65504.0f, 0x7bff},
+      {FloatFormat::kFloat16, 70000.0f, 0x7bff},  // finite overflow saturates
+      {FloatFormat::kFloat16, inf, 0x7c00},       // inf stays inf in fp16
+      {FloatFormat::kFloat16, 0x1p-24f, 0x0001},
+      {FloatFormat::kFloat16, 1.0f + 0x1p-11f, 0x3c00},  // tie to even
+      {FloatFormat::kBFloat16, 1.0f, 0x3f80},
+      {FloatFormat::kBFloat16, 1.0f + 0x1p-8f, 0x3f80},  // tie to even
+      {FloatFormat::kBFloat16, 1.0f + 0x3p-8f, 0x3f82},  // tie to even (up)
+      {FloatFormat::kBFloat16, -inf, 0xff80},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(EncodeFloat(c.value, c.format), c.bits) << FloatFormatName(c.format) << " " << c.value;
+  }
+  EXPECT_EQ(EncodeFloat(std::nanf(""), FloatFormat::kFp8E4M3), 0x7f);
+  EXPECT_EQ(EncodeFloat(-std::nanf(""), FloatFormat::kFp8E5M2), 0xff);
+  EXPECT_TRUE(std::isnan(DecodeFloat(0x7f, FloatFormat::kFp8E4M3)));
+  EXPECT_TRUE(std::isnan(DecodeFloat(0x7d, FloatFormat::kFp8E5M2)));
+  EXPECT_TRUE(std::isinf(DecodeFloat(0x7c, FloatFormat::kFp8E5M2)));
+  EXPECT_EQ(DecodeFloat(0x7e, FloatFormat::kFp8E4M3), 448.0f);
+  EXPECT_EQ(DecodeFloat(0x01, FloatFormat::kFp8E4M3), 0x1p-9f);
+  EXPECT_EQ(FloatFormatBits(FloatFormat::kFp8E5M2), 8);
+}
+
+// Every FP8 encoding decodes and re-encodes to itself (NaNs to the
+// canonical NaN), and fp16 agrees with the model's half conversion.
+TEST(CastQuantizeTest, RoundTripsEveryFp8EncodingAndCastsInPlace) {
+  for (FloatFormat format : {FloatFormat::kFp8E4M3, FloatFormat::kFp8E5M2}) {
+    for (uint16_t bits = 0; bits < 256; ++bits) {
+      const float value = DecodeFloat(bits, format);
+      if (std::isnan(value)) continue;
+      if (std::isinf(value)) {
+        EXPECT_EQ(EncodeFloat(value, format), (bits & 0x80) | 0x7b);
+        continue;
+      }
+      EXPECT_EQ(EncodeFloat(value, format), bits) << FloatFormatName(format) << " " << value;
+    }
+  }
+  std::vector<float> values = {0.1f, -3.3f, 500.0f};
+  CastQuantize(FloatFormat::kFp8E4M3, &values);
+  EXPECT_EQ(values, (std::vector<float>{0.1015625f, -3.25f, 448.0f}));
+  values = {0.1f};
+  CastQuantize(FloatFormat::kFloat16, &values);
+  EXPECT_EQ(values[0], model::HalfToFloat(0x2e66));
 }
 
 }  // namespace

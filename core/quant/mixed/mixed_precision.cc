@@ -7,10 +7,8 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "core/graph/tensor.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/model/linear_chain.h"
-#include "core/model/tensor.h"
 #include "core/quant/packed_formats.h"
 #include "core/quant/rtn.h"
 #include "core/status_macros.h"
@@ -57,7 +55,8 @@ absl::StatusOr<std::vector<float>> QuantizedWeights(const std::string& name, con
                                                     int64_t out, int64_t in, int bits) {
   std::vector<float> q(w.size());
   if (bits == kFp16Bits) {
-    for (size_t i = 0; i < w.size(); ++i) q[i] = model::HalfToFloat(graph::FloatToHalf(w[i]));
+    q = w;
+    CastQuantize(FloatFormat::kFloat16, &q);
     return q;
   }
   model::LinearLayer layer{name, in, out, w, {}};

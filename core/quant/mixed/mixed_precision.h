@@ -15,7 +15,7 @@
 //    unbiased trace).
 // 2. Error per layer and bit width b in {2, 3, 4, 8, 16}:
 //    ||W - Q_b(W)||^2 with Q_b symmetric per-channel RTN (rtn.h; 2/3-bit
-//    live in nibbles) and Q_16 the fp16 round trip. The predicted loss
+//    live in nibbles) and Q_16 the fp16 round trip (CastQuantize, rtn.h). The predicted loss
 //    increase is (tr(H_ii) / params_i) * ||W - Q_b(W)||^2 (second order,
 //    the Hessian block approximated by its mean diagonal, as in HAWQ-v2).
 // 3. Sizes count nominal bits: params * b + 32 bits per output-channel scale
