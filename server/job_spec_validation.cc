@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/model/linear_chain.h"
 #include "core/status_macros.h"
 #include "google/protobuf/reflection.h"
@@ -24,6 +25,8 @@ constexpr int kMaxPriority = 9;
 constexpr int kMaxAttempts = 10;
 constexpr size_t kMaxIdempotencyKey = 128;
 constexpr size_t kMaxLabelValue = 255;
+constexpr int kMaxCalibrationBatches = 256;
+constexpr int kMaxCalibrationBatchSize = 1024;
 
 absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentError(message); }
 
@@ -66,6 +69,33 @@ absl::Status ValidatePass(const v1::Pass& pass, int index) {
                                       "[8, 4096], got ",
                                       g));
         }
+      }
+      if (!v1::QuantizePass::Method_IsValid(q.method())) {
+        return Invalid(absl::StrCat(field, ".quantize.method is unknown: ", static_cast<int>(q.method())));
+      }
+      if (q.activation_bits() != 0 && q.activation_bits() != 8) {
+        return Invalid(absl::StrCat(field, ".quantize.activation_bits must be 0 (weight-only) or 8, got ",
+                                    q.activation_bits()));
+      }
+      if (!v1::QuantizePass::Observer_IsValid(q.observer())) {
+        return Invalid(absl::StrCat(field, ".quantize.observer is unknown: ", static_cast<int>(q.observer())));
+      }
+      if (!(q.smoothquant_alpha() >= 0 && q.smoothquant_alpha() <= 1)) {
+        return Invalid(absl::StrCat(field, ".quantize.smoothquant_alpha must be 0 (off) or in (0, 1], got ",
+                                    q.smoothquant_alpha()));
+      }
+      if (q.smoothquant_alpha() > 0 && q.activation_bits() != 8) {
+        return Invalid(absl::StrCat(field, ".quantize.smoothquant_alpha = ", q.smoothquant_alpha(),
+                                    " needs activation_bits = 8 (SmoothQuant is for W8A8)"));
+      }
+      if (q.calibration_batches() < 0 || q.calibration_batches() > kMaxCalibrationBatches) {
+        return Invalid(absl::StrCat(field, ".quantize.calibration_batches must be in [1, ", kMaxCalibrationBatches,
+                                    "] or 0 for the default, got ", q.calibration_batches()));
+      }
+      if (q.calibration_batch_size() < 0 || q.calibration_batch_size() > kMaxCalibrationBatchSize) {
+        return Invalid(absl::StrCat(field, ".quantize.calibration_batch_size must be in [1, ",
+                                    kMaxCalibrationBatchSize, "] or 0 for the default, got ",
+                                    q.calibration_batch_size()));
       }
       return absl::OkStatus();
     }
@@ -211,6 +241,14 @@ absl::Status ValidateRecipeForModel(const v1::Recipe& recipe,
   }
   for (int i = 0; i < recipe.passes_size(); ++i) {
     if (!recipe.passes(i).has_quantize()) continue;
+    const v1::QuantizePass& q = recipe.passes(i).quantize();
+    if (q.method() > v1::QuantizePass::RTN || q.activation_bits() != 0 ||
+        q.observer() > v1::QuantizePass::MIN_MAX || q.smoothquant_alpha() != 0 || q.bias_correction()) {
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize: method ",
+                                  v1::QuantizePass::Method_Name(q.method()), ", activation_bits ",
+                                  q.activation_bits(), ", observer, smoothquant_alpha and bias_correction "
+                                  "apply to ONNX models only; this model is safetensors (RTN weight-only)"));
+    }
     core::quant::RtnOptions options = RtnOptionsFromPass(recipe.passes(i).quantize());
     for (const auto& [name, info] : model.tensors) {
       if (!absl::EndsWith(name, ".weight") || info.shape.size() != 2) continue;
@@ -220,6 +258,94 @@ absl::Status ValidateRecipeForModel(const v1::Recipe& recipe,
         return Invalid(absl::StrCat("spec.recipe.passes[", i, "]: ", status.message()));
       }
     }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace squeeze::server
+
+namespace squeeze::server {
+
+core::quant::ptq::PtqOptions PtqOptionsFromPass(const v1::QuantizePass& pass) {
+  namespace ptq = core::quant::ptq;
+  ptq::PtqOptions options;
+  options.weights.emplace();
+  switch (pass.method()) {
+    case v1::QuantizePass::GPTQ:
+      options.weights->method = ptq::WeightMethod::kGptq;
+      options.calibration.hessian = true;
+      break;
+    case v1::QuantizePass::AWQ:
+      options.weights->method = ptq::WeightMethod::kAwq;
+      break;
+    default:
+      options.weights->method = ptq::WeightMethod::kRtn;
+  }
+  options.weights->format = RtnOptionsFromPass(pass);
+  options.weights->bias_correction = pass.bias_correction();
+  if (pass.activation_bits() == 8) {
+    options.activations.emplace();
+    switch (pass.observer()) {
+      case v1::QuantizePass::PERCENTILE:
+        options.activations->observer = ptq::Observer::kPercentile;
+        break;
+      case v1::QuantizePass::MSE:
+        options.activations->observer = ptq::Observer::kMse;
+        break;
+      case v1::QuantizePass::ENTROPY:
+        options.activations->observer = ptq::Observer::kEntropy;
+        break;
+      default:
+        options.activations->observer = ptq::Observer::kMinMax;
+    }
+  }
+  if (pass.smoothquant_alpha() > 0) {
+    options.smoothquant = true;
+    options.smoothquant_alpha = pass.smoothquant_alpha();
+  }
+  return options;
+}
+
+absl::Status ValidateRecipeForGraph(const v1::Recipe& recipe, const core::quant::ptq::LayerScan& scan) {
+  if (scan.layers.empty()) {
+    return Invalid("spec.model: the ONNX model has no quantizable layer (Gemm, MatMul or Conv with an "
+                   "initializer weight)");
+  }
+  for (int i = 0; i < recipe.passes_size(); ++i) {
+    if (!recipe.passes(i).has_quantize()) continue;
+    absl::Status status = PtqOptionsFromPass(recipe.passes(i).quantize()).Validate(scan.layers);
+    if (!status.ok()) return Invalid(absl::StrCat("spec.recipe.passes[", i, "]: ", status.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDatasetHeader(const core::model::SafetensorsHeader& header,
+                                   const core::graph::ValueInfo& input, bool needs_labels,
+                                   const std::string& field) {
+  auto inputs = header.tensors.find("inputs");
+  if (inputs == header.tensors.end()) {
+    return Invalid(absl::StrCat(field, " has no tensor \"inputs\""));
+  }
+  const std::vector<int64_t>& shape = inputs->second.shape;
+  if (input.shape) {
+    bool fits = input.shape->size() == shape.size();
+    for (size_t d = 1; fits && d < shape.size(); ++d) {
+      const auto& dim = (*input.shape)[d];
+      fits = !dim.value || *dim.value == shape[d];
+    }
+    if (!fits) {
+      std::vector<std::string> dims;
+      for (const auto& dim : *input.shape) {
+        dims.push_back(dim.value ? absl::StrCat(*dim.value) : (dim.symbol.empty() ? "?" : dim.symbol));
+      }
+      return Invalid(absl::StrCat(field, ": \"inputs\" has shape [", absl::StrJoin(shape, ", "),
+                                  "] but the model input '", input.name, "' is [", absl::StrJoin(dims, ", "),
+                                  "]"));
+    }
+  }
+  if (needs_labels && header.tensors.count("labels") == 0) {
+    return Invalid(absl::StrCat(field, " has no tensor \"labels\"; eval_task TOP1_ACCURACY needs one "
+                                       "integer label per example"));
   }
   return absl::OkStatus();
 }

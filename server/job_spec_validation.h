@@ -9,7 +9,10 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "core/graph/graph.h"
 #include "core/model/safetensors.h"
+#include "core/quant/ptq/layers.h"
+#include "core/quant/ptq/ptq.h"
 #include "core/quant/rtn.h"
 #include "google/protobuf/message.h"
 #include "server/device_profiles.h"
@@ -34,8 +37,27 @@ absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request,
 core::quant::RtnOptions RtnOptionsFromPass(const v1::QuantizePass& pass);
 
 // Checks the recipe against the model's layers (from its header alone).
+// The ONNX-only quantize options (method, activation_bits, observer,
+// smoothquant_alpha, bias_correction) must keep their defaults.
 absl::Status ValidateRecipeForModel(const v1::Recipe& recipe,
                                     const core::model::SafetensorsHeader& model);
+
+// The PTQ options of a quantize pass for an ONNX model, defaults applied
+// (GPTQ turns on the calibration Hessian).
+core::quant::ptq::PtqOptions PtqOptionsFromPass(const v1::QuantizePass& pass);
+
+// Checks the recipe against an ONNX model's quantizable layers:
+// INVALID_ARGUMENT naming the pass and the layer a format does not fit, or
+// when the model has no quantizable layer.
+absl::Status ValidateRecipeForGraph(const v1::Recipe& recipe, const core::quant::ptq::LayerScan& scan);
+
+// Checks a safetensors dataset's header against the model's data input:
+// an "inputs" tensor whose non-batch dims match `input` (symbolic dims match
+// anything) and, when `needs_labels`, a "labels" tensor. `field` names the
+// dataset in messages ("spec.evaluation_dataset").
+absl::Status ValidateDatasetHeader(const core::model::SafetensorsHeader& header,
+                                   const core::graph::ValueInfo& input, bool needs_labels,
+                                   const std::string& field);
 
 }  // namespace squeeze::server
 

@@ -83,5 +83,84 @@ TEST(RtnOptionsFromPassTest, AppliesDefaults) {
   EXPECT_EQ(RtnOptionsFromPass(pass).group_size, 128);
 }
 
+TEST_F(ValidationTest, PtqOptionsAreCheckedWithTheirValues) {
+  auto* q = request_.mutable_spec()->mutable_recipe()->mutable_passes(0)->mutable_quantize();
+  q->set_activation_bits(4);
+  EXPECT_EQ(Check().message(),
+            "spec.recipe.passes[0].quantize.activation_bits must be 0 (weight-only) or 8, got 4");
+  q->set_activation_bits(0);
+  q->set_smoothquant_alpha(0.5);
+  EXPECT_NE(Check().message().find("needs activation_bits = 8"), std::string::npos) << Check();
+  q->set_activation_bits(8);
+  EXPECT_TRUE(Check().ok()) << Check();
+  q->set_smoothquant_alpha(1.5);
+  EXPECT_NE(Check().message().find("smoothquant_alpha must be 0 (off) or in (0, 1], got 1.5"),
+            std::string::npos)
+      << Check();
+  q->set_smoothquant_alpha(0);
+  q->set_calibration_batches(1000);
+  EXPECT_NE(Check().message().find("calibration_batches must be in [1, 256]"), std::string::npos) << Check();
+  q->set_calibration_batches(0);
+  q->set_calibration_batch_size(-1);
+  EXPECT_NE(Check().message().find("calibration_batch_size"), std::string::npos) << Check();
+  q->set_calibration_batch_size(0);
+  q->set_method(static_cast<v1::QuantizePass::Method>(9));
+  EXPECT_NE(Check().message().find("quantize.method is unknown: 9"), std::string::npos) << Check();
+}
+
+TEST(PtqOptionsFromPassTest, MapsEveryOption) {
+  v1::QuantizePass pass;
+  core::quant::ptq::PtqOptions options = PtqOptionsFromPass(pass);
+  ASSERT_TRUE(options.weights.has_value());
+  EXPECT_EQ(options.weights->method, core::quant::ptq::WeightMethod::kRtn);
+  EXPECT_EQ(options.weights->format.bits, 8);
+  EXPECT_FALSE(options.activations.has_value());
+  EXPECT_FALSE(options.smoothquant);
+
+  pass.set_bits(4);
+  pass.set_method(v1::QuantizePass::GPTQ);
+  pass.set_activation_bits(8);
+  pass.set_observer(v1::QuantizePass::ENTROPY);
+  pass.set_smoothquant_alpha(0.75);
+  pass.set_bias_correction(true);
+  options = PtqOptionsFromPass(pass);
+  EXPECT_EQ(options.weights->method, core::quant::ptq::WeightMethod::kGptq);
+  EXPECT_TRUE(options.calibration.hessian);
+  EXPECT_EQ(options.weights->format.bits, 4);
+  EXPECT_TRUE(options.weights->bias_correction);
+  ASSERT_TRUE(options.activations.has_value());
+  EXPECT_EQ(options.activations->observer, core::quant::ptq::Observer::kEntropy);
+  EXPECT_TRUE(options.smoothquant);
+  EXPECT_DOUBLE_EQ(options.smoothquant_alpha, 0.75);
+}
+
+TEST(ValidateRecipeForModelTest, PtqOnlyOptionsAreRejectedForSafetensors) {
+  core::model::SafetensorsHeader header;
+  header.tensors["fc1.weight"] = {core::model::DType::kF32, {16, 8}, 0, 512};
+  v1::Recipe recipe;
+  recipe.add_passes()->mutable_quantize()->set_method(v1::QuantizePass::AWQ);
+  absl::Status status = ValidateRecipeForModel(recipe, header);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("method AWQ"), std::string::npos) << status;
+  EXPECT_NE(status.message().find("ONNX models only"), std::string::npos) << status;
+}
+
+TEST(ValidateDatasetHeaderTest, NamesTheDatasetAndTheShapes) {
+  core::graph::ValueInfo input;
+  input.name = "image";
+  input.shape = std::vector<core::graph::Dim>{{std::nullopt, "N"}, {1, ""}, {28, ""}, {28, ""}};
+  core::model::SafetensorsHeader header;
+  header.tensors["inputs"] = {core::model::DType::kF32, {10, 1, 28, 27}, 0, 0};
+  absl::Status status = ValidateDatasetHeader(header, input, false, "spec.calibration_dataset");
+  EXPECT_EQ(status.message(),
+            "spec.calibration_dataset: \"inputs\" has shape [10, 1, 28, 27] but the model input 'image' is "
+            "[N, 1, 28, 28]");
+  header.tensors["inputs"].shape = {10, 1, 28, 28};
+  EXPECT_TRUE(ValidateDatasetHeader(header, input, false, "spec.calibration_dataset").ok());
+  status = ValidateDatasetHeader(header, input, true, "spec.evaluation_dataset");
+  EXPECT_NE(status.message().find("spec.evaluation_dataset has no tensor \"labels\""), std::string::npos)
+      << status;
+}
+
 }  // namespace
 }  // namespace squeeze::server

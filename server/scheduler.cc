@@ -4,7 +4,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "core/compress/model_format.h"
+#include "core/model/file_io.h"
 #include "core/model/linear_chain.h"
+#include "core/onnx/onnx_model.h"
 #include "core/model/safetensors.h"
 #include "core/status_macros.h"
 #include "server/job_spec_validation.h"
@@ -42,6 +45,54 @@ bool Changed(const v1::Job& before, const v1::Job& after) {
          before.cancel_requested() != after.cancel_requested();
 }
 
+// Validates an ONNX job at submit: the model parses, the recipe fits its
+// quantizable layers, and safetensors datasets fit its data input. Returns
+// the estimated worker memory (the float graph, its fake-quant copy and the
+// exported artifact, plus two copies of each dataset).
+absl::StatusOr<int64_t> ValidateOnnxJob(const v1::JobSpec& spec, const std::string& model_path,
+                                        BlobStore* blobs) {
+  absl::StatusOr<core::graph::Graph> graph = core::onnx::LoadOnnxModel(model_path);
+  if (!graph.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.model ", spec.model().sha256(),
+                                                   " is not a valid safetensors file (no safetensors header) nor a valid ONNX model: ",
+                                                   graph.status().message()));
+  }
+  absl::StatusOr<core::quant::ptq::LayerScan> scan = core::quant::ptq::FindQuantizableLayers(*graph);
+  if (!scan.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("spec.model: ", scan.status().message()));
+  }
+  SQ_RETURN_IF_ERROR(ValidateRecipeForGraph(spec.recipe(), *scan));
+  if (spec.calibration_dataset().sha256().empty()) {
+    return absl::InvalidArgumentError(
+        "spec.calibration_dataset is required for ONNX models (calibrated PTQ needs real inputs)");
+  }
+  const core::graph::ValueInfo* input = nullptr;
+  for (const core::graph::ValueInfo& value : graph->inputs) {
+    if (graph->initializers.count(value.name) == 0) {
+      input = &value;
+      break;
+    }
+  }
+  if (input == nullptr) return absl::InvalidArgumentError("spec.model: the ONNX model has no data input");
+  SQ_ASSIGN_OR_RETURN(uint64_t model_bytes, core::model::FileSize(model_path));
+  int64_t memory = 3 * static_cast<int64_t>(model_bytes);
+  const bool top1 = spec.eval_task() == v1::TOP1_ACCURACY;
+  const bool has_evaluation = !spec.evaluation_dataset().sha256().empty();
+  for (const auto& [ref, field] : {std::pair{&spec.calibration_dataset(), "spec.calibration_dataset"},
+                                   std::pair{&spec.evaluation_dataset(), "spec.evaluation_dataset"}}) {
+    if (ref->sha256().empty()) continue;
+    const std::string path = blobs->PathFor(ref->sha256());
+    SQ_ASSIGN_OR_RETURN(uint64_t bytes, core::model::FileSize(path));
+    memory += 2 * static_cast<int64_t>(bytes);
+    // npz datasets are checked by the worker (the header needs the archive).
+    absl::StatusOr<core::model::SafetensorsHeader> header = core::model::ReadSafetensorsHeader(path);
+    if (!header.ok()) continue;
+    const bool evaluated = ref == &spec.evaluation_dataset() || !has_evaluation;
+    SQ_RETURN_IF_ERROR(ValidateDatasetHeader(*header, *input, top1 && evaluated, field));
+  }
+  return memory;
+}
+
 }  // namespace
 
 Scheduler::Scheduler(JobStore* store, BlobStore* blobs, const DeviceProfiles* devices,
@@ -60,20 +111,31 @@ absl::StatusOr<SubmitResult> Scheduler::Submit(const std::string& tenant,
           absl::StrCat("blob ", ref->sha256(), " not found; upload it first"));
     }
   }
-  absl::StatusOr<core::model::SafetensorsHeader> header =
-      core::model::ReadSafetensorsHeader(blobs_->PathFor(spec.model().sha256()));
-  if (!header.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("spec.model ", spec.model().sha256(),
-                                                   " is not a valid safetensors file: ",
-                                                   header.status().message()));
+  const std::string model_path = blobs_->PathFor(spec.model().sha256());
+  SQ_ASSIGN_OR_RETURN(core::compress::ModelFormat format, core::compress::DetectModelFormat(model_path));
+  int64_t estimated_memory_bytes = 0;
+  if (format == core::compress::ModelFormat::kOnnx) {
+    SQ_ASSIGN_OR_RETURN(estimated_memory_bytes, ValidateOnnxJob(spec, model_path, blobs_));
+  } else {
+    absl::StatusOr<core::model::SafetensorsHeader> header = core::model::ReadSafetensorsHeader(model_path);
+    if (!header.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("spec.model ", spec.model().sha256(),
+                                                     " is not a valid safetensors file: ",
+                                                     header.status().message()));
+    }
+    SQ_RETURN_IF_ERROR(ValidateRecipeForModel(spec.recipe(), *header));
+    if (spec.eval_task() == v1::TOP1_ACCURACY) {
+      return absl::InvalidArgumentError(
+          "spec.eval_task TOP1_ACCURACY applies to ONNX models only; this model is safetensors");
+    }
+    estimated_memory_bytes = core::model::EstimateMemoryBytes(*header);
   }
-  SQ_RETURN_IF_ERROR(ValidateRecipeForModel(spec.recipe(), *header));
 
   NewJob job;
   job.tenant = tenant;
   job.spec = spec;
   job.idempotency_key = request.idempotency_key();
-  job.estimated_memory_bytes = core::model::EstimateMemoryBytes(*header);
+  job.estimated_memory_bytes = estimated_memory_bytes;
   job.max_attempts = spec.max_attempts() == 0 ? options_.default_max_attempts : spec.max_attempts();
   return store_->Submit(job);
 }
