@@ -19,10 +19,13 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/data/idx.h"
 #include "core/hf/hf_checkpoint.h"
 #include "core/model/file_io.h"
 #include "core/onnx/onnx_model.h"
+#include "core/quant/codebook/kmeans_codebook.h"
+#include "core/quant/mixed/mixed_precision.h"
 #include "core/quant/ptq/ptq.h"
 #include "core/status_macros.h"
 #include "deploy/models/fashion_mnist_data.h"
@@ -37,11 +40,15 @@ ABSL_FLAG(int64_t, eval_windows, 256, "Held-out LM windows scored (0: all).");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the calibration draws.");
 ABSL_FLAG(std::string, only, "", "cnn, mlp or lm: measure one model only.");
 ABSL_FLAG(std::string, out, "", "Also write the markdown here.");
+ABSL_FLAG(bool, storage_sections, true, "Also measure k-means codebooks and mixed precision at equal storage.");
+ABSL_FLAG(int64_t, sensitivity_batches, 2, "Calibration batches the Hessian traces are estimated on.");
+ABSL_FLAG(int, hutchinson_probes, 4, "Rademacher probes of the Hutchinson trace estimator.");
 
 namespace squeeze::deploy {
 namespace {
 
 namespace ptq = core::quant::ptq;
+namespace mixed = core::quant::mixed;
 using core::graph::Graph;
 
 constexpr int64_t kContext = 128;
@@ -126,21 +133,39 @@ absl::Status Measure(const std::string& model, const Graph& graph, const std::ve
   return absl::OkStatus();
 }
 
-absl::Status MeasureFashion(const std::string& kind, std::vector<Row>* rows, std::vector<std::string>* notes) {
-  const std::string dir = absl::GetFlag(FLAGS_fashion_dir);
-  SQ_ASSIGN_OR_RETURN(core::data::Dataset train, core::data::ReadIdxDataset(dir + "/train-images-idx3-ubyte.gz",
-                                                                           dir + "/train-labels-idx1-ubyte.gz"));
-  SQ_ASSIGN_OR_RETURN(core::data::Dataset test, core::data::ReadIdxDataset(dir + "/t10k-images-idx3-ubyte.gz",
-                                                                          dir + "/t10k-labels-idx1-ubyte.gz"));
-  SQ_ASSIGN_OR_RETURN(Graph graph,
-                      core::onnx::LoadOnnxModel(absl::GetFlag(FLAGS_models_dir) + "/fashion_mnist_" + kind + ".onnx"));
-  const std::vector<int64_t> order = core::data::ShuffledIndices(train.NumExamples(), absl::GetFlag(FLAGS_seed));
-  const int64_t count = std::min<int64_t>(absl::GetFlag(FLAGS_calibration_images), train.NumExamples());
+struct FashionInputs {
+  core::data::Dataset train, test;
+  Graph graph;
   std::vector<ptq::CalibrationBatch> batches;
+  std::vector<std::vector<int64_t>> batch_labels;  // the training labels of each batch
+};
+
+absl::StatusOr<FashionInputs> LoadFashion(const std::string& kind) {
+  const std::string dir = absl::GetFlag(FLAGS_fashion_dir);
+  FashionInputs in;
+  SQ_ASSIGN_OR_RETURN(in.train, core::data::ReadIdxDataset(dir + "/train-images-idx3-ubyte.gz",
+                                                          dir + "/train-labels-idx1-ubyte.gz"));
+  SQ_ASSIGN_OR_RETURN(in.test, core::data::ReadIdxDataset(dir + "/t10k-images-idx3-ubyte.gz",
+                                                         dir + "/t10k-labels-idx1-ubyte.gz"));
+  SQ_ASSIGN_OR_RETURN(in.graph,
+                      core::onnx::LoadOnnxModel(absl::GetFlag(FLAGS_models_dir) + "/fashion_mnist_" + kind + ".onnx"));
+  SQ_ASSIGN_OR_RETURN(std::vector<int64_t> labels, core::data::LabelsAsInt64(in.train));
+  const std::vector<int64_t> order = core::data::ShuffledIndices(in.train.NumExamples(), absl::GetFlag(FLAGS_seed));
+  const int64_t count = std::min<int64_t>(absl::GetFlag(FLAGS_calibration_images), in.train.NumExamples());
   for (int64_t begin = 0; begin < count; begin += 128) {
     std::vector<int64_t> indices(order.begin() + begin, order.begin() + std::min(count, begin + 128));
-    batches.push_back({{"image", ImagesToTensor(train.inputs, indices)}});
+    in.batches.push_back({{"image", ImagesToTensor(in.train.inputs, indices)}});
+    in.batch_labels.emplace_back();
+    for (int64_t i : indices) in.batch_labels.back().push_back(labels[i]);
   }
+  return in;
+}
+
+absl::Status MeasureFashion(const std::string& kind, const FashionInputs& in, std::vector<Row>* rows,
+                            std::vector<std::string>* notes) {
+  const Graph& graph = in.graph;
+  const core::data::Dataset& test = in.test;
+  const std::vector<ptq::CalibrationBatch>& batches = in.batches;
   const int group = LargestGroup(graph, 128);
   notes->push_back(absl::StrCat(kind, ": 4-bit group size ", GroupName(group),
                                 " (the largest power of two >= 8 dividing every layer's input width)"));
@@ -163,22 +188,38 @@ absl::Status MeasureFashion(const std::string& kind, std::vector<Row>* rows, std
                  rows);
 }
 
-absl::Status MeasureLm(std::vector<Row>* rows, std::vector<std::string>* notes) {
+struct LmInputs {
+  core::hf::HfCheckpoint checkpoint;
+  std::vector<int64_t> held_out;
+  std::vector<ptq::CalibrationBatch> batches;
+  std::vector<std::vector<int64_t>> batch_targets;  // next tokens of each batch
+};
+
+absl::StatusOr<LmInputs> LoadLm() {
   const std::string dir = absl::GetFlag(FLAGS_models_dir) + "/lm";
-  SQ_ASSIGN_OR_RETURN(core::hf::HfCheckpoint checkpoint, core::hf::LoadHfCheckpoint(dir));
+  LmInputs in;
+  SQ_ASSIGN_OR_RETURN(in.checkpoint, core::hf::LoadHfCheckpoint(dir));
   SQ_ASSIGN_OR_RETURN(core::text::BpeTokenizer tokenizer,
                       core::text::BpeTokenizer::FromVocabAndMerges(dir + "/vocab.json", dir + "/merges.txt"));
   SQ_ASSIGN_OR_RETURN(Corpus corpus, ReadCorpus(absl::GetFlag(FLAGS_lm_data_dir)));
   const std::vector<int64_t> train_tokens = Tokenize(corpus.train, tokenizer);
-  const std::vector<int64_t> held_out = Tokenize(corpus.held_out, tokenizer);
+  in.held_out = Tokenize(corpus.held_out, tokenizer);
   std::mt19937_64 rng(absl::GetFlag(FLAGS_seed));
   std::uniform_int_distribution<int64_t> window_start(0, static_cast<int64_t>(train_tokens.size()) - kContext - 2);
-  std::vector<ptq::CalibrationBatch> batches;
   for (int64_t i = 0; i < absl::GetFlag(FLAGS_lm_calibration_windows); i += 8) {
     std::vector<int64_t> starts;
     for (int64_t j = 0; j < 8; ++j) starts.push_back(window_start(rng));
-    batches.push_back({{"input_ids", Windows(train_tokens, starts, kContext).first}});
+    auto [inputs, targets] = Windows(train_tokens, starts, kContext);
+    in.batches.push_back({{"input_ids", inputs}});
+    in.batch_targets.push_back(std::move(targets));
   }
+  return in;
+}
+
+absl::Status MeasureLm(const LmInputs& in, std::vector<Row>* rows, std::vector<std::string>* notes) {
+  const core::hf::HfCheckpoint& checkpoint = in.checkpoint;
+  const std::vector<int64_t>& held_out = in.held_out;
+  const std::vector<ptq::CalibrationBatch>& batches = in.batches;
   const int group = LargestGroup(checkpoint.graph, 128);
   const int64_t eval_windows = absl::GetFlag(FLAGS_eval_windows);
   notes->push_back(absl::StrCat("LM: 4-bit group size ", GroupName(group), "; perplexity over ",
@@ -197,6 +238,176 @@ absl::Status MeasureLm(std::vector<Row>* rows, std::vector<std::string>* notes) 
                    return report.perplexity;
                  },
                  rows);
+}
+
+// The equal-storage section: k-means codebooks against uniform per-channel
+// RTN at the same index bits, and mixed precision against uniform widths at
+// the same size. Sizes are of the quantized layers' weights only (indices
+// plus scales or codebooks, nominal bits; biases and unquantized tensors
+// excluded), so "avg bits" is bits per quantized weight.
+struct SizedRow {
+  std::string model, method, metric;
+  double value = 0, baseline = 0;
+  int64_t bytes = 0;
+  double average_bits = 0;
+  double seconds = 0;
+  bool higher_is_better = true;
+};
+
+bool Better(const SizedRow& a, const SizedRow& b) {
+  return a.higher_is_better ? a.value > b.value : a.value < b.value;
+}
+
+std::string Change(const SizedRow& row) {
+  return row.higher_is_better ? absl::StrFormat("%+.2f points", row.value - row.baseline)
+                              : absl::StrFormat("%+.2f%%", 100 * (row.value / row.baseline - 1));
+}
+
+std::string PlanText(const mixed::MixedPlan& plan) {
+  std::string text;
+  for (const auto& layer : plan.layers) {
+    absl::StrAppend(&text, text.empty() ? "" : ", ", layer.name, " ", layer.bits, "b (", layer.params, " w, pred ",
+                    absl::StrFormat("%.2g", layer.predicted), ")");
+  }
+  return text;
+}
+
+int64_t Float32Bytes(const Graph& graph) {
+  int64_t bytes = 0;
+  for (const auto& [name, tensor] : graph.initializers) {
+    if (tensor.dtype() == core::graph::DataType::kFloat32) bytes += 4 * tensor.num_elements();
+  }
+  return bytes;
+}
+
+template <typename Metric>
+absl::Status MeasureStorage(const std::string& model, const Graph& graph,
+                            const std::vector<ptq::CalibrationBatch>& batches,
+                            const std::vector<std::vector<int64_t>>& labels, const std::string& metric_name,
+                            bool higher_is_better, bool lm, Metric metric, std::vector<SizedRow>* rows,
+                            std::vector<std::string>* notes) {
+  SQ_ASSIGN_OR_RETURN(double baseline, metric(graph));
+  auto add = [&](const std::string& method, double value, int64_t bytes, int64_t params, double seconds) {
+    rows->push_back({model, method, metric_name, value, baseline, bytes,
+                     params == 0 ? 32.0 : 8.0 * bytes / params, seconds, higher_is_better});
+    std::printf("%s %s: %s %.4f, %lld bytes\n", model.c_str(), method.c_str(), metric_name.c_str(), value,
+                static_cast<long long>(bytes));
+    std::fflush(stdout);
+    return rows->back();
+  };
+
+  // Curvature on the first --sensitivity_batches calibration batches.
+  auto start = std::chrono::steady_clock::now();
+  std::vector<mixed::LossBatch> loss_batches;
+  for (size_t b = 0; b < batches.size() && static_cast<int64_t>(b) < absl::GetFlag(FLAGS_sensitivity_batches); ++b) {
+    loss_batches.push_back({batches[b], labels[b]});
+  }
+  mixed::SensitivityOptions sensitivity_options;
+  sensitivity_options.probes = absl::GetFlag(FLAGS_hutchinson_probes);
+  SQ_ASSIGN_OR_RETURN(std::vector<mixed::LayerSensitivity> sensitivity,
+                      mixed::MeasureSensitivity(graph, loss_batches, sensitivity_options));
+  const double sensitivity_seconds = Seconds(start);
+  int64_t params = 0;
+  for (const auto& s : sensitivity) params += s.params;
+  rows->push_back({model, "fp32", metric_name, baseline, baseline, 4 * params, 32.0, 0, higher_is_better});
+
+  auto run_plan = [&](const std::string& method, const mixed::MixedPlan& plan, double seconds) -> absl::StatusOr<SizedRow> {
+    SQ_ASSIGN_OR_RETURN(Graph quantized, mixed::ApplyPlan(graph, sensitivity, plan));
+    SQ_ASSIGN_OR_RETURN(double value, metric(quantized));
+    return add(method, value, (plan.size_bits + 7) / 8, plan.params, seconds);
+  };
+
+  // (a) k-means 4-bit against uniform per-channel 4-bit: the same 4 index bits.
+  SQ_ASSIGN_OR_RETURN(mixed::MixedPlan uniform4, mixed::UniformPlan(sensitivity, 4));
+  SQ_ASSIGN_OR_RETURN(SizedRow uniform4_row, run_plan("W4 rtn per-channel (uniform)", uniform4, 0));
+  std::vector<std::string> kmeans_verdicts;
+  for (bool per_row : {false, true}) {
+    core::quant::codebook::KmeansOptions options;
+    options.bits = 4;
+    options.per_row_codebook = per_row;
+    options.seed = absl::GetFlag(FLAGS_seed);
+    start = std::chrono::steady_clock::now();
+    SQ_ASSIGN_OR_RETURN(core::quant::codebook::CodebookGraphResult result,
+                        core::quant::codebook::QuantizeGraphKmeans(graph, batches, options));
+    const double seconds = Seconds(start);
+    int64_t bytes = 0;
+    for (const auto& layer : result.layers) bytes += layer.packed.size() + 4 * layer.codebook.size();
+    SQ_ASSIGN_OR_RETURN(double value, metric(result.graph));
+    const SizedRow row = add(absl::StrCat("W4 k-means, codebook per ", per_row ? "row" : "layer",
+                                          ", activation-weighted"),
+                             value, bytes, params, seconds);
+    kmeans_verdicts.push_back(absl::StrFormat("per-%s codebook %s (%.2f vs %.2f, %lld vs %lld bytes)",
+                                              per_row ? "row" : "layer", Better(row, uniform4_row) ? "met" : "not met",
+                                              row.value, uniform4_row.value, static_cast<long long>(row.bytes),
+                                              static_cast<long long>(uniform4_row.bytes)));
+  }
+  notes->push_back(absl::StrCat(model, ": k-means 4-bit loses less than uniform per-channel 4-bit at equal index bits: ",
+                                absl::StrJoin(kmeans_verdicts, "; ")));
+
+  // (b) mixed precision at the size of uniform 3-bit.
+  SQ_ASSIGN_OR_RETURN(mixed::MixedPlan uniform3, mixed::UniformPlan(sensitivity, 3));
+  SQ_ASSIGN_OR_RETURN(SizedRow uniform3_row, run_plan("W3 rtn per-channel (uniform)", uniform3, 0));
+  SQ_ASSIGN_OR_RETURN(mixed::MixedPlan mix3, mixed::PlanMixedPrecision(sensitivity, uniform3.size_bits));
+  SQ_ASSIGN_OR_RETURN(SizedRow mix3_row,
+                      run_plan("mixed {2,3,4,8,16} at <= uniform-3 size (Hutchinson)", mix3, sensitivity_seconds));
+  notes->push_back(absl::StrFormat(
+      "%s: mixed precision at the size of uniform 3-bit (%.3f avg bits, %s) beats uniform 3-bit: %s (%.2f vs %.2f); "
+      "plan: %s. Hutchinson: %d probes on %zu calibration batches, %.1f s",
+      model, mix3.AverageBits(), mix3.exact ? "exact DP" : "DP on rounded-up sizes",
+      Better(mix3_row, uniform3_row) ? "met" : "not met", mix3_row.value, uniform3_row.value, PlanText(mix3),
+      sensitivity_options.probes, loss_batches.size(), sensitivity_seconds));
+  // The same allocation with the cheaper Fisher curvature.
+  start = std::chrono::steady_clock::now();
+  mixed::SensitivityOptions fisher_options = sensitivity_options;
+  fisher_options.estimator = mixed::CurvatureEstimator::kFisher;
+  SQ_ASSIGN_OR_RETURN(std::vector<mixed::LayerSensitivity> fisher,
+                      mixed::MeasureSensitivity(graph, loss_batches, fisher_options));
+  const double fisher_seconds = Seconds(start);
+  SQ_ASSIGN_OR_RETURN(mixed::MixedPlan fisher_mix3, mixed::PlanMixedPrecision(fisher, uniform3.size_bits));
+  SQ_ASSIGN_OR_RETURN(SizedRow fisher_row,
+                      run_plan("mixed {2,3,4,8,16} at <= uniform-3 size (Fisher)", fisher_mix3, fisher_seconds));
+  notes->push_back(absl::StrFormat("%s: with Fisher curvature instead: %s (%.2f vs %.2f); plan: %s", model,
+                                   Better(fisher_row, uniform3_row) ? "met" : "not met", fisher_row.value,
+                                   uniform3_row.value, PlanText(fisher_mix3)));
+
+  if (lm) {
+    // (c) a 2/4-bit mix at <= 2.5 average bits (scales included in the budget).
+    const auto budget = static_cast<int64_t>(2.5 * params);
+    SQ_ASSIGN_OR_RETURN(mixed::MixedPlan mix24, mixed::PlanMixedPrecision(sensitivity, budget, {2, 4}));
+    SQ_ASSIGN_OR_RETURN(SizedRow mix24_row, run_plan("mixed {2,4} at <= 2.5 avg bits (Hutchinson)", mix24, 0));
+    const int64_t fp32_bytes = Float32Bytes(graph);
+    const int64_t quantized_model_bytes = fp32_bytes - 4 * params + (mix24.size_bits + 7) / 8;
+    const double whole = static_cast<double>(fp32_bytes) / quantized_model_bytes;
+    const double layers_only = 32.0 * params / mix24.size_bits;
+    const double change = 100 * (mix24_row.value / baseline - 1);
+    notes->push_back(absl::StrFormat(
+        "%s: 2/4-bit mix at %.3f avg bits (plan: %s). Against the claim \"16x smaller than fp32 with perplexity "
+        "+8%%\": the quantized layers are %.1fx smaller than fp32, the whole model (the %lld-byte fp32 tied "
+        "embedding/LM head and norms stay fp32) %.2fx (%lld -> %lld bytes); perplexity %+.1f%%. Size: %s; "
+        "perplexity: %s",
+        model, mix24.AverageBits(), PlanText(mix24), layers_only, static_cast<long long>(fp32_bytes - 4 * params),
+        whole, static_cast<long long>(fp32_bytes), static_cast<long long>(quantized_model_bytes), change,
+        whole >= 16 ? "met" : (layers_only >= 16 ? "not met for the whole model (met for the quantized layers)"
+                                                 : "not met"),
+        change <= 8 ? "met" : "not met"));
+  }
+  return absl::OkStatus();
+}
+
+std::string StorageMarkdown(const std::vector<SizedRow>& rows, const std::vector<std::string>& notes) {
+  std::string md =
+      "| model | method | metric | value | change vs fp32 | weight bytes | avg bits | quantize s |\n"
+      "|---|---|---|---|---|---|---|---|\n";
+  for (const SizedRow& row : rows) {
+    absl::StrAppend(&md, "| ", row.model, " | ", row.method, " | ", row.metric, " | ",
+                    absl::StrFormat(row.higher_is_better ? "%.2f" : "%.1f", row.value), " | ",
+                    row.method == "fp32" ? std::string("—") : Change(row), " | ", row.bytes, " | ",
+                    absl::StrFormat("%.3f", row.average_bits), " | ",
+                    row.method == "fp32" ? std::string("—") : absl::StrFormat("%.1f", row.seconds), " |\n");
+  }
+  md += "\n";
+  for (const std::string& note : notes) absl::StrAppend(&md, "- ", note, "\n");
+  return md;
 }
 
 std::string Markdown(const std::vector<Row>& rows, const std::vector<std::string>& notes) {
@@ -219,13 +430,51 @@ std::string Markdown(const std::vector<Row>& rows, const std::vector<std::string
 absl::Status Main() {
   std::vector<Row> rows;
   std::vector<std::string> notes;
+  std::vector<SizedRow> sized_rows;
+  std::vector<std::string> sized_notes;
+  const bool storage = absl::GetFlag(FLAGS_storage_sections);
   const std::string only = absl::GetFlag(FLAGS_only);
   const auto start = std::chrono::steady_clock::now();
-  if (only.empty() || only == "cnn") SQ_RETURN_IF_ERROR(MeasureFashion("cnn", &rows, &notes));
-  if (only.empty() || only == "mlp") SQ_RETURN_IF_ERROR(MeasureFashion("mlp", &rows, &notes));
-  if (only.empty() || only == "lm") SQ_RETURN_IF_ERROR(MeasureLm(&rows, &notes));
-  notes.push_back(absl::StrFormat("whole report: %.0f s", Seconds(start)));
-  const std::string md = Markdown(rows, notes);
+  double storage_seconds = 0;
+  for (const std::string kind : {"cnn", "mlp"}) {
+    if (!only.empty() && only != kind) continue;
+    SQ_ASSIGN_OR_RETURN(FashionInputs in, LoadFashion(kind));
+    SQ_RETURN_IF_ERROR(MeasureFashion(kind, in, &rows, &notes));
+    if (!storage) continue;
+    const auto storage_start = std::chrono::steady_clock::now();
+    SQ_RETURN_IF_ERROR(MeasureStorage(absl::StrCat("Fashion-MNIST ", kind == "cnn" ? "CNN" : "MLP"), in.graph,
+                                      in.batches, in.batch_labels, "test accuracy %", true, false,
+                                      [&in](const Graph& g) -> absl::StatusOr<double> {
+                                        SQ_ASSIGN_OR_RETURN(double accuracy, Accuracy(g, in.test));
+                                        return 100 * accuracy;
+                                      },
+                                      &sized_rows, &sized_notes));
+    storage_seconds += Seconds(storage_start);
+  }
+  if (only.empty() || only == "lm") {
+    SQ_ASSIGN_OR_RETURN(LmInputs in, LoadLm());
+    SQ_RETURN_IF_ERROR(MeasureLm(in, &rows, &notes));
+    if (storage) {
+      const auto storage_start = std::chrono::steady_clock::now();
+      const int64_t eval_windows = absl::GetFlag(FLAGS_eval_windows);
+      SQ_RETURN_IF_ERROR(MeasureStorage("LLaMA LM", in.checkpoint.graph, in.batches, in.batch_targets,
+                                        "held-out perplexity", false, true,
+                                        [&](const Graph& g) -> absl::StatusOr<double> {
+                                          SQ_ASSIGN_OR_RETURN(auto report, HeldOutPerplexity(g, in.held_out, kContext,
+                                                                                             eval_windows, 8));
+                                          return report.perplexity;
+                                        },
+                                        &sized_rows, &sized_notes));
+      storage_seconds += Seconds(storage_start);
+    }
+  }
+  notes.push_back(absl::StrFormat("whole report: %.0f s (of which the equal-storage section %.0f s)", Seconds(start),
+                                  storage_seconds));
+  std::string md = Markdown(rows, notes);
+  if (storage) {
+    absl::StrAppend(&md, "\n## Non-uniform and mixed precision at equal storage\n\n",
+                    StorageMarkdown(sized_rows, sized_notes));
+  }
   std::printf("\n%s", md.c_str());
   const std::string out = absl::GetFlag(FLAGS_out);
   if (!out.empty()) SQ_RETURN_IF_ERROR(core::model::WriteFileAtomically(out, md));
