@@ -1,10 +1,14 @@
 #include "worker/job_runner.h"
 
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <optional>
 #include <filesystem>
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "core/compress/graph_variant_builder.h"
 #include "core/compress/variant_builder.h"
 #include "core/model/sha256.h"
 #include "core/status_macros.h"
@@ -37,6 +41,42 @@ core::eval::EnergyModel EnergyModelFor(const v1::DeviceProfile& profile) {
   return model;
 }
 
+// The latency, energy and size axes, from either builder's report (both
+// name these fields alike).
+template <typename Report>
+void SetCostAxes(const Report& report, const std::string& runtime, v1::Variant* variant) {
+  v1::LatencyAxis* latency = variant->mutable_latency();
+  latency->set_provenance(v1::MEASURED);
+  latency->set_baseline_p50_seconds(report.baseline_latency.p50);
+  latency->set_p50_seconds(report.latency.p50);
+  latency->set_p95_seconds(report.latency.p95);
+  latency->set_p99_seconds(report.latency.p99);
+  latency->set_batch_size(report.batch_size);
+  latency->set_faster_than_baseline(report.latency.p50 < report.baseline_latency.p50);
+  latency->set_runtime(runtime);
+  latency->set_hardware(report.hardware);
+
+  v1::EnergyAxis* energy = variant->mutable_energy();
+  energy->set_provenance(v1::ESTIMATED);
+  energy->set_baseline_joules_per_inference(report.baseline_joules);
+  energy->set_joules_per_inference(report.joules);
+  energy->set_model(report.energy_model_description);
+
+  v1::SizeAxis* size = variant->mutable_size();
+  size->set_baseline_bytes(report.baseline_bytes);
+  size->set_bytes(report.artifact_bytes);
+  if (report.artifact_bytes > 0) {
+    size->set_ratio_vs_fp32(static_cast<double>(report.fp32_weight_bytes) / report.artifact_bytes);
+    size->set_ratio_vs_original(static_cast<double>(report.baseline_bytes) / report.artifact_bytes);
+  }
+}
+
+// The weight bits of a PTQ layer technique such as "gptq int4-pc-sym".
+int StoredBits(const std::string& technique) {
+  const size_t at = technique.find("int");
+  return at == std::string::npos ? 32 : std::atoi(technique.c_str() + at + 3);
+}
+
 v1::Variant ToVariant(const core::compress::VariantReport& report, const std::string& device,
                       const v1::UploadBlobResponse& artifact) {
   v1::Variant variant;
@@ -60,30 +100,39 @@ v1::Variant ToVariant(const core::compress::VariantReport& report, const std::st
     out->set_parameters(layer.parameters);
   }
 
-  v1::LatencyAxis* latency = variant.mutable_latency();
-  latency->set_provenance(v1::MEASURED);
-  latency->set_baseline_p50_seconds(report.baseline_latency.p50);
-  latency->set_p50_seconds(report.latency.p50);
-  latency->set_p95_seconds(report.latency.p95);
-  latency->set_p99_seconds(report.latency.p99);
-  latency->set_batch_size(report.batch_size);
-  latency->set_faster_than_baseline(report.latency.p50 < report.baseline_latency.p50);
-  latency->set_runtime("squeeze-cpu-eigen (dequantize, then fp32 GEMM)");
-  latency->set_hardware(report.hardware);
+  SetCostAxes(report, "squeeze-cpu-eigen (dequantize, then fp32 GEMM)", &variant);
+  return variant;
+}
 
-  v1::EnergyAxis* energy = variant.mutable_energy();
-  energy->set_provenance(v1::ESTIMATED);
-  energy->set_baseline_joules_per_inference(report.baseline_joules);
-  energy->set_joules_per_inference(report.joules);
-  energy->set_model(report.energy_model_description);
+v1::Variant ToGraphVariant(const core::compress::GraphVariantReport& report, const std::string& device,
+                           const v1::UploadBlobResponse& artifact) {
+  v1::Variant variant;
+  variant.set_device(device);
+  variant.set_technique(report.technique);
+  *variant.mutable_artifact() = artifact.blob();
+  variant.set_artifact_format("onnx-qdq");
 
-  v1::SizeAxis* size = variant.mutable_size();
-  size->set_baseline_bytes(report.baseline_bytes);
-  size->set_bytes(report.artifact_bytes);
-  if (report.artifact_bytes > 0) {
-    size->set_ratio_vs_fp32(static_cast<double>(report.fp32_weight_bytes) / report.artifact_bytes);
-    size->set_ratio_vs_original(static_cast<double>(report.baseline_bytes) / report.artifact_bytes);
+  v1::AccuracyAxis* accuracy = variant.mutable_accuracy();
+  accuracy->set_metric(absl::StrCat(report.metric, " (", report.evaluation_examples,
+                                    " examples; output KL ", report.mean_kl_divergence,
+                                    " nats, top-1 agreement ", report.top1_agreement, ")"));
+  accuracy->set_baseline(report.baseline_metric);
+  accuracy->set_value(report.metric_value);
+  accuracy->set_delta(report.metric_value - report.baseline_metric);
+  accuracy->set_output_sqnr_db(report.output_sqnr_db);
+  for (const auto& layer : report.layers) {
+    v1::LayerReport* out = accuracy->add_layers();
+    out->set_name(layer.name);
+    out->set_bits(StoredBits(layer.technique));
+    out->set_relative_error(layer.weight_relative_error);
+    out->set_sqnr_db(layer.weight_relative_error > 0 ? -20 * std::log10(layer.weight_relative_error) : 0);
+    out->set_parameters(layer.out * layer.in);
   }
+
+  SetCostAxes(report,
+              "squeeze-cpu graph executor, simulated quantization (weights stored dequantized as fp32, "
+              "fp32 GEMM; not an integer kernel)",
+              &variant);
   return variant;
 }
 
@@ -136,6 +185,20 @@ absl::StatusOr<std::vector<v1::Variant>> JobRunner::Run(
   }
   request.rtn = server::RtnOptionsFromPass(*quantize);
   request.seed = spec.seed();
+  SQ_ASSIGN_OR_RETURN(const core::compress::ModelFormat format,
+                      core::compress::DetectModelFormat(request.model_path));
+  const bool onnx = format == core::compress::ModelFormat::kOnnx;
+  core::compress::GraphVariantRequest graph_request;
+  graph_request.model_path = request.model_path;
+  graph_request.calibration_path = request.calibration_path;
+  graph_request.evaluation_path = request.evaluation_path;
+  graph_request.ptq = server::PtqOptionsFromPass(*quantize);
+  if (quantize->calibration_batches() > 0) graph_request.calibration_batches = quantize->calibration_batches();
+  if (quantize->calibration_batch_size() > 0) {
+    graph_request.calibration_batch_size = quantize->calibration_batch_size();
+  }
+  graph_request.top1_accuracy = spec.eval_task() == v1::TOP1_ACCURACY;
+  graph_request.seed = spec.seed();
 
   std::vector<v1::Variant> variants;
   const int devices = lease.devices_size();
@@ -144,7 +207,9 @@ absl::StatusOr<std::vector<v1::Variant>> JobRunner::Run(
     const std::string device = spec.target_devices().empty() ? "local" : profile.name();
     request.energy_model = EnergyModelFor(profile);
     request.artifact_path =
-        absl::StrCat(options_.scratch_dir, "/", job.id(), "-", device, ".safetensors");
+        absl::StrCat(options_.scratch_dir, "/", job.id(), "-", device, onnx ? ".onnx" : ".safetensors");
+    graph_request.energy_model = request.energy_model;
+    graph_request.artifact_path = request.artifact_path;
     auto on_progress = [&](const std::string& stage, int64_t step, int64_t total) {
       if (cancelled()) return false;
       double within = StageStart(stage);
@@ -163,15 +228,21 @@ absl::StatusOr<std::vector<v1::Variant>> JobRunner::Run(
       report(progress);
       return true;
     };
-    SQ_ASSIGN_OR_RETURN(core::compress::VariantReport built,
-                        core::compress::BuildQuantizedVariant(request, on_progress));
+    std::optional<core::compress::VariantReport> built;
+    std::optional<core::compress::GraphVariantReport> graph_built;
+    if (onnx) {
+      SQ_ASSIGN_OR_RETURN(graph_built, core::compress::BuildGraphVariant(graph_request, on_progress));
+    } else {
+      SQ_ASSIGN_OR_RETURN(built, core::compress::BuildQuantizedVariant(request, on_progress));
+    }
     if (cancelled()) return absl::CancelledError("job cancelled");
     progress.set_stage("upload");
     report(progress);
     SQ_ASSIGN_OR_RETURN(v1::UploadBlobResponse artifact,
                         blobs_->UploadFile(request.artifact_path, v1::BLOB_KIND_ARTIFACT, job.id()));
     std::filesystem::remove(request.artifact_path, error);
-    variants.push_back(ToVariant(built, device, artifact));
+    variants.push_back(onnx ? ToGraphVariant(*graph_built, device, artifact)
+                            : ToVariant(*built, device, artifact));
   }
   return variants;
 }
