@@ -100,6 +100,17 @@ class PtqServiceTest : public ::testing::Test {
     return request;
   }
 
+  // Submits `request` and watches the job to its end, collecting every
+  // progress event of the quantize stage.
+  absl::StatusOr<v1::Job> SubmitAndWatch(const v1::SubmitJobRequest& request,
+                                         std::vector<v1::Progress>* quantize_progress) {
+    auto submitted = alice_->SubmitJob(request);
+    if (!submitted.ok()) return submitted.status();
+    return alice_->WatchJob(submitted->job().id(), [&](const v1::Job& seen) {
+      if (seen.progress().stage() == "quantize") quantize_progress->push_back(seen.progress());
+    });
+  }
+
   std::unique_ptr<DaemonProcess> daemon_;
   std::unique_ptr<client::SqueezeClient> alice_;
   TempDir scratch_;
@@ -108,13 +119,8 @@ class PtqServiceTest : public ::testing::Test {
 TEST_F(PtqServiceTest, GptqW4OnOnnxSucceedsWithHonestAxesAndARunnableQdqArtifact) {
   const std::string model = Upload(kMlp, v1::BLOB_KIND_MODEL);
   const std::string dataset = Upload(WriteDataset(scratch_, true), v1::BLOB_KIND_DATASET);
-  auto submitted = alice_->SubmitJob(GptqW4Request(model, dataset));
-  ASSERT_TRUE(submitted.ok()) << submitted.status();
-
   std::vector<v1::Progress> quantize_progress;
-  auto job = alice_->WatchJob(submitted->job().id(), [&](const v1::Job& seen) {
-    if (seen.progress().stage() == "quantize") quantize_progress.push_back(seen.progress());
-  });
+  absl::StatusOr<v1::Job> job = SubmitAndWatch(GptqW4Request(model, dataset), &quantize_progress);
   ASSERT_TRUE(job.ok()) << job.status();
   ASSERT_EQ(job->state(), v1::SUCCEEDED) << job->DebugString();
   ASSERT_EQ(job->variants_size(), 1);
@@ -210,13 +216,8 @@ TEST_F(PtqServiceTest, ProgressCountsLayersDuringQuantize) {
   const std::string dataset = Upload(WriteNoise(scratch_, 768, 256), v1::BLOB_KIND_DATASET);
   v1::SubmitJobRequest request = GptqW4Request(model, dataset);
   request.mutable_spec()->set_eval_task(v1::FIDELITY);
-  auto submitted = alice_->SubmitJob(request);
-  ASSERT_TRUE(submitted.ok()) << submitted.status();
-
   std::vector<v1::Progress> quantize_progress;
-  auto job = alice_->WatchJob(submitted->job().id(), [&](const v1::Job& seen) {
-    if (seen.progress().stage() == "quantize") quantize_progress.push_back(seen.progress());
-  });
+  absl::StatusOr<v1::Job> job = SubmitAndWatch(request, &quantize_progress);
   ASSERT_TRUE(job.ok()) << job.status();
   ASSERT_EQ(job->state(), v1::SUCCEEDED) << job->DebugString();
   ASSERT_FALSE(quantize_progress.empty()) << "no heartbeat landed in the quantize stage";
