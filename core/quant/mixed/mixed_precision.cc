@@ -73,6 +73,7 @@ int64_t SizeBits(const ptq::QuantizableLayer& layer, int bits) {
 }  // namespace
 
 double LayerSensitivity::Predicted(size_t candidate) const {
+  if (!quadratic.empty()) return quadratic[candidate];
   return params == 0 ? 0.0 : trace / static_cast<double>(params) * error[candidate];
 }
 
@@ -129,6 +130,54 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(const graph::Gr
         for (int64_t k = 0; k < t.num_elements(); ++k) sum += double{d[k]} * d[k];
       }
       s.trace = sum / static_cast<double>(batches.size());
+    }
+    return result;
+  }
+
+  if (options.estimator == CurvatureEstimator::kQuadraticForm) {
+    for (LayerSensitivity& s : result) {
+      graph::Tensor& parameter = program.mutable_parameters().at(s.layer.weight);
+      const graph::Tensor original = parameter;
+      const std::vector<float> w = ptq::WeightMatrix(graph, s.layer);
+      double weight_norm = 0;
+      for (float v : w) weight_norm += double{v} * v;
+      weight_norm = std::sqrt(weight_norm);
+      for (int bits : s.bits) {
+        SQ_ASSIGN_OR_RETURN(std::vector<float> q, QuantizedWeights(s.layer.name, w, s.layer.out, s.layer.in, bits));
+        // dW in the initializer's own layout.
+        graph::Graph scratch;
+        scratch.initializers.emplace(s.layer.weight, original);
+        ptq::SetWeightMatrix(&scratch, s.layer, q);
+        const float* quantized = scratch.initializers.at(s.layer.weight).data<float>();
+        const float* base = original.data<float>();
+        std::vector<double> direction(original.num_elements());
+        double norm = 0;
+        for (size_t k = 0; k < direction.size(); ++k) {
+          direction[k] = double{quantized[k]} - base[k];
+          norm += direction[k] * direction[k];
+        }
+        norm = std::sqrt(norm);
+        if (norm == 0 || weight_norm == 0) {
+          s.quadratic.push_back(0);
+          continue;
+        }
+        const double h = std::min(1.0, options.relative_step * weight_norm / norm);
+        train::TensorMap sides[2];
+        for (int side = 0; side < 2; ++side) {
+          float* p = parameter.data<float>();
+          for (size_t k = 0; k < direction.size(); ++k) {
+            p[k] = static_cast<float>(base[k] + (side == 0 ? h : -h) * direction[k]);
+          }
+          SQ_ASSIGN_OR_RETURN(sides[side], MeanGradient(program, batches, options.logits));
+        }
+        const float* plus = sides[0].at(s.layer.weight).data<float>();
+        const float* minus = sides[1].at(s.layer.weight).data<float>();
+        double dot = 0;
+        for (size_t k = 0; k < direction.size(); ++k) dot += direction[k] * (double{plus[k]} - minus[k]);
+        s.quadratic.push_back(dot / (2 * h));
+        parameter = original;
+      }
+      parameter = original;
     }
     return result;
   }

@@ -12,7 +12,10 @@
 //    `logits` output against the batch labels). Fisher is the cheaper
 //    option: the mean over batches of ||g_b,i||^2 (batch gradients, so it
 //    underestimates the per-example Fisher; it ranks layers, it is no
-//    unbiased trace).
+//    unbiased trace). kQuadraticForm drops the isotropic approximation:
+//    for each layer and candidate it measures dW' H_ii dW itself, dW =
+//    Q_b(W) - W, by one central-difference HVP along dW (2 gradient
+//    evaluations per layer and width, so it is the costly option).
 // 2. Error per layer and bit width b in {2, 3, 4, 8, 16}:
 //    ||W - Q_b(W)||^2 with Q_b symmetric per-channel RTN (rtn.h; 2/3-bit
 //    live in nibbles) and Q_16 the fp16 round trip (CastQuantize, rtn.h). The predicted loss
@@ -37,7 +40,7 @@
 
 namespace squeeze::core::quant::mixed {
 
-enum class CurvatureEstimator { kHutchinson, kFisher };
+enum class CurvatureEstimator { kHutchinson, kFisher, kQuadraticForm };
 
 // A batch of the task loss: graph feeds and one label per row of logits.
 struct LossBatch {
@@ -48,7 +51,7 @@ struct LossBatch {
 struct SensitivityOptions {
   CurvatureEstimator estimator = CurvatureEstimator::kHutchinson;
   int probes = 4;               // Rademacher vectors (Hutchinson), >= 1
-  double relative_step = 1e-2;  // finite-difference step, times each layer's weight RMS
+  double relative_step = 1e-2;  // finite-difference step, times each layer's weight RMS (norm for kQuadraticForm)
   uint64_t seed = 1;
   std::string logits = "logits";     // the graph output the loss reads
   std::vector<int> candidate_bits = {2, 3, 4, 8, 16};  // each in {2, 3, 4, 8, 16}
@@ -62,7 +65,9 @@ struct LayerSensitivity {
   std::vector<int> bits;         // the candidates, in options order
   std::vector<double> error;     // ||W - Q_b(W)||^2 per candidate
   std::vector<int64_t> size_bits;
-  // trace / params * error: the predicted loss increase per candidate.
+  std::vector<double> quadratic;  // kQuadraticForm: dW' H_ii dW per candidate (trace stays 0)
+  // trace / params * error, or `quadratic` when measured: the predicted
+  // loss increase per candidate.
   double Predicted(size_t candidate) const;
 };
 

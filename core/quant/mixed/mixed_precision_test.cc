@@ -4,6 +4,8 @@
 #include <random>
 
 #include "core/graph/builder.h"
+#include "core/model/linear_chain.h"
+#include "core/quant/rtn.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -122,6 +124,41 @@ TEST(MixedPrecisionTest, HutchinsonTraceMatchesTheClosedForm) {
   auto fisher = MeasureSensitivity(graph, {{{{"x", x}}, labels}}, options);
   ASSERT_TRUE(fisher.ok()) << fisher.status();
   EXPECT_GT((*fisher)[0].trace, 0);
+
+  // The quadratic form along dW for a linear-softmax layer equals the
+  // closed form (1/N) sum_n dz_n' (diag p - p p') dz_n, dz_n = dW x_n.
+  options.estimator = CurvatureEstimator::kQuadraticForm;
+  auto quadratic = MeasureSensitivity(graph, {{{{"x", x}}, labels}}, options);
+  ASSERT_TRUE(quadratic.ok()) << quadratic.status();
+  ASSERT_EQ((*quadratic)[0].quadratic.size(), 5u);
+  {
+    model::LinearLayer layer{"fc", d, k, w.ToFloats(), {}};
+    auto q = QuantizeRtnRef(layer, RtnOptions{2, 0, false});
+    ASSERT_TRUE(q.ok());
+    std::vector<float> dq(k * d);
+    ASSERT_TRUE(DequantizeRtn(*q, dq.data()).ok());
+    double form = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      std::vector<double> z(k), dz(k);
+      double zmax = -INFINITY, norm = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        for (int64_t j = 0; j < d; ++j) {
+          z[c] += double{w.data<float>()[c * d + j]} * x.data<float>()[i * d + j];
+          dz[c] += (double{dq[c * d + j]} - w.data<float>()[c * d + j]) * x.data<float>()[i * d + j];
+        }
+        zmax = std::max(zmax, z[c]);
+      }
+      for (double& v : z) norm += (v = std::exp(v - zmax));
+      double mean = 0, second = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        mean += z[c] / norm * dz[c];
+        second += z[c] / norm * dz[c] * dz[c];
+      }
+      form += (second - mean * mean) / n;
+    }
+    EXPECT_NEAR((*quadratic)[0].Predicted(0), form, 0.02 * form);
+  }
+  options.estimator = CurvatureEstimator::kHutchinson;
 
   auto uniform3 = UniformPlan(*sensitivity, 3);
   ASSERT_TRUE(uniform3.ok());
