@@ -53,7 +53,8 @@ commands:
   cancel JOB_ID                  Ask the daemon to cancel a job.
   download JOB_ID|SHA256 [--out DIR]
       Download a blob, or every artifact of a job as
-      DIR/<job>-<device>-<technique>.safetensors (DIR defaults to ".").
+      DIR/<job>-<device>-<technique>.safetensors (.onnx for onnx-qdq
+      artifacts; DIR defaults to ".").
   devices                        List the device profiles.
 
 global flags:
@@ -363,7 +364,8 @@ absl::StatusOr<int> RunDownload(Invocation& invocation) {
     if (variant.artifact().sha256().empty()) continue;
     const std::string name =
         absl::StrCat(FileNamePart(job.id()), "-", FileNamePart(variant.device()), "-",
-                     FileNamePart(variant.technique()), ".safetensors");
+                     FileNamePart(variant.technique()),
+                     variant.artifact_format() == "onnx-qdq" ? ".onnx" : ".safetensors");
     SQ_RETURN_IF_ERROR(DownloadOne(invocation, variant.artifact().sha256(), dir / name));
     ++downloaded;
   }
