@@ -356,35 +356,26 @@ absl::Status MeasureStorage(const std::string& model, const Graph& graph,
       model, mix3.AverageBits(), mix3.exact ? "exact DP" : "DP on rounded-up sizes",
       Better(mix3_row, uniform3_row) ? "met" : "not met", mix3_row.value, uniform3_row.value, PlanText(mix3),
       sensitivity_options.probes, loss_batches.size(), sensitivity_seconds));
-  // The same allocation with the cheaper Fisher curvature.
-  start = std::chrono::steady_clock::now();
-  mixed::SensitivityOptions fisher_options = sensitivity_options;
-  fisher_options.estimator = mixed::CurvatureEstimator::kFisher;
-  SQ_ASSIGN_OR_RETURN(std::vector<mixed::LayerSensitivity> fisher,
-                      mixed::MeasureSensitivity(graph, loss_batches, fisher_options));
-  const double fisher_seconds = Seconds(start);
-  SQ_ASSIGN_OR_RETURN(mixed::MixedPlan fisher_mix3, mixed::PlanMixedPrecision(fisher, uniform3.size_bits));
-  SQ_ASSIGN_OR_RETURN(SizedRow fisher_row,
-                      run_plan("mixed {2,3,4,8,16} at <= uniform-3 size (Fisher)", fisher_mix3, fisher_seconds));
-  notes->push_back(absl::StrFormat("%s: with Fisher curvature instead: %s (%.2f vs %.2f); plan: %s", model,
-                                   Better(fisher_row, uniform3_row) ? "met" : "not met", fisher_row.value,
-                                   uniform3_row.value, PlanText(fisher_mix3)));
-  if (!lm) {
-    // The measured quadratic form dW' H dW per layer and width (2 gradient
-    // evaluations each: too slow for the LM's 28 layers in this report).
+  // The same allocation with the cheaper Fisher curvature and, on the
+  // small models, with the measured quadratic form dW' H dW per layer and
+  // width (2 gradient evaluations each: too slow for the LM's 28 layers here).
+  auto alternative = [&](mixed::CurvatureEstimator estimator, const std::string& label) -> absl::Status {
     start = std::chrono::steady_clock::now();
-    mixed::SensitivityOptions form_options = sensitivity_options;
-    form_options.estimator = mixed::CurvatureEstimator::kQuadraticForm;
-    SQ_ASSIGN_OR_RETURN(std::vector<mixed::LayerSensitivity> form,
-                        mixed::MeasureSensitivity(graph, loss_batches, form_options));
-    const double form_seconds = Seconds(start);
-    SQ_ASSIGN_OR_RETURN(mixed::MixedPlan form_mix3, mixed::PlanMixedPrecision(form, uniform3.size_bits));
-    SQ_ASSIGN_OR_RETURN(SizedRow form_row,
-                        run_plan("mixed {2,3,4,8,16} at <= uniform-3 size (dW'HdW)", form_mix3, form_seconds));
-    notes->push_back(absl::StrFormat("%s: with the measured quadratic form dW'H dW instead: %s (%.2f vs %.2f); plan: %s",
-                                     model, Better(form_row, uniform3_row) ? "met" : "not met", form_row.value,
-                                     uniform3_row.value, PlanText(form_mix3)));
-  }
+    mixed::SensitivityOptions options = sensitivity_options;
+    options.estimator = estimator;
+    SQ_ASSIGN_OR_RETURN(std::vector<mixed::LayerSensitivity> other,
+                        mixed::MeasureSensitivity(graph, loss_batches, options));
+    const double seconds = Seconds(start);
+    SQ_ASSIGN_OR_RETURN(mixed::MixedPlan plan, mixed::PlanMixedPrecision(other, uniform3.size_bits));
+    SQ_ASSIGN_OR_RETURN(SizedRow row,
+                        run_plan(absl::StrCat("mixed {2,3,4,8,16} at <= uniform-3 size (", label, ")"), plan, seconds));
+    notes->push_back(absl::StrFormat("%s: with %s instead: %s (%.2f vs %.2f); plan: %s", model, label,
+                                     Better(row, uniform3_row) ? "met" : "not met", row.value, uniform3_row.value,
+                                     PlanText(plan)));
+    return absl::OkStatus();
+  };
+  SQ_RETURN_IF_ERROR(alternative(mixed::CurvatureEstimator::kFisher, "Fisher"));
+  if (!lm) SQ_RETURN_IF_ERROR(alternative(mixed::CurvatureEstimator::kQuadraticForm, "dW'HdW"));
 
   if (lm) {
     // (c) a 2/4-bit mix at <= 2.5 average bits (scales included in the budget).
