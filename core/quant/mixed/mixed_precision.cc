@@ -19,6 +19,7 @@ namespace {
 
 constexpr int kFp16Bits = 16;
 constexpr int64_t kScaleBits = 32;
+constexpr int64_t kZeroPointBits = 8;
 
 // Mean over batches of the loss gradient w.r.t. the trainable weights.
 absl::StatusOr<train::TensorMap> MeanGradient(const train::GradientProgram& program,
@@ -52,7 +53,7 @@ absl::StatusOr<train::TensorMap> MeanGradient(const train::GradientProgram& prog
 
 // ||W - Q_bits(W)||^2 for symmetric per-channel RTN, or the fp16 round trip.
 absl::StatusOr<std::vector<float>> QuantizedWeights(const std::string& name, const std::vector<float>& w,
-                                                    int64_t out, int64_t in, int bits) {
+                                                    int64_t out, int64_t in, int bits, bool asymmetric) {
   std::vector<float> q(w.size());
   if (bits == kFp16Bits) {
     q = w;
@@ -60,14 +61,15 @@ absl::StatusOr<std::vector<float>> QuantizedWeights(const std::string& name, con
     return q;
   }
   model::LinearLayer layer{name, in, out, w, {}};
-  SQ_ASSIGN_OR_RETURN(QuantizedLinear packed, QuantizeRtn(layer, RtnOptions{bits, 0, false}));
+  SQ_ASSIGN_OR_RETURN(QuantizedLinear packed, QuantizeRtn(layer, RtnOptions{bits, 0, asymmetric}));
   SQ_RETURN_IF_ERROR(DequantizeRtn(packed, q.data()));
   return q;
 }
 
-int64_t SizeBits(const ptq::QuantizableLayer& layer, int bits) {
+int64_t SizeBits(const ptq::QuantizableLayer& layer, int bits, bool asymmetric) {
   const int64_t params = layer.out * layer.in;
-  return bits == kFp16Bits ? params * kFp16Bits : params * bits + layer.out * kScaleBits;
+  if (bits == kFp16Bits) return params * kFp16Bits;
+  return params * bits + layer.out * (kScaleBits + (asymmetric ? kZeroPointBits : 0));
 }
 
 }  // namespace
@@ -104,15 +106,17 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(const graph::Gr
     LayerSensitivity& s = result[i];
     s.layer = layer;
     s.params = layer.out * layer.in;
+    s.asymmetric = options.asymmetric;
     trainable.insert(layer.weight);
     const std::vector<float> w = ptq::WeightMatrix(graph, layer);
     for (int bits : options.candidate_bits) {
-      SQ_ASSIGN_OR_RETURN(std::vector<float> q, QuantizedWeights(layer.name, w, layer.out, layer.in, bits));
+      SQ_ASSIGN_OR_RETURN(std::vector<float> q,
+                          QuantizedWeights(layer.name, w, layer.out, layer.in, bits, options.asymmetric));
       double error = 0;
       for (size_t k = 0; k < w.size(); ++k) error += (double{w[k]} - q[k]) * (double{w[k]} - q[k]);
       s.bits.push_back(bits);
       s.error.push_back(error);
-      s.size_bits.push_back(SizeBits(layer, bits));
+      s.size_bits.push_back(SizeBits(layer, bits, options.asymmetric));
     }
   }
 
@@ -143,7 +147,8 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(const graph::Gr
       for (float v : w) weight_norm += double{v} * v;
       weight_norm = std::sqrt(weight_norm);
       for (int bits : s.bits) {
-        SQ_ASSIGN_OR_RETURN(std::vector<float> q, QuantizedWeights(s.layer.name, w, s.layer.out, s.layer.in, bits));
+        SQ_ASSIGN_OR_RETURN(std::vector<float> q,
+                            QuantizedWeights(s.layer.name, w, s.layer.out, s.layer.in, bits, s.asymmetric));
         // dW in the initializer's own layout.
         graph::Graph scratch;
         scratch.initializers.emplace(s.layer.weight, original);
@@ -283,7 +288,7 @@ absl::StatusOr<graph::Graph> ApplyPlan(const graph::Graph& graph, const std::vec
     if (it == layers.end()) return absl::NotFoundError(absl::StrCat("mixed: no layer ", planned.name));
     const ptq::QuantizableLayer& layer = it->layer;
     SQ_ASSIGN_OR_RETURN(std::vector<float> q, QuantizedWeights(layer.name, ptq::WeightMatrix(graph, layer),
-                                                               layer.out, layer.in, planned.bits));
+                                                               layer.out, layer.in, planned.bits, it->asymmetric));
     ptq::SetWeightMatrix(&result, layer, q);
   }
   return result;

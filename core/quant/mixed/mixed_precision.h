@@ -17,12 +17,13 @@
 //    Q_b(W) - W, by one central-difference HVP along dW (2 gradient
 //    evaluations per layer and width, so it is the costly option).
 // 2. Error per layer and bit width b in {2, 3, 4, 8, 16}:
-//    ||W - Q_b(W)||^2 with Q_b symmetric per-channel RTN (rtn.h; 2/3-bit
+//    ||W - Q_b(W)||^2 with Q_b per-channel RTN (rtn.h; symmetric unless
+//    SensitivityOptions::asymmetric; 2/3-bit
 //    live in nibbles) and Q_16 the fp16 round trip (CastQuantize, rtn.h). The predicted loss
 //    increase is (tr(H_ii) / params_i) * ||W - Q_b(W)||^2 (second order,
 //    the Hessian block approximated by its mean diagonal, as in HAWQ-v2).
 // 3. Sizes count nominal bits: params * b + 32 bits per output-channel scale
-//    (b < 16); params * 16 for fp16. Biases stay float and are not counted.
+//    (+ 8 per zero point when asymmetric) (b < 16); params * 16 for fp16. Biases stay float and are not counted.
 // 4. PlanMixedPrecision picks one width per layer minimising the summed
 //    prediction under a budget in bits, exactly (bit_allocator.h).
 #ifndef SQUEEZE_CORE_QUANT_MIXED_MIXED_PRECISION_H_
@@ -56,11 +57,15 @@ struct SensitivityOptions {
   std::string logits = "logits";     // the graph output the loss reads
   std::vector<int> candidate_bits = {2, 3, 4, 8, 16};  // each in {2, 3, 4, 8, 16}
   int num_threads = 0;          // CPU backend threads (0: all cores)
+  // Candidates below 16 bits as asymmetric RTN (2-bit then has 4 levels, not
+  // 3), each output channel's uint8 zero point adding 8 bits to the size.
+  bool asymmetric = false;
 };
 
 struct LayerSensitivity {
   ptq::QuantizableLayer layer;
   int64_t params = 0;
+  bool asymmetric = false;       // as SensitivityOptions::asymmetric
   double trace = 0;              // tr(H_ii) (Hutchinson) or the Fisher trace
   std::vector<int> bits;         // the candidates, in options order
   std::vector<double> error;     // ||W - Q_b(W)||^2 per candidate

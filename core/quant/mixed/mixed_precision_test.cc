@@ -170,6 +170,12 @@ TEST(MixedPrecisionTest, HutchinsonTraceMatchesTheClosedForm) {
   ASSERT_TRUE(applied.ok());
   EXPECT_NE(applied->initializers.at("fc.weight").ToFloats(), w.ToFloats());
 
+  options.asymmetric = true;
+  auto asymmetric = MeasureSensitivity(graph, {{{{"x", x}}, labels}}, options);
+  ASSERT_TRUE(asymmetric.ok()) << asymmetric.status();
+  EXPECT_EQ((*asymmetric)[0].size_bits[1], k * d * 3 + k * (32 + 8));
+  EXPECT_LT((*asymmetric)[0].error[0], (*sensitivity)[0].error[0]);  // 4 levels beat 3 at 2 bits
+
   options.candidate_bits = {5};
   EXPECT_THAT(MeasureSensitivity(graph, {{{{"x", x}}, labels}}, options).status().message(),
               HasSubstr("candidate bits must be one of 2, 3, 4, 8, 16, got 5"));
