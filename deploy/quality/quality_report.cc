@@ -311,10 +311,15 @@ absl::Status MeasureStorage(const std::string& model, const Graph& graph,
   for (const auto& s : sensitivity) params += s.params;
   rows->push_back({model, "fp32", metric_name, baseline, baseline, 4 * params, 32.0, 0, higher_is_better});
 
-  auto run_plan = [&](const std::string& method, const mixed::MixedPlan& plan, double seconds) -> absl::StatusOr<SizedRow> {
-    SQ_ASSIGN_OR_RETURN(Graph quantized, mixed::ApplyPlan(graph, sensitivity, plan));
+  // Quantizes as `plan` says with the quantizers `table` was measured with.
+  auto run_plan_with = [&](const std::vector<mixed::LayerSensitivity>& table, const std::string& method,
+                           const mixed::MixedPlan& plan, double seconds) -> absl::StatusOr<SizedRow> {
+    SQ_ASSIGN_OR_RETURN(Graph quantized, mixed::ApplyPlan(graph, table, plan));
     SQ_ASSIGN_OR_RETURN(double value, metric(quantized));
     return add(method, value, (plan.size_bits + 7) / 8, plan.params, seconds);
+  };
+  auto run_plan = [&](const std::string& method, const mixed::MixedPlan& plan, double seconds) {
+    return run_plan_with(sensitivity, method, plan, seconds);
   };
 
   // (a) k-means 4-bit against uniform per-channel 4-bit: the same 4 index bits.
@@ -376,6 +381,24 @@ absl::Status MeasureStorage(const std::string& model, const Graph& graph,
   };
   SQ_RETURN_IF_ERROR(alternative(mixed::CurvatureEstimator::kFisher, "Fisher"));
   if (!lm) SQ_RETURN_IF_ERROR(alternative(mixed::CurvatureEstimator::kQuadraticForm, "dW'HdW"));
+
+  // The same comparison with asymmetric candidates (2-bit gets 4 levels).
+  start = std::chrono::steady_clock::now();
+  mixed::SensitivityOptions asymmetric_options = sensitivity_options;
+  asymmetric_options.asymmetric = true;
+  SQ_ASSIGN_OR_RETURN(std::vector<mixed::LayerSensitivity> asymmetric,
+                      mixed::MeasureSensitivity(graph, loss_batches, asymmetric_options));
+  const double asymmetric_seconds = Seconds(start);
+  SQ_ASSIGN_OR_RETURN(mixed::MixedPlan asymmetric3, mixed::UniformPlan(asymmetric, 3));
+  SQ_ASSIGN_OR_RETURN(SizedRow asymmetric3_row, run_plan_with(asymmetric, "W3 rtn per-channel asymmetric (uniform)", asymmetric3, 0));
+  SQ_ASSIGN_OR_RETURN(mixed::MixedPlan asymmetric_mix, mixed::PlanMixedPrecision(asymmetric, asymmetric3.size_bits));
+  SQ_ASSIGN_OR_RETURN(SizedRow asymmetric_mix_row,
+                      run_plan_with(asymmetric, "mixed asymmetric at <= uniform-3-asym size (Hutchinson)", asymmetric_mix,
+                               asymmetric_seconds));
+  notes->push_back(absl::StrFormat("%s: asymmetric candidates: mixed beats uniform asymmetric 3-bit: %s (%.2f vs %.2f); "
+                                   "plan: %s",
+                                   model, Better(asymmetric_mix_row, asymmetric3_row) ? "met" : "not met",
+                                   asymmetric_mix_row.value, asymmetric3_row.value, PlanText(asymmetric_mix)));
 
   if (lm) {
     // (c) a 2/4-bit mix at <= 2.5 average bits (scales included in the budget).
