@@ -361,44 +361,37 @@ absl::Status MeasureStorage(const std::string& model, const Graph& graph,
       model, mix3.AverageBits(), mix3.exact ? "exact DP" : "DP on rounded-up sizes",
       Better(mix3_row, uniform3_row) ? "met" : "not met", mix3_row.value, uniform3_row.value, PlanText(mix3),
       sensitivity_options.probes, loss_batches.size(), sensitivity_seconds));
-  // The same allocation with the cheaper Fisher curvature and, on the
-  // small models, with the measured quadratic form dW' H dW per layer and
-  // width (2 gradient evaluations each: too slow for the LM's 28 layers here).
-  auto alternative = [&](mixed::CurvatureEstimator estimator, const std::string& label) -> absl::Status {
+  // Mixed against uniform 3-bit again with another curvature or quantizer:
+  // the cheaper Fisher; on the small models the measured quadratic form
+  // dW' H dW per layer and width (2 gradient evaluations each: too slow for
+  // the LM's 28 layers here); asymmetric candidates (2-bit gets 4 levels),
+  // against uniform asymmetric 3-bit.
+  auto alternative = [&](const mixed::SensitivityOptions& options, const std::string& label) -> absl::Status {
     start = std::chrono::steady_clock::now();
-    mixed::SensitivityOptions options = sensitivity_options;
-    options.estimator = estimator;
     SQ_ASSIGN_OR_RETURN(std::vector<mixed::LayerSensitivity> other,
                         mixed::MeasureSensitivity(graph, loss_batches, options));
     const double seconds = Seconds(start);
-    SQ_ASSIGN_OR_RETURN(mixed::MixedPlan plan, mixed::PlanMixedPrecision(other, uniform3.size_bits));
-    SQ_ASSIGN_OR_RETURN(SizedRow row,
-                        run_plan(absl::StrCat("mixed {2,3,4,8,16} at <= uniform-3 size (", label, ")"), plan, seconds));
-    notes->push_back(absl::StrFormat("%s: with %s instead: %s (%.2f vs %.2f); plan: %s", model, label,
-                                     Better(row, uniform3_row) ? "met" : "not met", row.value, uniform3_row.value,
+    SizedRow baseline_row = uniform3_row;
+    SQ_ASSIGN_OR_RETURN(mixed::MixedPlan baseline, mixed::UniformPlan(other, 3));
+    if (options.asymmetric) {
+      SQ_ASSIGN_OR_RETURN(baseline_row, run_plan_with(other, "W3 rtn per-channel asymmetric (uniform)", baseline, 0));
+    }
+    SQ_ASSIGN_OR_RETURN(mixed::MixedPlan plan, mixed::PlanMixedPrecision(other, baseline.size_bits));
+    SQ_ASSIGN_OR_RETURN(SizedRow row, run_plan_with(other, absl::StrCat("mixed at <= uniform-3 size (", label, ")"),
+                                                    plan, seconds));
+    notes->push_back(absl::StrFormat("%s: with %s: %s (%.2f vs uniform %.2f); plan: %s", model, label,
+                                     Better(row, baseline_row) ? "met" : "not met", row.value, baseline_row.value,
                                      PlanText(plan)));
     return absl::OkStatus();
   };
-  SQ_RETURN_IF_ERROR(alternative(mixed::CurvatureEstimator::kFisher, "Fisher"));
-  if (!lm) SQ_RETURN_IF_ERROR(alternative(mixed::CurvatureEstimator::kQuadraticForm, "dW'HdW"));
-
-  // The same comparison with asymmetric candidates (2-bit gets 4 levels).
-  start = std::chrono::steady_clock::now();
-  mixed::SensitivityOptions asymmetric_options = sensitivity_options;
-  asymmetric_options.asymmetric = true;
-  SQ_ASSIGN_OR_RETURN(std::vector<mixed::LayerSensitivity> asymmetric,
-                      mixed::MeasureSensitivity(graph, loss_batches, asymmetric_options));
-  const double asymmetric_seconds = Seconds(start);
-  SQ_ASSIGN_OR_RETURN(mixed::MixedPlan asymmetric3, mixed::UniformPlan(asymmetric, 3));
-  SQ_ASSIGN_OR_RETURN(SizedRow asymmetric3_row, run_plan_with(asymmetric, "W3 rtn per-channel asymmetric (uniform)", asymmetric3, 0));
-  SQ_ASSIGN_OR_RETURN(mixed::MixedPlan asymmetric_mix, mixed::PlanMixedPrecision(asymmetric, asymmetric3.size_bits));
-  SQ_ASSIGN_OR_RETURN(SizedRow asymmetric_mix_row,
-                      run_plan_with(asymmetric, "mixed asymmetric at <= uniform-3-asym size (Hutchinson)", asymmetric_mix,
-                               asymmetric_seconds));
-  notes->push_back(absl::StrFormat("%s: asymmetric candidates: mixed beats uniform asymmetric 3-bit: %s (%.2f vs %.2f); "
-                                   "plan: %s",
-                                   model, Better(asymmetric_mix_row, asymmetric3_row) ? "met" : "not met",
-                                   asymmetric_mix_row.value, asymmetric3_row.value, PlanText(asymmetric_mix)));
+  mixed::SensitivityOptions fisher = sensitivity_options, form = sensitivity_options,
+                            asymmetric = sensitivity_options;
+  fisher.estimator = mixed::CurvatureEstimator::kFisher;
+  form.estimator = mixed::CurvatureEstimator::kQuadraticForm;
+  asymmetric.asymmetric = true;
+  SQ_RETURN_IF_ERROR(alternative(fisher, "Fisher"));
+  if (!lm) SQ_RETURN_IF_ERROR(alternative(form, "dW'HdW"));
+  SQ_RETURN_IF_ERROR(alternative(asymmetric, "Hutchinson, asymmetric candidates"));
 
   if (lm) {
     // (c) a 2/4-bit mix at <= 2.5 average bits (scales included in the budget).
