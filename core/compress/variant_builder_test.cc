@@ -171,9 +171,9 @@ TEST_F(VariantBuilderTest, BadInputsAreInvalidArgument) {
               HasSubstr("inputs[0, 0] is nan"));
 
   request_.calibration_path.clear();
-  request_.rtn.bits = 3;
+  request_.rtn.bits = 5;
   EXPECT_THAT(BuildQuantizedVariant(request_, {}).status().message(),
-              HasSubstr("bits must be 4 or 8, got 3 (layer fc1)"));
+              HasSubstr("bits must be one of 2, 3, 4, 8, got 5 (layer fc1)"));
   request_.rtn.bits = 8;
   request_.model_path = request_.calibration_path + "missing";
   EXPECT_EQ(BuildQuantizedVariant(request_, {}).status().code(),
