@@ -71,12 +71,6 @@ void SetCostAxes(const Report& report, const std::string& runtime, v1::Variant* 
   }
 }
 
-// The weight bits of a PTQ layer technique such as "gptq int4-pc-sym".
-int StoredBits(const std::string& technique) {
-  const size_t at = technique.find("int");
-  return at == std::string::npos ? 32 : std::atoi(technique.c_str() + at + 3);
-}
-
 v1::Variant ToVariant(const core::compress::VariantReport& report, const std::string& device,
                       const v1::UploadBlobResponse& artifact) {
   v1::Variant variant;
@@ -123,7 +117,7 @@ v1::Variant ToGraphVariant(const core::compress::GraphVariantReport& report, con
   for (const auto& layer : report.layers) {
     v1::LayerReport* out = accuracy->add_layers();
     out->set_name(layer.name);
-    out->set_bits(StoredBits(layer.technique));
+    out->set_bits(layer.weight_bits);
     out->set_relative_error(layer.weight_relative_error);
     out->set_sqnr_db(layer.weight_relative_error > 0 ? -20 * std::log10(layer.weight_relative_error) : 0);
     out->set_parameters(layer.out * layer.in);

@@ -300,6 +300,7 @@ absl::StatusOr<PtqResult> QuantizeGraph(const Graph& input_graph, const std::vec
       }
       report.weight_relative_error = RelativeError(original, dequantized);
       report.technique = absl::StrCat(WeightMethodName(wq.method), " ", wq.format.TechniqueName());
+      report.weight_bits = wq.format.bits;
       if (awq) {
         auto it = awq_alpha.find(layer.weight);
         report.awq_alpha = it == awq_alpha.end() ? 0.0 : it->second;

@@ -68,6 +68,7 @@ struct LayerReport {
   std::string op_type;
   int64_t out = 0, in = 0;
   std::string technique;           // e.g. "gptq int4-g64-sym", "rtn int8-pc-sym + a8 entropy"
+  int weight_bits = 32;            // bits stored per weight; 32 when the weights stay float
   int64_t nonfinite_weights = 0;   // NaN/inf weights, set to 0 before quantizing
   int64_t zero_rows = 0;           // all-zero output channels (scale 0, stay 0)
   int64_t dead_columns = 0;        // GPTQ: inputs that were always 0 (weight set to 0)
