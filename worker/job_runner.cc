@@ -41,10 +41,9 @@ core::eval::EnergyModel EnergyModelFor(const v1::DeviceProfile& profile) {
   return model;
 }
 
-// The latency, energy and size axes, from either builder's report (both
-// name these fields alike).
-template <typename Report>
-void SetCostAxes(const Report& report, const std::string& runtime, v1::Variant* variant) {
+// The latency, energy and size axes, from either builder's report.
+void SetCostAxes(const core::compress::CostReport& report, const std::string& runtime,
+                 v1::Variant* variant) {
   v1::LatencyAxis* latency = variant->mutable_latency();
   latency->set_provenance(v1::MEASURED);
   latency->set_baseline_p50_seconds(report.baseline_latency.p50);

@@ -56,7 +56,12 @@ struct GraphVariantRequest {
   std::string artifact_path;
 };
 
-struct GraphVariantReport {
+// Latency here is the float graph vs the simulated (fake-quant) graph, whose
+// weights are dequantized floats, in our CPU runtime. Energy counts one
+// example through the quantizable layers: their MACs at fp32 vs the weight
+// format, plus their weight bytes. Sizes are the ONNX file and the QDQ ONNX
+// artifact.
+struct GraphVariantReport : CostReport {
   std::string technique;  // e.g. "gptq int4-pc-sym"
   std::vector<quant::ptq::LayerReport> layers;
   std::vector<quant::ptq::SkippedNode> skipped;
@@ -70,20 +75,6 @@ struct GraphVariantReport {
   double mean_kl_divergence = 0.0;
   double top1_agreement = 0.0;
   int64_t evaluation_examples = 0;
-  // Batch-1 latency of the float graph and of the simulated (fake-quant)
-  // graph, whose weights are dequantized floats, in our CPU runtime.
-  eval::LatencyStats baseline_latency;
-  eval::LatencyStats latency;
-  int batch_size = 1;
-  // Estimated energy of one example through the quantizable layers: their
-  // MACs at fp32 vs the weight format, plus their weight bytes.
-  double baseline_joules = 0.0;
-  double joules = 0.0;
-  std::string energy_model_description;
-  int64_t baseline_bytes = 0;     // the ONNX file
-  int64_t artifact_bytes = 0;     // the QDQ ONNX file
-  int64_t fp32_weight_bytes = 0;  // 4 bytes per float initializer element
-  std::string hardware;
 };
 
 // Loads, calibrates, quantizes (stage "quantize", one step per layer),

@@ -46,18 +46,11 @@ struct LayerFidelity {
   int64_t parameters = 0;
 };
 
-struct VariantReport {
-  std::string technique;  // RtnOptions::TechniqueName(), e.g. "int4-g128-sym"
-  std::vector<LayerFidelity> layers;
-  // Output relative error of the float model against itself: always 0,
-  // reported so that both columns of a comparison have a value.
-  double baseline_metric = 0.0;
-  // Output relative error of the variant (as read back from the artifact
-  // bytes) against the float model on the evaluation inputs.
-  double metric = 0.0;
-  double output_sqnr_db = 0.0;
-  // Batch-1 latency of model::Forward and quant::QuantizedForward (which
-  // dequantizes on every call), seconds.
+// The latency, energy and size axes that every variant builder measures the
+// same way, for the original model and for the variant.
+struct CostReport {
+  // Batch-1 latency of the original and of the variant in our runtime,
+  // seconds (each builder says how the variant executes).
   eval::LatencyStats baseline_latency;
   eval::LatencyStats latency;
   int batch_size = 1;
@@ -67,8 +60,22 @@ struct VariantReport {
   std::string energy_model_description;
   int64_t baseline_bytes = 0;     // size of the model file
   int64_t artifact_bytes = 0;     // size of the artifact file
-  int64_t fp32_weight_bytes = 0;  // 4 bytes per parameter (weights + biases)
+  int64_t fp32_weight_bytes = 0;  // 4 bytes per float parameter
   std::string hardware;           // CPU model name from /proc/cpuinfo
+};
+
+// Latency here is model::Forward vs quant::QuantizedForward (which
+// dequantizes on every call).
+struct VariantReport : CostReport {
+  std::string technique;  // RtnOptions::TechniqueName(), e.g. "int4-g128-sym"
+  std::vector<LayerFidelity> layers;
+  // Output relative error of the float model against itself: always 0,
+  // reported so that both columns of a comparison have a value.
+  double baseline_metric = 0.0;
+  // Output relative error of the variant (as read back from the artifact
+  // bytes) against the float model on the evaluation inputs.
+  double metric = 0.0;
+  double output_sqnr_db = 0.0;
 };
 
 // Called at the start of each stage (step 0) and after each unit of work
