@@ -1,0 +1,343 @@
+#include "core/prune/nm_sparse.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "core/quant/ptq/layers.h"
+#include "core/status_macros.h"
+
+namespace squeeze::core::prune {
+namespace {
+
+using graph::DataType;
+using graph::Graph;
+using graph::Node;
+using graph::Tensor;
+
+constexpr int64_t kRowTile = 64;  // batch rows per transposed tile
+
+// Index k of row `row` (bits per index `bits`).
+int ReadIndex(const uint8_t* row, int64_t k, int bits) {
+  int value = 0;
+  for (int b = 0; b < bits; ++b) {
+    const int64_t bit = k * bits + b;
+    value |= ((row[bit >> 3] >> (bit & 7)) & 1) << b;
+  }
+  return value;
+}
+
+void WriteIndex(uint8_t* row, int64_t k, int bits, int value) {
+  for (int b = 0; b < bits; ++b) {
+    const int64_t bit = k * bits + b;
+    if ((value >> b) & 1) row[bit >> 3] |= static_cast<uint8_t>(1u << (bit & 7));
+  }
+}
+
+// Absolute column of every kept value of row `o`.
+void DecodeColumns(const NmSparseView& w, int64_t o, int32_t* columns) {
+  const uint8_t* row = w.indices + o * w.row_index_bytes;
+  const int64_t kept = w.kept_per_row();
+  if (w.m == 4) {
+    // Two bits per index, four per byte: the 2:4 / 1:4 fast path.
+    for (int64_t k = 0; k < kept; ++k) {
+      columns[k] = static_cast<int32_t>((k / w.n) * 4 + ((row[k >> 2] >> (2 * (k & 3))) & 3));
+    }
+    return;
+  }
+  const int bits = NmIndexBits(w.m);
+  for (int64_t k = 0; k < kept; ++k) {
+    columns[k] = static_cast<int32_t>((k / w.n) * w.m + ReadIndex(row, k, bits));
+  }
+}
+
+}  // namespace
+
+int NmIndexBits(int m) {
+  int bits = 1;
+  while ((1 << bits) < m) ++bits;
+  return bits;
+}
+
+absl::Status ValidateNmPattern(int n, int m, int64_t in, const std::string& layer) {
+  if (m < 2 || m > 16 || n < 1 || n >= m) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prune: N:M needs 1 <= N < M <= 16, got ", n, ":", m, " (layer ", layer, ")"));
+  }
+  if (in % m != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("prune: layer ", layer, " has in = ", in,
+                                                   ", not a multiple of M = ", m, " (", n, ":", m, ")"));
+  }
+  return absl::OkStatus();
+}
+
+bool HasNmPattern(const std::vector<float>& dense, int64_t out, int64_t in, int n, int m) {
+  if (m <= 0 || in % m != 0 || static_cast<int64_t>(dense.size()) != out * in) return false;
+  for (int64_t i = 0; i < out * in; i += m) {
+    int nonzero = 0;
+    for (int j = 0; j < m; ++j) nonzero += dense[i + j] != 0.0f;
+    if (nonzero > n) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<NmSparseMatrix> CompressNm(const std::vector<float>& dense, int64_t out, int64_t in, int n, int m,
+                                          const std::string& layer) {
+  SQ_RETURN_IF_ERROR(ValidateNmPattern(n, m, in, layer));
+  if (out <= 0 || static_cast<int64_t>(dense.size()) != out * in) {
+    return absl::InvalidArgumentError(absl::StrCat("prune: layer ", layer, " is [", out, ", ", in, "] but has ",
+                                                   dense.size(), " weights"));
+  }
+  NmSparseMatrix w;
+  w.out = out;
+  w.in = in;
+  w.n = n;
+  w.m = m;
+  const int bits = NmIndexBits(m);
+  w.row_index_bytes = (w.kept_per_row() * bits + 7) / 8;
+  w.values.assign(out * w.kept_per_row(), 0.0f);
+  w.indices.assign(out * w.row_index_bytes, 0);
+  for (int64_t o = 0; o < out; ++o) {
+    uint8_t* row = w.indices.data() + o * w.row_index_bytes;
+    for (int64_t g = 0; g < in / m; ++g) {
+      const float* group = dense.data() + o * in + g * m;
+      std::vector<int> kept;
+      for (int j = 0; j < m; ++j) {
+        if (group[j] != 0.0f) kept.push_back(j);
+      }
+      if (static_cast<int>(kept.size()) > n) {
+        return absl::InvalidArgumentError(absl::StrCat("prune: layer ", layer, " row ", o, " group ", g, " has ",
+                                                       kept.size(), " non-zeros, more than N = ", n, " (", n, ":", m,
+                                                       ")"));
+      }
+      // Pad with zero-valued positions not already used, keeping order.
+      for (int j = 0; static_cast<int>(kept.size()) < n; ++j) {
+        if (std::find(kept.begin(), kept.end(), j) == kept.end()) kept.push_back(j);
+      }
+      std::sort(kept.begin(), kept.end());
+      for (int k = 0; k < n; ++k) {
+        const int64_t slot = g * n + k;
+        w.values[o * w.kept_per_row() + slot] = group[kept[k]];
+        WriteIndex(row, slot, bits, kept[k]);
+      }
+    }
+  }
+  return w;
+}
+
+std::vector<float> DecompressNm(const NmSparseMatrix& w) {
+  std::vector<float> dense(w.out * w.in, 0.0f);
+  std::vector<int32_t> columns(w.kept_per_row());
+  const NmSparseView view = ViewOf(w);
+  for (int64_t o = 0; o < w.out; ++o) {
+    DecodeColumns(view, o, columns.data());
+    for (int64_t k = 0; k < w.kept_per_row(); ++k) dense[o * w.in + columns[k]] = w.values[o * w.kept_per_row() + k];
+  }
+  return dense;
+}
+
+void NmSparseMatMulRef(const float* x, int64_t rows, const NmSparseView& w, const float* bias, float* y) {
+  const int bits = NmIndexBits(w.m);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t o = 0; o < w.out; ++o) {
+      const uint8_t* row = w.indices + o * w.row_index_bytes;
+      double sum = bias ? bias[o] : 0.0;
+      for (int64_t k = 0; k < w.kept_per_row(); ++k) {
+        const int64_t column = (k / w.n) * w.m + ReadIndex(row, k, bits);
+        sum += double{w.values[o * w.kept_per_row() + k]} * x[r * w.in + column];
+      }
+      y[r * w.out + o] = static_cast<float>(sum);
+    }
+  }
+}
+
+void NmSparseMatMul(const float* x, int64_t rows, const NmSparseView& w, const float* bias, float* y) {
+  const int64_t kept = w.kept_per_row();
+  std::vector<int32_t> columns(kept);
+  if (rows < 4) {
+    for (int64_t o = 0; o < w.out; ++o) {
+      DecodeColumns(w, o, columns.data());
+      const float* v = w.values + o * kept;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * w.in;
+        float sum0 = 0, sum1 = 0;
+        int64_t k = 0;
+        for (; k + 1 < kept; k += 2) {
+          sum0 += v[k] * xr[columns[k]];
+          sum1 += v[k + 1] * xr[columns[k + 1]];
+        }
+        if (k < kept) sum0 += v[k] * xr[columns[k]];
+        y[r * w.out + o] = sum0 + sum1 + (bias ? bias[o] : 0.0f);
+      }
+    }
+    return;
+  }
+  // Decode all rows' columns once per call; then per tile of batch rows,
+  // x^T [in, tile] so that each kept weight scales one contiguous vector.
+  std::vector<int32_t> all_columns(w.out * kept);
+  for (int64_t o = 0; o < w.out; ++o) DecodeColumns(w, o, all_columns.data() + o * kept);
+  std::vector<float> xt(w.in * kRowTile), acc(kRowTile);
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+    const int64_t tile = std::min(kRowTile, rows - r0);
+    for (int64_t r = 0; r < tile; ++r) {
+      for (int64_t c = 0; c < w.in; ++c) xt[c * tile + r] = x[(r0 + r) * w.in + c];
+    }
+    for (int64_t o = 0; o < w.out; ++o) {
+      std::fill(acc.begin(), acc.begin() + tile, bias ? bias[o] : 0.0f);
+      const float* v = w.values + o * kept;
+      const int32_t* cols = all_columns.data() + o * kept;
+      float* a = acc.data();
+      for (int64_t k = 0; k < kept; ++k) {
+        const float value = v[k];
+        const float* column = xt.data() + int64_t{cols[k]} * tile;
+        for (int64_t r = 0; r < tile; ++r) a[r] += value * column[r];
+      }
+      for (int64_t r = 0; r < tile; ++r) y[(r0 + r) * w.out + o] = a[r];
+    }
+  }
+}
+
+namespace {
+
+std::string UniqueName(const Graph& graph, const std::string& base) {
+  std::set<std::string> used;
+  for (const auto& [name, tensor] : graph.initializers) used.insert(name);
+  for (const Node& node : graph.nodes) used.insert(node.outputs.begin(), node.outputs.end());
+  for (const auto& input : graph.inputs) used.insert(input.name);
+  std::string name = base;
+  for (int i = 1; used.count(name); ++i) name = absl::StrCat(base, "_", i);
+  return name;
+}
+
+int64_t Uses(const Graph& graph, const std::string& value) {
+  int64_t uses = 0;
+  for (const Node& node : graph.nodes) uses += std::count(node.inputs.begin(), node.inputs.end(), value);
+  for (const auto& output : graph.outputs) uses += output.name == value;
+  return uses;
+}
+
+// The compressed weight of a kNmSparseMatMulOp node, checked against its
+// attributes.
+absl::StatusOr<NmSparseView> ViewOfNode(const runtime::KernelCall& call) {
+  const Node& node = call.node;
+  const Tensor* values = call.input(1);
+  const Tensor* indices = call.input(2);
+  if (call.input(0) == nullptr || values == nullptr || indices == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": ", kNmSparseMatMulOp, " needs X, values, indices"));
+  }
+  NmSparseView w;
+  w.n = static_cast<int>(node.IntAttribute("n", 0));
+  w.m = static_cast<int>(node.IntAttribute("m", 0));
+  w.in = node.IntAttribute("in", 0);
+  w.out = node.IntAttribute("out", 0);
+  SQ_RETURN_IF_ERROR(ValidateNmPattern(w.n, w.m, w.in, node.name));
+  w.row_index_bytes = (w.kept_per_row() * NmIndexBits(w.m) + 7) / 8;
+  if (values->dtype() != DataType::kFloat32 || values->num_elements() != w.out * w.kept_per_row() ||
+      indices->dtype() != DataType::kUInt8 || indices->num_elements() != w.out * w.row_index_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": compressed weight sizes do not match [", w.out,
+                                                   ", ", w.in, "] ", w.n, ":", w.m));
+  }
+  w.values = values->data<float>();
+  w.indices = indices->data<uint8_t>();
+  return w;
+}
+
+class NmSparseBackend : public runtime::KernelBackend {
+ public:
+  explicit NmSparseBackend(std::shared_ptr<const runtime::KernelBackend> base) : base_(std::move(base)) {}
+
+  std::string name() const override { return absl::StrCat(base_->name(), "+nm_sparse"); }
+
+  bool Supports(absl::string_view op_type) const override {
+    return op_type == kNmSparseMatMulOp || base_->Supports(op_type);
+  }
+
+  absl::StatusOr<std::vector<Tensor>> Run(const runtime::KernelCall& call) const override {
+    if (call.node.op_type != kNmSparseMatMulOp) return base_->Run(call);
+    SQ_ASSIGN_OR_RETURN(NmSparseView w, ViewOfNode(call));
+    const Tensor& x = *call.input(0);
+    const Tensor* bias = call.input(3);
+    if (x.dtype() != DataType::kFloat32 || x.rank() < 1 || x.shape().back() != w.in) {
+      return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": X must be float32 [..., ", w.in, "], got ",
+                                                     graph::ShapeToString(x.shape())));
+    }
+    if (bias != nullptr && (bias->dtype() != DataType::kFloat32 || bias->num_elements() != w.out)) {
+      return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": bias must be float32 [", w.out, "]"));
+    }
+    std::vector<int64_t> shape = x.shape();
+    shape.back() = w.out;
+    Tensor y(DataType::kFloat32, shape);
+    NmSparseMatMul(x.data<float>(), x.num_elements() / w.in, w, bias ? bias->data<float>() : nullptr,
+                   y.data<float>());
+    std::vector<Tensor> outputs;
+    outputs.push_back(std::move(y));
+    return outputs;
+  }
+
+ private:
+  std::shared_ptr<const runtime::KernelBackend> base_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> UseNmSparseKernels(Graph* graph, int n, int m) {
+  SQ_RETURN_IF_ERROR(ValidateNmPattern(n, m, m, "(pattern)"));
+  SQ_ASSIGN_OR_RETURN(quant::ptq::LayerScan scan, quant::ptq::FindQuantizableLayers(*graph));
+  std::vector<std::string> rewritten;
+  for (const quant::ptq::QuantizableLayer& layer : scan.layers) {
+    if (layer.op_type == "Conv" || layer.in % m != 0) continue;
+    Node* node = nullptr;
+    for (Node& candidate : graph->nodes) {
+      if (candidate.op_type == layer.op_type && candidate.inputs.size() >= 2 && candidate.inputs[0] == layer.input &&
+          candidate.inputs[1] == layer.weight_input) {
+        node = &candidate;
+      }
+    }
+    if (node == nullptr) continue;
+    if (layer.op_type == "Gemm" && (node->IntAttribute("transA", 0) != 0 || node->FloatAttribute("alpha", 1) != 1 ||
+                                    (node->inputs.size() > 2 && node->FloatAttribute("beta", 1) != 1))) {
+      continue;
+    }
+    if (layer.op_type == "Gemm" && !layer.bias.empty() &&
+        graph->initializers.at(layer.bias).num_elements() != layer.out) {
+      continue;  // a broadcast bias of another shape: leave the dense Gemm
+    }
+    const std::vector<float> dense = quant::ptq::WeightMatrix(*graph, layer);
+    if (!HasNmPattern(dense, layer.out, layer.in, n, m)) continue;
+    SQ_ASSIGN_OR_RETURN(NmSparseMatrix w, CompressNm(dense, layer.out, layer.in, n, m, layer.name));
+    const std::string values = UniqueName(*graph, absl::StrCat(layer.weight, ".nm_values"));
+    graph->initializers[values] = Tensor::FromVector<float>(DataType::kFloat32, {w.out, w.kept_per_row()}, w.values);
+    const std::string indices = UniqueName(*graph, absl::StrCat(layer.weight, ".nm_indices"));
+    Tensor index_tensor(DataType::kUInt8, {w.out, w.row_index_bytes});
+    std::memcpy(index_tensor.data<uint8_t>(), w.indices.data(), w.indices.size());
+    graph->initializers[indices] = std::move(index_tensor);
+    Node sparse;
+    sparse.name = node->name;
+    sparse.op_type = kNmSparseMatMulOp;
+    sparse.inputs = {layer.input, values, indices};
+    if (layer.op_type == "Gemm" && !layer.bias.empty()) sparse.inputs.push_back(layer.bias);
+    sparse.outputs = node->outputs;
+    sparse.attributes = {{"n", int64_t{n}}, {"m", int64_t{m}}, {"in", layer.in}, {"out", layer.out}};
+    *node = std::move(sparse);
+    if (layer.weight_input != layer.weight && Uses(*graph, layer.weight_input) == 0) {
+      graph->nodes.erase(std::remove_if(graph->nodes.begin(), graph->nodes.end(),
+                                        [&](const Node& candidate) {
+                                          return candidate.outputs.size() == 1 &&
+                                                 candidate.outputs[0] == layer.weight_input;
+                                        }),
+                         graph->nodes.end());
+    }
+    if (Uses(*graph, layer.weight) == 0) graph->initializers.erase(layer.weight);
+    rewritten.push_back(layer.name);
+  }
+  SQ_RETURN_IF_ERROR(graph::SortTopologically(graph));
+  return rewritten;
+}
+
+std::shared_ptr<const runtime::KernelBackend> CreateNmSparseBackend(std::shared_ptr<const runtime::KernelBackend> base) {
+  return std::make_shared<NmSparseBackend>(std::move(base));
+}
+
+}  // namespace squeeze::core::prune
