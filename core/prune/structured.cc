@@ -1087,6 +1087,7 @@ absl::StatusOr<StructuredResult> PruneStructured(const Graph& graph, const std::
   };
   auto ratio_at = [&](double k) {
     return [&, k](const PruneGroup& g) {
+      if (k <= 0) return 0.0;
       if (options.allocation == RatioAllocation::kUniform) return std::min(k, options.max_layer_ratio);
       return std::min(options.max_layer_ratio, k / sensitivity.at(g.name));
     };

@@ -317,6 +317,18 @@ TEST(PruneStructuredTest, ReachesTheTargetAndReportsEveryLayer) {
   }
 }
 
+TEST(PruneStructuredTest, FixedRatiosAloneWithAZeroTarget) {
+  const Graph graph = SmallCnn();
+  StructuredOptions options;
+  options.target = 0;
+  options.layer_ratios["fc1.weight"] = 0.4;
+  auto result = PruneStructured(graph, CnnBatches(1), options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  for (const auto& layer : result->layers) {
+    EXPECT_EQ(layer.units_after, layer.name == "fc1.weight" ? 3 : layer.units_before) << layer.name;
+  }
+}
+
 TEST(PruneStructuredTest, ValidatesOptions) {
   const Graph graph = SmallCnn();
   const auto batches = CnnBatches(1);
