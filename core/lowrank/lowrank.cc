@@ -286,6 +286,8 @@ class OutputDamage {
   double energy_ = 0;
 };
 
+constexpr double kDamageNoise = 1e-9;
+
 struct Choice {
   int64_t rank = 0, rank_in = 0;  // rank 0: dense
   int64_t params = 0;
@@ -348,6 +350,26 @@ absl::Status AllocateBySensitivity(const Graph& graph, const LowRankOptions& opt
       }
     }
     if (!std::isfinite(best)) break;  // every layer at its smallest candidate
+    at[best_layer] = best_choice;
+  }
+  // The last cut may overshoot: give back ranks, most damage repaired per
+  // parameter first, while the total stays within the budget.
+  while (true) {
+    const int64_t now_total = total();
+    double best = 0;
+    size_t best_layer = 0, best_choice = 0;
+    for (size_t i = 0; i < choices.size(); ++i) {
+      for (size_t j = 0; j < at[i]; ++j) {
+        const Choice& now = choices[i][at[i]];
+        const int64_t extra = choices[i][j].params - now.params;
+        if (static_cast<double>(now_total + extra) > budget) continue;
+        // Differences below kDamageNoise are rounding, not repair.
+        if (now.damage - choices[i][j].damage <= kDamageNoise) continue;
+        const double gain = (now.damage - choices[i][j].damage) / static_cast<double>(extra);
+        if (gain > best) best = gain, best_layer = i, best_choice = j;
+      }
+    }
+    if (best <= 0) break;
     at[best_layer] = best_choice;
   }
   for (size_t i = 0; i < choices.size(); ++i) {
