@@ -457,6 +457,58 @@ PruneGroup FindHeadGroup(const Graph& graph, const GraphIndex& index, const std:
   return group;
 }
 
+// The LLaMA block stack: block i is Add(Add(x, attention), MLP) with the
+// residual adds found from its o_proj and down_proj MatMuls.
+std::optional<PruneGroup> FindBlockGroup(const Graph& graph, const GraphIndex& index) {
+  PruneGroup group;
+  group.kind = GroupKind::kBlocks;
+  group.name = "model.layers";
+  group.aliases = {group.name};
+  auto residual_add = [&](const std::string& weight) -> int {
+    const int t = ConsumerOfType(graph, index, weight, "Transpose");
+    const int m = t < 0 ? -1 : ConsumerOfType(graph, index, graph.nodes[t].outputs[0], "MatMul");
+    return m < 0 ? -1 : ConsumerOfType(graph, index, graph.nodes[m].outputs[0], "Add");
+  };
+  for (int64_t i = 0;; ++i) {
+    const std::string prefix = absl::StrCat(group.name, ".", i, ".");
+    if (graph.initializers.count(prefix + "self_attn.o_proj.weight") == 0) break;
+    const int attention = residual_add(prefix + "self_attn.o_proj.weight");
+    const int mlp = residual_add(prefix + "mlp.down_proj.weight");
+    if (attention < 0 || mlp < 0) return std::nullopt;
+    const Node& a = graph.nodes[attention];
+    const Node& m = graph.nodes[mlp];
+    // The residual input is the operand not produced by the branch's MatMul.
+    auto residual_input = [&](const Node& add) -> std::string {
+      for (const auto& in : add.inputs) {
+        auto p = index.producer.find(in);
+        if (p == index.producer.end() || graph.nodes[p->second].op_type != "MatMul") return in;
+      }
+      return "";
+    };
+    const std::string in = residual_input(a);
+    if (in.empty() || residual_input(m) != a.outputs[0]) return std::nullopt;
+    if (index.outputs.count(m.outputs[0]) > 0) return std::nullopt;
+    group.block_inputs.push_back(in);
+    group.block_outputs.push_back(m.outputs[0]);
+    group.block_prefixes.push_back(prefix);
+  }
+  group.units = static_cast<int64_t>(group.block_prefixes.size());
+  if (group.units < 2) return std::nullopt;
+  for (int64_t i = 1; i < group.units; ++i) {
+    if (group.block_inputs[i] != group.block_outputs[i - 1]) return std::nullopt;
+  }
+  return group;
+}
+
+// Initializers of block `unit` (by prefix).
+std::vector<std::string> BlockInitializers(const Graph& graph, const PruneGroup& group, int64_t unit) {
+  std::vector<std::string> names;
+  for (const auto& [name, t] : graph.initializers) {
+    if (absl::StartsWith(name, group.block_prefixes[unit])) names.push_back(name);
+  }
+  return names;
+}
+
 // Per-initializer, per-axis keep masks for a removal.
 using KeepMasks = std::map<std::string, std::map<int, std::vector<bool>>>;
 
@@ -519,6 +571,16 @@ KeepMasks BuildMasks(const Graph& graph, const std::vector<PruneGroup>& groups,
         DropBlocks(&Mask(graph, &masks, *w, 0), plan.removed_kv, group.head_dim);
       }
     }
+    if (group.kind == GroupKind::kBlocks) {
+      // Everything of a removed block goes (counted as kept size 0).
+      for (int64_t unit : it->second) {
+        for (const auto& name : BlockInitializers(graph, group, unit)) {
+          if (graph.initializers.at(name).rank() == 0) continue;
+          std::vector<bool>& mask = Mask(graph, &masks, name, 0);
+          std::fill(mask.begin(), mask.end(), false);
+        }
+      }
+    }
   }
   return masks;
 }
@@ -575,6 +637,16 @@ std::set<std::string> GroupInitializers(const PruneGroup& group) {
   if (group.kind == GroupKind::kHeads) {
     names.insert(group.k_weight);
     names.insert(group.v_weight);
+  }
+  return names;
+}
+
+std::set<std::string> GroupInitializers(const Graph& graph, const PruneGroup& group) {
+  std::set<std::string> names = GroupInitializers(group);
+  if (group.kind == GroupKind::kBlocks) {
+    for (int64_t u = 0; u < group.units; ++u) {
+      for (const auto& name : BlockInitializers(graph, group, u)) names.insert(name);
+    }
   }
   return names;
 }
@@ -761,6 +833,9 @@ absl::StatusOr<std::vector<PruneGroup>> FindPruneGroups(const Graph& input) {
   for (const auto& [name, tensor] : graph.initializers) {
     if (absl::EndsWith(name, "self_attn.q_proj.weight")) groups.push_back(FindHeadGroup(graph, index, name));
   }
+  if (std::optional<PruneGroup> blocks = FindBlockGroup(graph, index); blocks.has_value()) {
+    groups.push_back(std::move(*blocks));
+  }
   return groups;
 }
 
@@ -814,6 +889,23 @@ absl::StatusOr<Graph> RemoveUnits(const Graph& input, const std::vector<PruneGro
     for (const auto& out : group.depthwise_outputs) {
       Node* node = ProducerNode(&graph, out);
       if (node != nullptr) node->attributes["group"] = kept;
+    }
+    if (group.kind == GroupKind::kBlocks) {
+      // Ascending, so that a run of removed blocks resolves to the input of
+      // the first one.
+      std::map<std::string, std::string> replaced;
+      for (int64_t unit : it->second) {
+        std::string target = group.block_inputs[unit];
+        if (auto r = replaced.find(target); r != replaced.end()) target = r->second;
+        replaced[group.block_outputs[unit]] = target;
+        for (auto& node : graph.nodes) {
+          for (auto& in : node.inputs) {
+            if (in == group.block_outputs[unit]) in = target;
+          }
+        }
+        for (const auto& name : BlockInitializers(input, group, unit)) stale_initializers.insert(name);
+      }
+      continue;
     }
     if (group.kind != GroupKind::kHeads) continue;
     const HeadPlan plan = PlanHeads(group, it->second);
@@ -873,6 +965,13 @@ absl::StatusOr<std::vector<std::vector<double>>> ScoreUnits(const Graph& graph, 
       const PruneGroup& g = groups[gi];
       if (!g.prunable) continue;
       std::vector<double> sum(g.units, 0.0);
+      for (int64_t u = 0; g.kind == GroupKind::kBlocks && u < g.units; ++u) {
+        for (const auto& name : BlockInitializers(graph, g, u)) {
+          for (float w : graph.initializers.at(name).ToFloats()) {
+            sum[u] += score == StructuredScore::kL1 ? std::fabs(w) : static_cast<double>(w) * w;
+          }
+        }
+      }
       for (const UnitSlice& s : g.slices) {
         const Tensor& t = graph.initializers.at(s.initializer);
         const std::vector<float> w = t.ToFloats();
@@ -912,6 +1011,14 @@ absl::StatusOr<std::vector<std::vector<double>>> ScoreUnits(const Graph& graph, 
       }
     }
   }
+  for (const auto& g : groups) {
+    if (!g.prunable || g.kind != GroupKind::kBlocks) continue;
+    for (int64_t u = 0; u < g.units; ++u) {
+      for (const auto& name : BlockInitializers(graph, g, u)) {
+        if (graph.initializers.at(name).dtype() == DataType::kFloat32) trainable.insert(name);
+      }
+    }
+  }
   SQ_ASSIGN_OR_RETURN(train::GradientProgram program, train::GradientProgram::Create(graph, Cpu(), trainable));
   const std::string output = graph.outputs.at(0).name;
   std::vector<std::vector<double>> taylor(groups.size()), act_sum(groups.size()), act_sq(groups.size());
@@ -942,6 +1049,32 @@ absl::StatusOr<std::vector<std::vector<double>>> ScoreUnits(const Graph& graph, 
         for (int64_t i = 0; i < t.num_elements(); ++i) {
           dot[(i / inner) % dim / s.block] += static_cast<double>(w[i]) * d[i];
         }
+      }
+      if (g.kind == GroupKind::kBlocks) {
+        for (int64_t u = 0; u < g.units; ++u) {
+          for (const auto& name : BlockInitializers(graph, g, u)) {
+            auto grad = gradients.find(name);
+            if (grad == gradients.end()) continue;
+            const float* w = program.graph().initializers.at(name).data<float>();
+            const float* d = grad->second.data<float>();
+            for (int64_t i = 0; i < grad->second.num_elements(); ++i) dot[u] += static_cast<double>(w[i]) * d[i];
+          }
+          // Activation statistic: variance of what the block adds to the
+          // residual stream.
+          auto in = tape.values.find(g.block_inputs[u]);
+          auto out = tape.values.find(g.block_outputs[u]);
+          if (in == tape.values.end() || out == tape.values.end()) continue;
+          const float* a = in->second.data<float>();
+          const float* b = out->second.data<float>();
+          for (int64_t i = 0; i < out->second.num_elements(); ++i) {
+            const double delta = static_cast<double>(b[i]) - a[i];
+            act_sum[gi][u] += delta;
+            act_sq[gi][u] += delta * delta;
+          }
+          if (u == 0) act_count[gi] += static_cast<double>(out->second.num_elements());
+        }
+        for (int64_t u = 0; u < g.units; ++u) taylor[gi][u] += std::fabs(dot[u]);
+        continue;
       }
       for (int64_t u = 0; u < g.units; ++u) taylor[gi][u] += std::fabs(dot[u]);
       auto act = tape.values.find(g.activation);
@@ -1130,7 +1263,7 @@ absl::StatusOr<StructuredResult> PruneStructured(const Graph& graph, const std::
     auto it = removed.find(g.name);
     layer.units_after = g.units - (it == removed.end() ? 0 : static_cast<int64_t>(it->second.size()));
     layer.ratio = 1.0 - static_cast<double>(layer.units_after) / static_cast<double>(g.units);
-    for (const auto& name : GroupInitializers(g)) {
+    for (const auto& name : GroupInitializers(graph, g)) {
       layer.params_before += graph.initializers.at(name).num_elements();
       auto after = result.graph.initializers.find(name);
       if (after != result.graph.initializers.end()) layer.params_after += after->second.num_elements();

@@ -45,7 +45,10 @@ enum class RatioAllocation {
   kSensitivity,  // ratios inversely proportional to the measured loss increase
 };
 
-enum class GroupKind { kChannels, kHeads };
+// kBlocks: one group per transformer stack, whose units are its blocks
+// (attention + MLP with their residual adds); a removed block becomes the
+// identity on the residual stream.
+enum class GroupKind { kChannels, kHeads, kBlocks };
 
 // One slice of an initializer owned by a group: unit u owns indices
 // [u * block, (u + 1) * block) of `axis`.
@@ -59,7 +62,7 @@ struct UnitSlice {
 struct PruneGroup {
   // Channels: the weight initializer of the first producing layer (e.g.
   // "conv2.weight"). Heads: "<layer prefix>self_attn" (e.g.
-  // "model.layers.0.self_attn").
+  // "model.layers.0.self_attn"). Blocks: "model.layers".
   std::string name;
   GroupKind kind = GroupKind::kChannels;
   int64_t units = 0;
@@ -90,6 +93,10 @@ struct PruneGroup {
   // the context back; of the key/value repeat (outer Reshape) and its input.
   std::string q_split, k_split, v_split, merge;
   std::string k_repeat, k_repeat_input, v_repeat, v_repeat_input;
+
+  // Blocks only, per block: the residual stream entering it and leaving it,
+  // and the prefix of its initializers ("model.layers.3.").
+  std::vector<std::string> block_inputs, block_outputs, block_prefixes;
 };
 
 // Every channel group and attention-head group of `graph`, prunable or not.
@@ -136,7 +143,8 @@ struct StructuredOptions {
   std::map<std::string, double> layer_ratios;
   // Groups never pruned (by name or alias).
   std::set<std::string> exclude;
-  // Kinds the allocation may prune.
+  // Kinds the allocation may prune (blocks only through layer_ratios by
+  // default, e.g. {"model.layers", 0.25}).
   std::set<GroupKind> kinds = {GroupKind::kChannels, GroupKind::kHeads};
   // Sensitivity probe: each group alone loses this fraction of its units
   // (lowest scores) and the calibration loss increase is measured. (0, 1).

@@ -423,6 +423,28 @@ TEST(StructuredLlamaTest, HeadsAndFfnNeuronsMatchTheSilencedModel) {
     EXPECT_EQ(pruned->initializers.at("model.layers.0.self_attn.q_proj.weight").shape()[0], 16);
     ExpectNear(RunGraph(*pruned, feeds), RunGraph(silenced, feeds));
   }
+  // Block 0: with its o_proj and down_proj zeroed it is the identity.
+  const PruneGroup& blocks = Group(*groups, "model.layers");
+  EXPECT_TRUE(blocks.prunable);
+  EXPECT_EQ(blocks.units, 2);
+  {
+    Graph silenced = *graph;
+    for (const char* name : {"model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.down_proj.weight"}) {
+      Tensor& t = silenced.initializers.at(name);
+      for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = 0;
+    }
+    auto pruned = RemoveUnits(*graph, *groups, {{"model.layers", {0}}});
+    ASSERT_TRUE(pruned.ok()) << pruned.status();
+    EXPECT_EQ(pruned->initializers.count("model.layers.0.mlp.up_proj.weight"), 0u);
+    EXPECT_EQ(pruned->initializers.count("model.layers.1.mlp.up_proj.weight"), 1u);
+    EXPECT_LT(pruned->nodes.size(), graph->nodes.size());
+    EXPECT_EQ(CountParameters(*pruned), CountParameters(*graph) - 16 * 16 * 2 - 8 * 16 * 2 - 12 * 16 * 3 - 2 * 16);
+    ExpectNear(RunGraph(*pruned, feeds), RunGraph(silenced, feeds));
+    auto scores = ScoreUnits(*graph, *groups, {{{{"input_ids", ids}}, std::vector<int64_t>(12, 1)}},
+                             StructuredScore::kCombined);
+    ASSERT_TRUE(scores.ok()) << scores.status();
+  }
+  EXPECT_FALSE(RemoveUnits(*graph, *groups, {{"model.layers", {0, 1}}}).ok());
 }
 
 TEST(RecoveryTest, DistillationLowersTheLossAndChecksShapes) {

@@ -16,9 +16,10 @@
 // against the dense model: CPU runtime with --latency_threads threads,
 // batch 1 and 64, median of interleaved runs in the same process.
 //
-// LM: 25% of the FFN neurons of every layer, and separately 1 of 4
-// attention heads of every layer, removed by L1, Taylor and combined scores (no
-// recovery); held-out perplexity over --eval_windows 128-token windows.
+// LM: 25% of the FFN neurons of every layer, separately 1 of 4 attention
+// heads of every layer, and 1 of the 4 transformer blocks, removed by L1,
+// Taylor and combined scores (no recovery); held-out perplexity over
+// --eval_windows 128-token windows.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -366,13 +367,14 @@ absl::Status MeasureLm(std::string* md) {
                                       base, eval_windows == 0 ? std::string("all") : absl::StrCat(eval_windows),
                                       dense_params));
   SQ_ASSIGN_OR_RETURN(std::vector<prune::PruneGroup> groups, prune::FindPruneGroups(dense));
-  for (const std::string kind : {"25% FFN neurons per layer", "1 of 4 heads per layer"}) {
+  for (const std::string kind : {"25% FFN neurons per layer", "1 of 4 heads per layer", "1 of 4 blocks"}) {
     prune::StructuredOptions options;
     options.target = 0;
     for (const auto& g : groups) {
       const bool ffn = absl::StrContains(g.name, "mlp.gate_proj");
       const bool heads = g.kind == prune::GroupKind::kHeads;
-      if (g.prunable && (kind[0] == '2' ? ffn : heads)) options.layer_ratios[g.name] = 0.25;
+      const bool blocks = g.kind == prune::GroupKind::kBlocks;
+      if (g.prunable && (kind[0] == '2' ? ffn : kind[7] == 'h' ? heads : blocks)) options.layer_ratios[g.name] = 0.25;
     }
     for (const std::string score_name : {"l1", "taylor", "combined"}) {
       SQ_ASSIGN_OR_RETURN(options.score, prune::ParseStructuredScore(score_name));
