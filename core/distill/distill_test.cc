@@ -279,6 +279,28 @@ TEST(DistillTest, BadPairsAndShapesAreNamed) {
   EXPECT_EQ(Distill(teacher, student, batches, no_pairs).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(DistillTest, OutputStageLossIsSoftenedKlPlusWeightedCrossEntropy) {
+  const Graph teacher = Mlp(16, "t.", 10);
+  const Graph student = Mlp(6, "s.", 20);
+  DistillOptions options;
+  options.output = {1, 1e-3};
+  options.temperature = 2;
+  options.hard_label_weight = 0.3;
+  options.backend = kernels::cpu::CreateCpuBackend(1);
+  const DistillBatchSource batches = RandomBatches({8, 8}, true);
+  auto result = Distill(teacher, student, batches, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  auto logits = [&](const Graph& g) {
+    auto executor = runtime::Executor::Create(g, kernels::cpu::CreateCpuBackend(1));
+    return executor->Run(batches(0)->feeds)->at(0);
+  };
+  const Tensor s = logits(student), t = logits(teacher);
+  const double expected = train::SoftenedKlDivergence(s, t, 2)->loss +
+                          0.3 * train::SoftmaxCrossEntropy(s, batches(0)->labels)->loss;
+  ASSERT_EQ(result->curves.size(), 1u);
+  EXPECT_NEAR(result->curves[0].losses[0], expected, 1e-5 * expected);
+}
+
 TEST(DistillTest, CallbackCancels) {
   DistillOptions options;
   options.output = {10, 1e-3};
