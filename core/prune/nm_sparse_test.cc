@@ -66,7 +66,7 @@ TEST(NmSparseTest, RoundTripsAndMatchesDenseProduct) {
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0, 1);
   for (auto [n, m] : {std::pair{2, 4}, std::pair{1, 4}, std::pair{4, 8}, std::pair{3, 8}}) {
-    const int64_t out = 24, in = 64;
+    const int64_t out = 23, in = 64;  // odd: the paired-output loop has a last row
     const std::vector<float> dense = RandomNm(out, in, n, m, &rng, n - 1);
     ASSERT_TRUE(HasNmPattern(dense, out, in, n, m));
     auto w = CompressNm(dense, out, in, n, m, "fc");
@@ -75,7 +75,7 @@ TEST(NmSparseTest, RoundTripsAndMatchesDenseProduct) {
     EXPECT_EQ(DecompressNm(*w), dense) << n << ":" << m;
     std::vector<float> bias(out);
     for (float& b : bias) b = normal(rng);
-    for (int64_t rows : {1, 3, 4, 5, 64, 70}) {
+    for (int64_t rows : {1, 3, 4, 5, 16, 35, 64}) {
       std::vector<float> x(rows * in);
       for (float& v : x) v = normal(rng);
       const std::vector<float> expected = DenseProduct(x, rows, dense, out, in, bias);
