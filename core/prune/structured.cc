@@ -1261,7 +1261,8 @@ absl::StatusOr<StructuredResult> PruneStructured(const Graph& graph, const std::
     layer.kind = g.kind;
     layer.units_before = g.units;
     auto it = removed.find(g.name);
-    layer.units_after = g.units - (it == removed.end() ? 0 : static_cast<int64_t>(it->second.size()));
+    if (it != removed.end()) layer.removed_units = it->second;
+    layer.units_after = g.units - static_cast<int64_t>(layer.removed_units.size());
     layer.ratio = 1.0 - static_cast<double>(layer.units_after) / static_cast<double>(g.units);
     for (const auto& name : GroupInitializers(graph, g)) {
       layer.params_before += graph.initializers.at(name).num_elements();

@@ -157,6 +157,7 @@ struct StructuredLayerReport {
   std::string name;
   GroupKind kind = GroupKind::kChannels;
   int64_t units_before = 0, units_after = 0;
+  std::vector<int64_t> removed_units;  // ascending
   // Parameters of the initializers the group slices (shared ones, such as a
   // Gemm sliced by two groups, count in both).
   int64_t params_before = 0, params_after = 0;

@@ -224,6 +224,25 @@ TEST(FindPruneGroupsTest, ResidualAddJoinsProducersAndRefusesInputResiduals) {
   EXPECT_TRUE(absl::StrContains(Group(*refused, "wd").reason, "'x'")) << Group(*refused, "wd").reason;
 }
 
+TEST(FindPruneGroupsTest, RefusesConcatenatedChannelsWithAReason) {
+  std::mt19937 rng(4);
+  GraphBuilder b("concat");
+  b.Initializer("wa", Random({6, 4}, &rng));
+  b.Initializer("wb", Random({6, 4}, &rng));
+  b.Initializer("wc", Random({8, 2}, &rng));
+  const std::string joined =
+      b.Add("Concat", {b.Add("MatMul", {"x", "wa"}), b.Add("MatMul", {"x", "wb"})}, {{"axis", int64_t{1}}});
+  b.Add("MatMul", {joined, "wc"}, {}, "logits");
+  b.AddInput({"x", DataType::kFloat32, std::vector<graph::Dim>{{std::nullopt, "batch"}, {6, ""}}});
+  b.AddOutput({"logits", DataType::kFloat32, std::vector<graph::Dim>{{std::nullopt, "batch"}, {2, ""}}});
+  auto groups = FindPruneGroups(b.Finish());
+  ASSERT_TRUE(groups.ok());
+  for (const char* name : {"wa", "wb"}) {
+    EXPECT_FALSE(Group(*groups, name).prunable);
+    EXPECT_TRUE(absl::StrContains(Group(*groups, name).reason, "Concat")) << Group(*groups, name).reason;
+  }
+}
+
 TEST(ScoreUnitsTest, MagnitudeScoresSumEveryWeightOfTheUnit) {
   GraphBuilder b("mlp");
   b.Initializer("w1", Tensor::FromVector<float>(DataType::kFloat32, {2, 3}, {1, -2, 3, -4, 5, 6}));

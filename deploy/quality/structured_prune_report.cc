@@ -32,6 +32,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "core/data/dataset.h"
 #include "core/data/idx.h"
 #include "core/hf/hf_checkpoint.h"
@@ -88,6 +89,9 @@ std::string LayerSummary(const prune::StructuredResult& result) {
   for (const auto& layer : result.layers) {
     if (layer.units_after == layer.units_before) continue;
     absl::StrAppend(&text, text.empty() ? "" : ", ", layer.name, " ", layer.units_before, "->", layer.units_after);
+    if (layer.kind != prune::GroupKind::kChannels) {
+      absl::StrAppend(&text, " (removed ", absl::StrJoin(layer.removed_units, ","), ")");
+    }
   }
   return text.empty() ? "none" : text;
 }
@@ -363,7 +367,8 @@ absl::Status MeasureLm(std::string* md) {
   std::fflush(stdout);
   absl::StrAppend(md, absl::StrFormat("\n### LLaMA LM (deploy/models/lm)\n\nDense: held-out perplexity %.2f over %s "
                                       "128-token windows, %d parameters. No recovery.\n\n"
-                                      "| removed | score | params | ppl | change |\n|---|---|---|---|---|\n",
+                                      "| removed | score | params | ppl | change | units removed |\n"
+                                      "|---|---|---|---|---|---|\n",
                                       base, eval_windows == 0 ? std::string("all") : absl::StrCat(eval_windows),
                                       dense_params));
   SQ_ASSIGN_OR_RETURN(std::vector<prune::PruneGroup> groups, prune::FindPruneGroups(dense));
@@ -383,8 +388,15 @@ absl::Status MeasureLm(std::string* md) {
       std::printf("LM %s, %s: ppl %.2f, %lld params (%s)\n", kind.c_str(), score_name.c_str(), ppl,
                   static_cast<long long>(result.params_after), LayerSummary(result).c_str());
       std::fflush(stdout);
-      absl::StrAppend(md, absl::StrFormat("| %s | %s | %d | %.2f | %+.1f%% |\n", kind, score_name, result.params_after,
-                                          ppl, 100 * (ppl / base - 1)));
+      std::string removed_text;
+      for (const auto& layer : result.layers) {
+        if (layer.kind == prune::GroupKind::kChannels || layer.removed_units.empty()) continue;
+        absl::StrAppend(&removed_text, removed_text.empty() ? "" : "; ",
+                        layer.name, " ", absl::StrJoin(layer.removed_units, ","));
+      }
+      absl::StrAppend(md, absl::StrFormat("| %s | %s | %d | %.2f | %+.1f%% | %s |\n", kind, score_name,
+                                          result.params_after, ppl, 100 * (ppl / base - 1),
+                                          removed_text.empty() ? "-" : removed_text));
     }
   }
   return absl::OkStatus();
