@@ -489,6 +489,7 @@ absl::StatusOr<LowRankResult> FactorizeGraph(const Graph& graph, const LowRankOp
   for (Candidate& c : candidates) {
     LayerReport report;
     report.name = c.layer.name;
+    report.weight = c.layer.weight;
     report.op_type = c.layer.op_type;
     report.out = c.layer.out;
     report.in = c.layer.in;

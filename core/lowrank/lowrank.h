@@ -80,6 +80,7 @@ using ProgressFn = std::function<bool(int index, int count)>;
 
 struct LayerReport {
   std::string name;     // the node name
+  std::string weight;   // the original weight initializer (removed when factorized)
   std::string op_type;  // Gemm, MatMul or Conv
   std::string form;     // "svd", "conv-svd", "tucker2"; "" when left alone
   bool factorized = false;

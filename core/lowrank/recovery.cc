@@ -42,8 +42,13 @@ absl::StatusOr<RecoveryReport> RecoverByDistillation(const graph::Graph& teacher
   const auto start = std::chrono::steady_clock::now();
   auto backend = kernels::cpu::CreateCpuBackend(options.num_threads);
   SQ_ASSIGN_OR_RETURN(runtime::Executor teacher_run, runtime::Executor::Create(teacher, backend));
-  SQ_ASSIGN_OR_RETURN(train::GradientProgram program,
-                      train::GradientProgram::Create(*student, backend, options.trainable));
+  std::set<std::string> trainable = options.trainable;
+  if (trainable.empty()) {
+    for (const auto& [name, tensor] : student->initializers) {
+      if (tensor.dtype() == graph::DataType::kFloat32 && tensor.num_elements() > 1) trainable.insert(name);
+    }
+  }
+  SQ_ASSIGN_OR_RETURN(train::GradientProgram program, train::GradientProgram::Create(*student, backend, trainable));
   const std::string logits_name = student->outputs[0].name;
   train::AdamW optimizer({options.learning_rate, 0.9, 0.999, 1e-8, options.weight_decay});
   RecoveryReport report;

@@ -2,8 +2,8 @@
 // output distillation, loss = (1 - hard_label_weight) *
 // SoftenedKlDivergence(student, teacher, T) + hard_label_weight *
 // SoftmaxCrossEntropy(student, labels), minimized with AdamW over the
-// student's trainable initializers (every float32 one, or a given set, such
-// as the rank scales of core/lowrank). Both graphs' first outputs are the
+// student's trainable initializers (see RecoveryOptions::trainable; e.g.
+// only the rank scales of core/lowrank). Both graphs' first outputs are the
 // logits [..., classes].
 #ifndef SQUEEZE_CORE_LOWRANK_RECOVERY_H_
 #define SQUEEZE_CORE_LOWRANK_RECOVERY_H_
@@ -29,7 +29,11 @@ struct RecoveryOptions {
   double hard_label_weight = 0;  // in [0, 1]; > 0 needs labels in every batch
   double clip_norm = 1.0;     // global gradient norm clip (<= 0: none)
   int num_threads = 1;        // CPU kernel threads (0: all cores)
-  std::set<std::string> trainable;  // empty: every float32 initializer
+  // Empty: every float32 initializer with more than one element (scalars
+  // are constants such as a norm's epsilon, which must not move). Graphs
+  // with constant tables (RoPE sin/cos) should pass their parameters, e.g.
+  // core/hf CheckpointTensorNames.
+  std::set<std::string> trainable;
 };
 
 struct RecoveryBatch {

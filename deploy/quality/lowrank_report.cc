@@ -21,6 +21,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -31,6 +32,7 @@
 #include "core/lowrank/recovery.h"
 #include "core/model/file_io.h"
 #include "core/onnx/onnx_model.h"
+#include "core/quant/ptq/layers.h"
 #include "core/runtime/executor.h"
 #include "core/status_macros.h"
 #include "deploy/models/fashion_mnist_data.h"
@@ -77,21 +79,28 @@ struct Variant {
   int64_t recovery_steps = 0;
 };
 
+// "fc1 36, fc2 50, fc3 dense"; LLaMA projections grouped by kind, one rank
+// per decoder layer: "q_proj 71/11/11/17; ...". Tucker-2 ranks are r1/r2.
 std::string Ranks(const lowrank::LowRankResult& result) {
-  std::vector<std::string> parts;
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<std::string>> grouped;
   for (const auto& layer : result.layers) {
-    std::string name = layer.name;
-    const size_t dot = name.rfind('/');
-    if (dot != std::string::npos) name = name.substr(dot + 1);
-    if (!layer.factorized) {
-      parts.push_back(absl::StrCat(name, " dense"));
-    } else if (layer.form == "tucker2") {
-      parts.push_back(absl::StrCat(name, " ", layer.rank_in, "/", layer.rank));
-    } else {
-      parts.push_back(absl::StrCat(name, " ", layer.rank));
-    }
+    std::string name = layer.weight;
+    if (absl::EndsWith(name, ".weight")) name.resize(name.size() - 7);
+    const size_t dot = name.rfind('.');
+    const bool decoder = absl::StrContains(name, "layers.") && dot != std::string::npos;
+    if (decoder) name = name.substr(dot + 1);
+    std::string rank = !layer.factorized          ? "dense"
+                       : layer.form == "tucker2" ? absl::StrCat(layer.rank_in, "/", layer.rank)
+                                                 : absl::StrCat(layer.rank);
+    if (!grouped.count(name)) order.push_back(name);
+    grouped[name].push_back(std::move(rank));
   }
-  return absl::StrJoin(parts, ", ");
+  std::vector<std::string> parts;
+  for (const std::string& name : order) {
+    parts.push_back(absl::StrCat(name, " ", absl::StrJoin(grouped[name], ",")));
+  }
+  return absl::StrJoin(parts, "; ");
 }
 
 double Ratio(const lowrank::LowRankResult& result) {
@@ -147,6 +156,14 @@ absl::StatusOr<std::vector<double>> MedianLatencies(const std::vector<const Grap
     medians.push_back(t[t.size() / 2]);
   }
   return medians;
+}
+
+bool PrintStep(int64_t step, int64_t steps, double loss) {
+  if (step % 10 == 0 || step + 1 == steps) {
+    std::fprintf(stderr, "\r  recovery step %lld/%lld loss %.4f", static_cast<long long>(step + 1),
+                 static_cast<long long>(steps), loss);
+  }
+  return true;
 }
 
 struct Report {
@@ -276,6 +293,13 @@ absl::Status MeasureFashion(const std::string& kind, Report* report) {
     tucker.target_ratio = absl::GetFlag(FLAGS_target_ratio);
     SQ_ASSIGN_OR_RETURN(lowrank::LowRankResult convs, lowrank::FactorizeGraph(graph, tucker));
     variants.push_back({model, "convs, Tucker-2 by target ratio", std::move(convs)});
+    // conv1 has one input channel: its Tucker-2 input projection is 1 -> 1.
+    SQ_ASSIGN_OR_RETURN(core::quant::ptq::LayerScan scan, core::quant::ptq::FindQuantizableLayers(graph));
+    for (const auto& layer : scan.layers) {
+      if (layer.op_type == "Conv" && layer.in_channels == 1) tucker.skip.insert(layer.name);
+    }
+    SQ_ASSIGN_OR_RETURN(lowrank::LowRankResult conv2, lowrank::FactorizeGraph(graph, tucker));
+    variants.push_back({model, "convs with > 1 input channel, Tucker-2 by target ratio", std::move(conv2)});
   }
   const int64_t steps = kind == "cnn" ? absl::GetFlag(FLAGS_cnn_recovery_steps) : absl::GetFlag(FLAGS_mlp_recovery_steps);
   const int64_t batch_size = absl::GetFlag(FLAGS_recovery_batch);
@@ -301,15 +325,7 @@ absl::Status MeasureFashion(const std::string& kind, Report* report) {
       return batch;
     };
     SQ_ASSIGN_OR_RETURN(lowrank::RecoveryReport r,
-                        lowrank::RecoverByDistillation(teacher, student, options, batches,
-                                                       [](int64_t step, int64_t n, double loss) {
-                                                         if (step % 50 == 0 || step + 1 == n) {
-                                                           std::fprintf(stderr, "\r  recovery step %lld/%lld loss %.4f",
-                                                                        static_cast<long long>(step + 1),
-                                                                        static_cast<long long>(n), loss);
-                                                         }
-                                                         return true;
-                                                       }));
+                        lowrank::RecoverByDistillation(teacher, student, options, batches, PrintStep));
     std::fprintf(stderr, "\n  loss %.4f -> %.4f\n", r.first_loss, r.last_loss);
     return r.steps;
   };
@@ -362,6 +378,9 @@ absl::Status MeasureLm(Report* report) {
     options.temperature = 1.0;
     options.hard_label_weight = absl::GetFlag(FLAGS_hard_label_weight);
     options.num_threads = absl::GetFlag(FLAGS_threads);
+    // The checkpoint's tensors (factors included), not the derived RoPE
+    // tables and constants (training RMSNorm's epsilon diverges).
+    options.trainable = core::hf::CheckpointTensorNames(*student);
     std::mt19937_64 draws(absl::GetFlag(FLAGS_seed) + 1);
     auto batches = [&](int64_t, int64_t size) -> absl::StatusOr<lowrank::RecoveryBatch> {
       std::vector<int64_t> starts;
@@ -372,7 +391,8 @@ absl::Status MeasureLm(Report* report) {
       batch.labels = std::move(targets);
       return batch;
     };
-    SQ_ASSIGN_OR_RETURN(lowrank::RecoveryReport r, lowrank::RecoverByDistillation(teacher, student, options, batches));
+    SQ_ASSIGN_OR_RETURN(lowrank::RecoveryReport r,
+                        lowrank::RecoverByDistillation(teacher, student, options, batches, PrintStep));
     std::fprintf(stderr, "  loss %.4f -> %.4f (%.0f s)\n", r.first_loss, r.last_loss, r.seconds);
     return r.steps;
   };
