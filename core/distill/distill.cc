@@ -439,6 +439,17 @@ absl::StatusOr<DistillResult> Distill(const Graph& teacher, const Graph& student
                                                              plan.aligned, "' ", ShapeToString(aligned->shape()),
                                                              ": ", mse.status().message()));
             }
+            if (options.normalize_features) {
+              double mean_square = 0;
+              for (int64_t i = 0; i < target.num_elements(); ++i) {
+                mean_square += double{target.data<float>()[i]} * target.data<float>()[i];
+              }
+              mean_square = std::max(mean_square / static_cast<double>(target.num_elements()), 1e-12);
+              mse->loss /= mean_square;
+              for (int64_t i = 0; i < mse->gradient.num_elements(); ++i) {
+                mse->gradient.data<float>()[i] = static_cast<float>(mse->gradient.data<float>()[i] / mean_square);
+              }
+            }
             total += mse->loss;
             Accumulate(gradients, plan.aligned, mse->gradient);
           }

@@ -75,6 +75,10 @@ struct DistillOptions {
   double temperature = 4.0;        // > 0
   double hard_label_weight = 0.5;  // alpha, >= 0; used only when a batch has labels
   HeadMatching heads = HeadMatching::kAverage;
+  // Divide each feature pair's MSE by the mean square of its teacher value
+  // (per batch), so that pairs of different magnitudes weigh alike and the
+  // stage-1 loss reads as a relative error.
+  bool normalize_features = false;
   double weight_decay = 0;         // AdamW decoupled decay
   double clip_norm = 5.0;          // global gradient norm; <= 0 disables
   uint64_t seed = 1;               // initialisation of the projections

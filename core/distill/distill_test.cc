@@ -301,6 +301,35 @@ TEST(DistillTest, OutputStageLossIsSoftenedKlPlusWeightedCrossEntropy) {
   EXPECT_NEAR(result->curves[0].losses[0], expected, 1e-5 * expected);
 }
 
+TEST(DistillTest, FeatureLossIsMseOptionallyRelativeToTheTeacher) {
+  // Equal widths: no projection, the loss is the plain MSE of the values.
+  const Graph teacher = Mlp(6, "t.", 10);
+  const Graph student = Mlp(6, "s.", 20);
+  const DistillBatchSource batches = RandomBatches({8, 8}, false);
+  auto value = [&](const Graph& g, const std::string& name) {
+    Graph copy = g;
+    copy.outputs = {{name, DataType::kFloat32, std::nullopt}};
+    auto executor = runtime::Executor::Create(copy, kernels::cpu::CreateCpuBackend(1));
+    return executor->Run(batches(0)->feeds)->at(0);
+  };
+  const Tensor t = value(teacher, "t.hidden"), s = value(student, "s.hidden");
+  const double mse = train::MeanSquaredError(s, t)->loss;
+  double mean_square = 0;
+  for (float v : t.ToFloats()) mean_square += double{v} * v / t.num_elements();
+  for (bool normalize : {false, true}) {
+    DistillOptions options;
+    options.feature_pairs = {{"t.hidden", "s.hidden"}};
+    options.features = {1, 1e-3};
+    options.normalize_features = normalize;
+    options.backend = kernels::cpu::CreateCpuBackend(1);
+    auto result = Distill(teacher, student, batches, options);
+    ASSERT_TRUE(result.ok()) << result.status();
+    const double expected = normalize ? mse / mean_square : mse;
+    EXPECT_NEAR(result->curves[0].losses[0], expected, 1e-5 * expected) << normalize;
+    EXPECT_EQ(result->student.initializers.size(), student.initializers.size());
+  }
+}
+
 TEST(DistillTest, CallbackCancels) {
   DistillOptions options;
   options.output = {10, 1e-3};

@@ -51,9 +51,11 @@ ABSL_FLAG(int, threads, 1, "CPU kernel threads for training.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the student initialisation, the projections, the adapters and the batches.");
 ABSL_FLAG(int64_t, batch, 64, "Training batch size.");
 ABSL_FLAG(bool, cnn, true, "Run part 1: CNN student with vs without distillation.");
+ABSL_FLAG(std::string, seeds, "1,2,3", "Part 1 runs once per seed (initialisation, projections and batch order).");
 ABSL_FLAG(int64_t, student_steps, 940, "Total student optimizer steps (940 x 64 = 1 epoch).");
 ABSL_FLAG(int64_t, feature_steps, 200, "Of those, steps of the feature-alignment stage.");
 ABSL_FLAG(double, learning_rate, 2e-3, "Student AdamW peak learning rate (cosine to 10% per stage).");
+ABSL_FLAG(bool, normalize_features, false, "DistillOptions::normalize_features for the CNN student.");
 ABSL_FLAG(double, temperature, 4.0, "Distillation temperature.");
 ABSL_FLAG(double, hard_label_weight, 0.5, "alpha: weight of the hard-label cross-entropy in the output stage.");
 ABSL_FLAG(bool, lora, true, "Run part 2: LoRA recovery of the pruned MLP.");
@@ -196,6 +198,23 @@ absl::StatusOr<std::string> LlamaLayerOutput(const Graph& graph, int64_t layer) 
   return absl::NotFoundError(absl::StrCat("no output of decoder layer ", layer));
 }
 
+// Batch `step` of a seeded shuffle of the training set, with labels.
+distill::DistillBatchSource FashionBatches(const core::data::Dataset& train_set, const std::vector<int64_t>& labels,
+                                           int64_t batch_size, uint64_t seed) {
+  const std::vector<int64_t> order = core::data::ShuffledIndices(train_set.NumExamples(), seed + 1);
+  return [&train_set, &labels, order, batch_size](int64_t step) -> absl::StatusOr<distill::DistillBatch> {
+    distill::DistillBatch batch;
+    std::vector<int64_t> indices;
+    for (int64_t i = 0; i < batch_size; ++i) {
+      const int64_t index = order[(step * batch_size + i) % train_set.NumExamples()];
+      indices.push_back(index);
+      batch.labels.push_back(labels[index]);
+    }
+    batch.feeds["image"] = ImagesToTensor(train_set.inputs, indices);
+    return batch;
+  };
+}
+
 struct PlainRun {
   Graph student;
   std::vector<double> losses;
@@ -251,19 +270,7 @@ absl::Status Main() {
   SQ_ASSIGN_OR_RETURN(std::vector<int64_t> train_labels, core::data::LabelsAsInt64(train_set));
   const uint64_t seed = absl::GetFlag(FLAGS_seed);
   const int64_t batch_size = absl::GetFlag(FLAGS_batch);
-  const std::vector<int64_t> order = core::data::ShuffledIndices(train_set.NumExamples(), seed + 1);
-  // Batch `step` of the one training order every run uses.
-  auto batches = [&](int64_t step) -> absl::StatusOr<distill::DistillBatch> {
-    distill::DistillBatch batch;
-    std::vector<int64_t> indices;
-    for (int64_t i = 0; i < batch_size; ++i) {
-      const int64_t index = order[(step * batch_size + i) % train_set.NumExamples()];
-      indices.push_back(index);
-      batch.labels.push_back(train_labels[index]);
-    }
-    batch.feeds["image"] = ImagesToTensor(train_set.inputs, indices);
-    return batch;
-  };
+  const distill::DistillBatchSource batches = FashionBatches(train_set, train_labels, batch_size, seed);
   auto backend = core::kernels::cpu::CreateCpuBackend(absl::GetFlag(FLAGS_threads));
   const double temperature = absl::GetFlag(FLAGS_temperature);
   const double alpha = absl::GetFlag(FLAGS_hard_label_weight);
@@ -273,71 +280,94 @@ absl::Status Main() {
     SQ_ASSIGN_OR_RETURN(Graph teacher, core::onnx::LoadOnnxModel(absl::GetFlag(FLAGS_models_dir) + "/fashion_mnist_cnn.onnx"));
     SQ_ASSIGN_OR_RETURN(double teacher_accuracy, Accuracy(teacher, test));
     std::printf("teacher CNN: %.4f\n", teacher_accuracy);
-    auto [student, trainable] = BuildStudentCnn(seed);
     const int64_t steps = absl::GetFlag(FLAGS_student_steps);
     const int64_t feature_steps = absl::GetFlag(FLAGS_feature_steps);
     const double rate = absl::GetFlag(FLAGS_learning_rate);
-
-    SQ_ASSIGN_OR_RETURN(PlainRun plain, TrainWithoutDistillation(student, trainable, batches, steps, rate, backend));
-    const std::vector<double>& plain_losses = plain.losses;
-    const double plain_seconds = plain.seconds;
-    SQ_ASSIGN_OR_RETURN(double plain_accuracy, Accuracy(plain.student, test));
-    std::printf("student without distillation: %.4f (%.0f s)\n", plain_accuracy, plain_seconds);
-
-    // With distillation.
-    distill::DistillOptions options;
     SQ_ASSIGN_OR_RETURN(std::string t_pool1, NthOutput(teacher, "MaxPool", 0));
     SQ_ASSIGN_OR_RETURN(std::string t_pool2, NthOutput(teacher, "MaxPool", 1));
     SQ_ASSIGN_OR_RETURN(std::string t_hidden, NthOutput(teacher, "Relu", 2));
-    options.feature_pairs = {{t_pool1, "student.pool1"}, {t_pool2, "student.pool2"}, {t_hidden, "student.hidden"}};
-    options.features = {feature_steps, rate};
-    options.output = {steps - feature_steps, rate};
-    options.temperature = temperature;
-    options.hard_label_weight = alpha;
-    options.trainable = trainable;
-    options.seed = seed;
-    options.backend = backend;
-    auto t = std::chrono::steady_clock::now();
-    SQ_ASSIGN_OR_RETURN(distill::DistillResult result,
-                        distill::Distill(teacher, student, batches, options, [&](const distill::DistillProgress& p) {
-                          if (p.step % 100 == 0) {
-                            std::fprintf(stderr, "distill %s step %lld/%lld loss %.4f (%.0f s)\n",
-                                         distill::StageName(p.stage).c_str(), static_cast<long long>(p.step),
-                                         static_cast<long long>(p.total), p.loss, Seconds(t));
-                          }
-                          return true;
-                        }));
-    const double distill_seconds = Seconds(t);
-    SQ_ASSIGN_OR_RETURN(double distill_accuracy, Accuracy(result.student, test));
-    std::printf("student with distillation: %.4f (%.0f s)\n", distill_accuracy, distill_seconds);
-
-    const int64_t teacher_params = [&] {
-      int64_t n = 0;
-      for (const auto& [name, tensor] : teacher.initializers) n += tensor.num_elements();
-      return n;
-    }();
+    int64_t teacher_params = 0, student_params = 0;
+    for (const auto& [name, tensor] : teacher.initializers) teacher_params += tensor.num_elements();
     absl::StrAppend(&md, "### Student CNN with vs without distillation\n\n",
-                    "| model | parameters | training | test accuracy % (10,000 images) | seconds |\n|---|---|---|---|---|\n");
-    absl::StrAppend(&md, absl::StrFormat("| teacher CNN (deploy/models/fashion_mnist_cnn.onnx) | %d | — | %.2f | — |\n",
-                                         teacher_params, 100 * teacher_accuracy));
-    absl::StrAppend(&md, absl::StrFormat("| student CNN, no distillation | %d | %d steps hard-label cross-entropy | %.2f | %.0f |\n",
-                                         ParameterCount(student, trainable), steps, 100 * plain_accuracy, plain_seconds));
-    absl::StrAppend(&md, absl::StrFormat("| student CNN, three-stage distillation | %d | %d steps features + 0 attention + %d output (T=%g, alpha=%g) | %.2f | %.0f |\n\n",
-                                         ParameterCount(student, trainable), feature_steps, steps - feature_steps,
-                                         temperature, alpha, 100 * distill_accuracy, distill_seconds));
-    absl::StrAppend(&md, absl::StrFormat("- distillation %s the same student trained without it by %+.2f points "
-                                         "(same %d batches of %d, same initialisation, same AdamW lr %g cosine to 10%%, clip 5; seed %d)\n",
-                                         distill_accuracy > plain_accuracy ? "beats" : "does NOT beat",
-                                         100 * (distill_accuracy - plain_accuracy), steps, batch_size, rate, seed));
+                    absl::StrFormat("Teacher: deploy/models/fashion_mnist_cnn.onnx, %d parameters, %.2f%% test accuracy. "
+                                    "Every run: %d steps of %d training images (%.2f epochs), AdamW lr %g cosine to 10%% "
+                                    "(per stage), clip 5; per seed the same initialisation and the same batches for all three. "
+                                    "Test accuracy %% on all %d test images.\n\n",
+                                    teacher_params, 100 * teacher_accuracy, steps, batch_size,
+                                    static_cast<double>(steps * batch_size) / train_set.NumExamples(), rate,
+                                    test.NumExamples()),
+                    absl::StrFormat("| seed | no distillation (hard labels) | output stage only (T=%g, alpha=%g) | "
+                                    "three stages: %d features + 0 attention + %d output | three stages vs none |\n"
+                                    "|---|---|---|---|---|\n",
+                                    temperature, alpha, feature_steps, steps - feature_steps));
+    std::vector<std::string> seed_texts = absl::StrSplit(absl::GetFlag(FLAGS_seeds), ',');
+    double sums[3] = {0, 0, 0};
+    int wins = 0;
+    std::string curves;
+    for (const std::string& text : seed_texts) {
+      uint64_t run_seed = 0;
+      if (!absl::SimpleAtoi(text, &run_seed)) {
+        return absl::InvalidArgumentError(absl::StrCat("--seeds: '", text, "' is not a seed"));
+      }
+      auto [student, trainable] = BuildStudentCnn(run_seed);
+      student_params = ParameterCount(student, trainable);
+      const distill::DistillBatchSource run_batches = FashionBatches(train_set, train_labels, batch_size, run_seed);
+      SQ_ASSIGN_OR_RETURN(PlainRun plain, TrainWithoutDistillation(student, trainable, run_batches, steps, rate, backend));
+      SQ_ASSIGN_OR_RETURN(double plain_accuracy, Accuracy(plain.student, test));
+      double accuracies[3] = {plain_accuracy, 0, 0};
+      for (int variant = 1; variant <= 2; ++variant) {
+        distill::DistillOptions options;
+        options.feature_pairs = {{t_pool1, "student.pool1"}, {t_pool2, "student.pool2"}, {t_hidden, "student.hidden"}};
+        const int64_t features = variant == 1 ? 0 : feature_steps;
+        options.features = {features, rate};
+        options.normalize_features = absl::GetFlag(FLAGS_normalize_features);
+        options.output = {steps - features, rate};
+        options.temperature = temperature;
+        options.hard_label_weight = alpha;
+        options.trainable = trainable;
+        options.seed = run_seed;
+        options.backend = backend;
+        const auto t = std::chrono::steady_clock::now();
+        SQ_ASSIGN_OR_RETURN(distill::DistillResult result,
+                            distill::Distill(teacher, student, run_batches, options, [&](const distill::DistillProgress& p) {
+                              if (p.step % 100 == 0) {
+                                std::fprintf(stderr, "seed %d distill %s step %lld/%lld loss %.4f (%.0f s)\n",
+                                             static_cast<int>(run_seed), distill::StageName(p.stage).c_str(),
+                                             static_cast<long long>(p.step), static_cast<long long>(p.total), p.loss,
+                                             Seconds(t));
+                              }
+                              return true;
+                            }));
+        SQ_ASSIGN_OR_RETURN(accuracies[variant], Accuracy(result.student, test));
+        if (variant == 2 && curves.empty()) {
+          curves = absl::StrCat("- loss curves (seed ", run_seed, "): no distillation ", CurveSummary(plain.losses));
+          for (const auto& curve : result.curves) {
+            absl::StrAppend(&curves, "; ", distill::StageName(curve.stage), " stage ", CurveSummary(curve.losses));
+          }
+          absl::StrAppend(&curves, "\n");
+        }
+      }
+      for (int i = 0; i < 3; ++i) sums[i] += accuracies[i];
+      wins += accuracies[2] > accuracies[0];
+      const std::string row = absl::StrFormat("| %d | %.2f | %.2f | %.2f | %+.2f points |\n", run_seed,
+                                              100 * accuracies[0], 100 * accuracies[1], 100 * accuracies[2],
+                                              100 * (accuracies[2] - accuracies[0]));
+      std::printf("%s", row.c_str());
+      std::fflush(stdout);
+      absl::StrAppend(&md, row);
+    }
+    const double n = static_cast<double>(seed_texts.size());
+    absl::StrAppend(&md, absl::StrFormat("| mean | %.2f | %.2f | %.2f | %+.2f points |\n\n", 100 * sums[0] / n,
+                                         100 * sums[1] / n, 100 * sums[2] / n, 100 * (sums[2] - sums[0]) / n));
+    absl::StrAppend(&md, absl::StrFormat("- the three-stage student (%d parameters, %.1f%% of the teacher's) %s the student "
+                                         "trained without distillation in %d of %d seeds; mean %+.2f points\n",
+                                         student_params, 100.0 * student_params / teacher_params,
+                                         sums[2] > sums[0] ? "beats" : "does NOT beat", wins, seed_texts.size(),
+                                         100 * (sums[2] - sums[0]) / n));
     absl::StrAppend(&md, "- feature pairs (teacher -> student): ", t_pool1, " [32,14,14] <- student.pool1 [8,14,14] (1x1 conv projection), ",
                     t_pool2, " [64,7,7] <- student.pool2 [16,7,7] (1x1 conv projection), ", t_hidden,
                     " [128] <- student.hidden [32] (linear projection); the projections are dropped after the stage\n");
-    absl::StrAppend(&md, "- the attention stage does not apply to a CNN (no attention probabilities): 0 steps\n");
-    absl::StrAppend(&md, "- loss curves: no distillation ", CurveSummary(plain_losses));
-    for (const auto& curve : result.curves) {
-      absl::StrAppend(&md, "; ", distill::StageName(curve.stage), " stage ", CurveSummary(curve.losses));
-    }
-    absl::StrAppend(&md, "\n\n");
+    absl::StrAppend(&md, "- the attention stage does not apply to a CNN (no attention probabilities): 0 steps\n", curves, "\n");
     std::printf("%s", md.c_str());
     std::fflush(stdout);
   }
