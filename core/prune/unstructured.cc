@@ -316,9 +316,9 @@ absl::StatusOr<PruneResult> PruneGraph(const Graph& input_graph, const std::vect
   result.graph = input_graph;
   SQ_RETURN_IF_ERROR(graph::SortTopologically(&result.graph));
   std::vector<ptq::LayerStatistics> stats;
-  if (!batches.empty()) {
-    ptq::CalibrationOptions calibration = options.calibration;
-    calibration.hessian = options.method != PruneMethod::kMagnitude;
+  ptq::CalibrationOptions calibration = options.calibration;
+  calibration.hessian = options.method != PruneMethod::kMagnitude;
+  if (!batches.empty() && !options.sequential) {
     SQ_ASSIGN_OR_RETURN(stats, ptq::Calibrate(result.graph, layers, batches, calibration));
   }
   SparsityTarget target{options.sparsity, options.nm_n, options.nm_m};
@@ -352,6 +352,13 @@ absl::StatusOr<PruneResult> PruneGraph(const Graph& input_graph, const std::vect
     report.in = layer.in;
     report.params = layer.out * layer.in;
     const std::vector<float> original = ptq::WeightMatrix(result.graph, layer);
+    if (!batches.empty() && options.sequential) {
+      // This layer's inputs as the layers pruned so far produce them.
+      SQ_ASSIGN_OR_RETURN(std::vector<ptq::LayerStatistics> layer_stats,
+                          ptq::Calibrate(result.graph, {layer}, batches, calibration));
+      stats.resize(layers.size());
+      stats[i] = std::move(layer_stats[0]);
+    }
     std::vector<float> pruned;
     if (options.scope == PruneScope::kGlobal) {
       pruned = original;

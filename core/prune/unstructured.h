@@ -18,8 +18,8 @@
 //              the kept weights are reconstructed, not just kept.
 // With N:M, each group of M consecutive input weights of a row keeps the N
 // with the highest score. Calibration statistics come from the dense model in
-// one pass (as core/quant/ptq does), not layer by layer through the already
-// pruned layers as in the SparseGPT paper.
+// one pass (as core/quant/ptq does), or, with PruneOptions::sequential, layer
+// by layer through the already pruned layers as in the papers.
 //
 // Gradual pruning (Zhu & Gupta, 2017): GradualPruner recomputes magnitude
 // masks on a cubic schedule during fine-tuning and re-applies them after
@@ -62,6 +62,10 @@ struct PruneOptions {
   int nm_n = 0, nm_m = 0;                    // N:M semi-structured when nm_m > 0
   // Layers left dense, by layer (node) name or weight initializer name.
   std::vector<std::string> skip_layers;
+  // Calibrate each layer on the inputs it gets from the already-pruned
+  // layers before it (the papers' sequential mode; one calibration pass per
+  // layer) instead of once on the dense model.
+  bool sequential = false;
   double dampening = 0.01;     // SparseGPT: fraction of mean(diag H) added to H
   int64_t block_size = 128;    // SparseGPT: columns per lazy update block
   // Calibration: Wanda and SparseGPT need it (hessian is switched on for
@@ -84,7 +88,8 @@ struct PruneLayerReport {
   int64_t zeros = 0;       // zero weights after pruning (zeros already there included)
   double sparsity = 0;     // zeros / params
   // ||X W^T - X W'^T|| / ||X W^T|| on the calibration rows kept for the
-  // layer (dense-model inputs); -1 when there were none (magnitude without
+  // layer (dense-model inputs; with `sequential`, the inputs the pruned
+  // layers before it produce); -1 when there were none (magnitude without
   // batches).
   double relative_output_error = -1;
   std::vector<std::string> notes;  // e.g. SparseGPT damping retries

@@ -202,6 +202,23 @@ TEST(PruneGraphTest, PrunesEveryLinearLayerAndReports) {
   }
 }
 
+TEST(PruneGraphTest, SequentialCalibratesThroughThePrunedLayers) {
+  const Graph graph = SmallModel(1);
+  const auto batches = Batches(2, 7);
+  PruneOptions options;
+  options.method = PruneMethod::kSparseGpt;
+  auto once = PruneGraph(graph, batches, options);
+  options.sequential = true;
+  auto sequential = PruneGraph(graph, batches, options);
+  ASSERT_TRUE(once.ok() && sequential.ok()) << sequential.status();
+  // The first layer sees the graph input either way; fc1 sees a pruned conv.
+  EXPECT_EQ(sequential->graph.initializers.at("conv.weight").ToFloats(),
+            once->graph.initializers.at("conv.weight").ToFloats());
+  EXPECT_NE(sequential->graph.initializers.at("fc1.weight").ToFloats(),
+            once->graph.initializers.at("fc1.weight").ToFloats());
+  for (const PruneLayerReport& layer : sequential->layers) EXPECT_EQ(layer.zeros, layer.params / 2) << layer.name;
+}
+
 TEST(PruneGraphTest, GlobalMagnitudeUsesOneThreshold) {
   const Graph graph = SmallModel(1);
   PruneOptions options;
