@@ -14,6 +14,7 @@
 // FindQuantizableLayers skips: it stays dense in every row.
 #include <chrono>
 #include <cmath>
+#include <optional>
 #include <cstdio>
 #include <random>
 
@@ -31,6 +32,9 @@
 #include "core/prune/unstructured.h"
 #include "core/runtime/executor.h"
 #include "core/status_macros.h"
+#include "core/train/autograd.h"
+#include "core/train/losses.h"
+#include "core/train/optimizers.h"
 #include "deploy/models/fashion_mnist_data.h"
 #include "deploy/models/lm_corpus.h"
 
@@ -44,6 +48,10 @@ ABSL_FLAG(uint64_t, seed, 1, "Seed of the calibration draws.");
 ABSL_FLAG(double, sparsity, 0.5, "Unstructured sparsity of every pruned layer (global: of all of them).");
 ABSL_FLAG(std::string, only, "", "cnn, mlp or lm: measure one model only.");
 ABSL_FLAG(bool, four_eight, false, "Also measure 4:8 with each method.");
+ABSL_FLAG(bool, sequential, true,
+          "Also measure Wanda and SparseGPT calibrated layer by layer through the pruned layers (50% and 2:4).");
+ABSL_FLAG(int64_t, gradual_steps, 1000,
+          "Fine-tuning steps (batch 128) of the MLP's gradual-pruning rows (0: skip them).");
 ABSL_FLAG(int, threads, 1, "Calibration threads (the metric runs use the models' own default).");
 ABSL_FLAG(std::string, out, "", "Also write the markdown here.");
 
@@ -91,8 +99,9 @@ std::vector<Method> Methods(const Graph& graph, std::vector<std::string>* notes,
   const int threads = absl::GetFlag(FLAGS_threads);
   std::vector<Method> methods;
   auto add = [&](const std::string& name, prune::PruneMethod method, prune::PruneScope scope, int n, int m,
-                 std::vector<std::string> skip) {
+                 std::vector<std::string> skip, bool sequential = false) {
     prune::PruneOptions options;
+    options.sequential = sequential;
     options.method = method;
     options.scope = scope;
     options.sparsity = sparsity;
@@ -109,6 +118,13 @@ std::vector<Method> Methods(const Graph& graph, std::vector<std::string>* notes,
       {});
   add(absl::StrCat("wanda ", percent), prune::PruneMethod::kWanda, prune::PruneScope::kPerLayer, 0, 0, {});
   add(absl::StrCat("sparsegpt ", percent), prune::PruneMethod::kSparseGpt, prune::PruneScope::kPerLayer, 0, 0, {});
+  const bool sequential = absl::GetFlag(FLAGS_sequential);
+  if (sequential) {
+    add(absl::StrCat("wanda ", percent, " sequential"), prune::PruneMethod::kWanda, prune::PruneScope::kPerLayer, 0,
+        0, {}, true);
+    add(absl::StrCat("sparsegpt ", percent, " sequential"), prune::PruneMethod::kSparseGpt,
+        prune::PruneScope::kPerLayer, 0, 0, {}, true);
+  }
   auto scan = ptq::FindQuantizableLayers(graph);
   std::vector<std::pair<int, int>> patterns = {{2, 4}};
   if (absl::GetFlag(FLAGS_four_eight)) patterns.push_back({4, 8});
@@ -124,6 +140,12 @@ std::vector<Method> Methods(const Graph& graph, std::vector<std::string>* notes,
     for (auto method : {prune::PruneMethod::kMagnitude, prune::PruneMethod::kWanda, prune::PruneMethod::kSparseGpt}) {
       add(absl::StrCat(n, ":", m, " ", prune::PruneMethodName(method)), method, prune::PruneScope::kPerLayer, n, m,
           skip);
+    }
+    if (sequential && m == 4) {
+      for (auto method : {prune::PruneMethod::kWanda, prune::PruneMethod::kSparseGpt}) {
+        add(absl::StrCat(n, ":", m, " ", prune::PruneMethodName(method), " sequential"), method,
+            prune::PruneScope::kPerLayer, n, m, skip, true);
+      }
     }
   }
   return methods;
@@ -190,7 +212,8 @@ absl::Status Measure(const std::string& model, const Graph& graph, const std::ve
                   static_cast<long long>(layer.out), static_cast<long long>(layer.in), layer.sparsity,
                   layer.relative_output_error);
     }
-    if (method.options.nm_m > 0 && method.options.method == prune::PruneMethod::kSparseGpt) {
+    if (method.options.nm_m > 0 && method.options.method == prune::PruneMethod::kSparseGpt &&
+        !method.options.sequential) {
       SQ_ASSIGN_OR_RETURN(std::string check, CheckCompressedRuntime(result.graph, method.options.nm_n,
                                                                     method.options.nm_m, batches[0]));
       notes->push_back(absl::StrCat(model, " ", method.name, " in the runtime's compressed form: ", check));
@@ -220,6 +243,87 @@ absl::Status Measure(const std::string& model, const Graph& graph, const std::ve
   return absl::OkStatus();
 }
 
+// Fine-tunes `graph` for `steps` AdamW steps (cosine learning rate) on
+// shuffled training batches of 128, calling the pruner (may be null) after
+// every step; returns the trained graph.
+absl::StatusOr<Graph> FineTune(const Graph& graph, const core::data::Dataset& train, int64_t steps,
+                               prune::GradualPruner* pruner) {
+  namespace train_ns = core::train;
+  SQ_ASSIGN_OR_RETURN(std::vector<int64_t> labels, core::data::LabelsAsInt64(train));
+  const std::vector<int64_t> order = core::data::ShuffledIndices(train.NumExamples(), absl::GetFlag(FLAGS_seed) + 1);
+  SQ_ASSIGN_OR_RETURN(train_ns::GradientProgram program,
+                      train_ns::GradientProgram::Create(graph, core::kernels::cpu::CreateCpuBackend(1)));
+  constexpr double kLearningRate = 2e-4;
+  train_ns::AdamW optimizer({kLearningRate, 0.9, 0.999, 1e-8, 0.0});
+  const std::string output = graph.outputs.at(0).name;
+  for (int64_t step = 0; step < steps; ++step) {
+    optimizer.set_learning_rate(kLearningRate * 0.5 * (1 + std::cos(M_PI * step / static_cast<double>(steps))));
+    std::vector<int64_t> indices, batch_labels;
+    for (int64_t i = 0; i < 128; ++i) {
+      const int64_t index = order[(step * 128 + i) % order.size()];
+      indices.push_back(index);
+      batch_labels.push_back(labels[index]);
+    }
+    SQ_ASSIGN_OR_RETURN(train_ns::Tape tape, program.Forward({{"image", ImagesToTensor(train.inputs, indices)}}));
+    SQ_ASSIGN_OR_RETURN(const core::graph::Tensor* logits, program.Output(tape, output));
+    SQ_ASSIGN_OR_RETURN(train_ns::LossAndGradient loss, train_ns::SoftmaxCrossEntropy(*logits, batch_labels));
+    SQ_ASSIGN_OR_RETURN(train_ns::TensorMap gradients, program.Backward(tape, {{output, loss.gradient}}));
+    SQ_RETURN_IF_ERROR(optimizer.Step(&program.mutable_parameters(), gradients));
+    if (pruner != nullptr) SQ_RETURN_IF_ERROR(pruner->Apply(step, &program.mutable_parameters()));
+  }
+  return program.graph();
+}
+
+// Pruning during fine-tuning on the MLP: a dense control, one-shot
+// magnitude then fine-tuning under the fixed mask, and the cubic schedule
+// from 0 to --sparsity over the first two thirds of the steps.
+absl::Status MeasureGradual(const std::string& model, const Graph& graph, const core::data::Dataset& train,
+                            const core::data::Dataset& test, double baseline, std::vector<Row>* rows,
+                            std::vector<std::string>* notes) {
+  const int64_t steps = absl::GetFlag(FLAGS_gradual_steps);
+  const double sparsity = absl::GetFlag(FLAGS_sparsity);
+  const int64_t all_weights = FloatWeights(graph);
+  struct Variant {
+    std::string name;
+    std::optional<prune::GradualSchedule> schedule;
+  };
+  const std::string percent = absl::StrFormat("%.0f%%", 100 * sparsity);
+  const std::vector<Variant> variants = {
+      {absl::StrCat("dense + ", steps, " fine-tuning steps (control)"), std::nullopt},
+      {absl::StrCat("magnitude ", percent, " one-shot + ", steps, " steps, mask fixed"),
+       prune::GradualSchedule{sparsity, sparsity, 0, 1, 1}},
+      {absl::StrCat("gradual magnitude 0 -> ", percent, " (cubic, steps 0-", 2 * steps / 3, ", every 10) of ", steps),
+       prune::GradualSchedule{0.0, sparsity, 0, 2 * steps / 3, 10}},
+  };
+  for (const Variant& variant : variants) {
+    const auto start = std::chrono::steady_clock::now();
+    std::optional<prune::GradualPruner> pruner;
+    if (variant.schedule) {
+      SQ_ASSIGN_OR_RETURN(pruner, prune::GradualPruner::Create(graph, *variant.schedule));
+    }
+    SQ_ASSIGN_OR_RETURN(Graph tuned, FineTune(graph, train, steps, pruner ? &*pruner : nullptr));
+    const double seconds = Seconds(start);
+    SQ_ASSIGN_OR_RETURN(double accuracy, Accuracy(tuned, test));
+    int64_t params = 0, zeros = 0;
+    SQ_ASSIGN_OR_RETURN(ptq::LayerScan scan, ptq::FindQuantizableLayers(tuned));
+    for (const auto& layer : scan.layers) {
+      const std::vector<float> w = ptq::WeightMatrix(tuned, layer);
+      params += static_cast<int64_t>(w.size());
+      zeros += std::count(w.begin(), w.end(), 0.0f);
+    }
+    rows->push_back({model, variant.name, "test accuracy %", 100 * accuracy, baseline,
+                     static_cast<double>(zeros) / static_cast<double>(params),
+                     static_cast<double>(zeros) / static_cast<double>(all_weights), -1, seconds, true});
+    std::printf("%s %s: test accuracy %% %.4f (%.1f s, sparsity %.4f)\n", model.c_str(), variant.name.c_str(),
+                100 * accuracy, seconds, rows->back().sparsity);
+    std::fflush(stdout);
+  }
+  notes->push_back(absl::StrCat(model, ": fine-tuning rows: AdamW (lr 2e-4, cosine, no weight decay), batches of 128 "
+                                "training images (seed ", absl::GetFlag(FLAGS_seed) + 1,
+                                "), one thread; masks by magnitude per layer, re-applied after every step"));
+  return absl::OkStatus();
+}
+
 absl::Status MeasureFashion(const std::string& kind, std::vector<Row>* rows, std::vector<std::string>* notes) {
   const std::string dir = absl::GetFlag(FLAGS_fashion_dir);
   SQ_ASSIGN_OR_RETURN(core::data::Dataset train, core::data::ReadIdxDataset(dir + "/train-images-idx3-ubyte.gz",
@@ -235,13 +339,16 @@ absl::Status MeasureFashion(const std::string& kind, std::vector<Row>* rows, std
     std::vector<int64_t> indices(order.begin() + begin, order.begin() + std::min(count, begin + 128));
     batches.push_back({{"image", ImagesToTensor(train.inputs, indices)}});
   }
-  return Measure(absl::StrCat("Fashion-MNIST ", kind == "cnn" ? "CNN" : "MLP"), graph, batches, "test accuracy %",
-                 true,
-                 [&test](const Graph& g) -> absl::StatusOr<double> {
-                   SQ_ASSIGN_OR_RETURN(double accuracy, Accuracy(g, test));
-                   return 100 * accuracy;
-                 },
-                 rows, notes);
+  const std::string model = absl::StrCat("Fashion-MNIST ", kind == "cnn" ? "CNN" : "MLP");
+  SQ_RETURN_IF_ERROR(Measure(model, graph, batches, "test accuracy %", true,
+                             [&test](const Graph& g) -> absl::StatusOr<double> {
+                               SQ_ASSIGN_OR_RETURN(double accuracy, Accuracy(g, test));
+                               return 100 * accuracy;
+                             },
+                             rows, notes));
+  if (kind != "mlp" || absl::GetFlag(FLAGS_gradual_steps) <= 0) return absl::OkStatus();
+  const double baseline = rows->back().baseline;
+  return MeasureGradual(model, graph, train, test, baseline, rows, notes);
 }
 
 absl::Status MeasureLm(std::vector<Row>* rows, std::vector<std::string>* notes) {
@@ -290,7 +397,7 @@ std::string Markdown(const std::vector<Row>& rows, const std::vector<std::string
                     absl::StrFormat(row.higher_is_better ? "%.2f" : "%.1f", row.value), " | ", change, " | ",
                     dense ? std::string("—") : absl::StrFormat("%.1f%%", 100 * row.sparsity), " | ",
                     dense ? std::string("—") : absl::StrFormat("%.1f%%", 100 * row.model_sparsity), " | ",
-                    dense ? std::string("—") : absl::StrFormat("%.3f", row.mean_error), " | ",
+                    dense || row.mean_error < 0 ? std::string("—") : absl::StrFormat("%.3f", row.mean_error), " | ",
                     dense ? std::string("—") : absl::StrFormat("%.1f", row.seconds), " |\n");
   }
   md += "\n";
