@@ -714,6 +714,47 @@ int64_t UnitsFor(double ratio, int64_t units) {
   return std::min<int64_t>(units - 1, static_cast<int64_t>(std::floor(ratio * static_cast<double>(units) + 1e-9)));
 }
 
+// Output positions per example of every layer weight (Conv, depthwise
+// Conv, Gemm, MatMul by a weight), from one forward run on `batch`.
+absl::StatusOr<std::map<std::string, double>> WeightPositions(const Graph& graph, const LabeledBatch& batch) {
+  const GraphIndex index = IndexGraph(graph);
+  std::map<std::string, std::pair<std::string, int64_t>> layers;  // weight -> (output, out units)
+  for (const Node& node : graph.nodes) {
+    if (node.outputs.empty()) continue;
+    if (std::optional<LayerWeight> layer = AsLayer(graph, index, node); layer.has_value()) {
+      layers[layer->weight] = {node.outputs[0], layer->out};
+    } else if (node.op_type == "Conv" && node.inputs.size() > 1 && FindInitializer(graph, node.inputs[1])) {
+      layers[node.inputs[1]] = {node.outputs[0], FindInitializer(graph, node.inputs[1])->shape()[0]};
+    }
+  }
+  std::set<std::string> trainable;
+  for (const auto& [weight, unused] : layers) trainable.insert(weight);
+  SQ_ASSIGN_OR_RETURN(train::GradientProgram program, train::GradientProgram::Create(graph, Cpu(), trainable));
+  SQ_ASSIGN_OR_RETURN(train::Tape tape, program.Forward(batch.feeds));
+  int64_t examples = 1;
+  for (const auto& [name, tensor] : batch.feeds) {
+    if (tensor.rank() > 0) examples = std::max<int64_t>(examples, tensor.shape()[0]);
+  }
+  std::map<std::string, double> positions;
+  for (const auto& [weight, output] : layers) {
+    auto it = tape.values.find(output.first);
+    if (it == tape.values.end() || output.second <= 0) continue;
+    positions[weight] = static_cast<double>(it->second.num_elements()) /
+                        static_cast<double>(output.second * examples);
+  }
+  return positions;
+}
+
+double MacsAfter(const Graph& graph, const std::map<std::string, double>& positions, const KeepMasks& masks) {
+  double total = 0;
+  for (const auto& [weight, count] : positions) {
+    const Tensor& t = graph.initializers.at(weight);
+    auto it = masks.find(weight);
+    total += count * static_cast<double>(it == masks.end() ? t.num_elements() : KeptElements(t, it->second));
+  }
+  return total;
+}
+
 }  // namespace
 
 std::string StructuredScoreName(StructuredScore score) {
@@ -1185,8 +1226,20 @@ absl::StatusOr<StructuredResult> PruneStructured(const Graph& graph, const std::
       candidates.push_back(i);
     }
   }
+  // The cost `target` counts, for a removal plan.
+  std::map<std::string, double> positions;
+  if (options.cost == PruneCost::kMacs) {
+    if (batches.empty()) return absl::FailedPreconditionError("structured pruning: cost kMacs needs a batch");
+    SQ_ASSIGN_OR_RETURN(positions, WeightPositions(graph, batches.front()));
+    result.macs_before = MacsAfter(graph, positions, {});
+  }
+  auto cost_after = [&](const KeepMasks& masks) {
+    return options.cost == PruneCost::kMacs ? MacsAfter(graph, positions, masks)
+                                            : static_cast<double>(ParamsAfter(graph, masks));
+  };
+  const double cost_before = cost_after({});
   std::map<std::string, double> probe_increase;
-  std::map<std::string, double> sensitivity;  // loss increase per removed parameter
+  std::map<std::string, double> sensitivity;  // loss increase per removed unit of cost
   if (options.allocation == RatioAllocation::kSensitivity && options.target > 0) {
     for (size_t k = 0; k < candidates.size(); ++k) {
       const PruneGroup& g = groups[candidates[k]];
@@ -1195,11 +1248,11 @@ absl::StatusOr<StructuredResult> PruneStructured(const Graph& graph, const std::
       std::map<std::string, std::vector<int64_t>> removed{{g.name, Lowest(scores[candidates[k]], count)}};
       SQ_ASSIGN_OR_RETURN(Graph probe, RemoveUnits(graph, groups, removed));
       SQ_ASSIGN_OR_RETURN(double loss, CalibrationLoss(probe, batches));
-      const double params = static_cast<double>(result.params_before - CountParameters(probe));
+      const double cost = cost_before - cost_after(BuildMasks(graph, groups, removed));
       probe_increase[g.name] = loss - result.loss_before;
       // A floor keeps layers whose loss did not rise from taking everything.
       sensitivity[g.name] = std::max(loss - result.loss_before, 1e-4 * std::max(result.loss_before, 1e-3)) /
-                            std::max(params, 1.0);
+                            std::max(cost, 1.0);
     }
   }
   // Removal plan for candidate ratios given by `ratio_of`.
@@ -1225,9 +1278,9 @@ absl::StatusOr<StructuredResult> PruneStructured(const Graph& graph, const std::
       return std::min(options.max_layer_ratio, k / sensitivity.at(g.name));
     };
   };
-  const double goal = options.target * static_cast<double>(result.params_before);
+  const double goal = options.target * cost_before;
   auto removed_params = [&](const std::map<std::string, std::vector<int64_t>>& removed) {
-    return static_cast<double>(result.params_before - ParamsAfter(graph, BuildMasks(graph, groups, removed)));
+    return cost_before - cost_after(BuildMasks(graph, groups, removed));
   };
   std::map<std::string, std::vector<int64_t>> removed = plan(ratio_at(0));
   if (removed_params(removed) < goal) {
@@ -1238,8 +1291,9 @@ absl::StatusOr<StructuredResult> PruneStructured(const Graph& graph, const std::
     if (removed_params(plan(ratio_at(hi))) < goal) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "structured pruning: target %.3f is out of reach: the prunable layers at max_layer_ratio %.2f remove %.3f "
-          "of the parameters",
-          options.target, options.max_layer_ratio, removed_params(plan(ratio_at(hi))) / result.params_before));
+          "of the %s",
+          options.target, options.max_layer_ratio, removed_params(plan(ratio_at(hi))) / cost_before,
+          options.cost == PruneCost::kMacs ? "MACs" : "parameters"));
     }
     double lo = 0;
     for (int it = 0; it < 60; ++it) {
@@ -1251,6 +1305,7 @@ absl::StatusOr<StructuredResult> PruneStructured(const Graph& graph, const std::
   SQ_RETURN_IF_ERROR(report("remove", 1));
   SQ_ASSIGN_OR_RETURN(result.graph, RemoveUnits(graph, groups, removed));
   result.params_after = CountParameters(result.graph);
+  if (options.cost == PruneCost::kMacs) result.macs_after = MacsAfter(graph, positions, BuildMasks(graph, groups, removed));
   if (!batches.empty()) {
     SQ_ASSIGN_OR_RETURN(result.loss_after, CalibrationLoss(result.graph, batches));
   }

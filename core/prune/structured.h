@@ -130,11 +130,21 @@ absl::StatusOr<graph::Graph> RemoveUnits(const graph::Graph& graph, const std::v
 // rotary tables and masks).
 int64_t CountParameters(const graph::Graph& graph);
 
+// What `target` and the sensitivity allocation count.
+enum class PruneCost {
+  kParameters,  // CountParameters
+  // Multiply-accumulates of the layers with constant weights (Conv, Gemm,
+  // MatMul by a weight), per example, measured on the first batch: weight
+  // elements x output positions.
+  kMacs,
+};
+
 struct StructuredOptions {
-  // Fraction of the graph's parameters (CountParameters) to remove, [0, 1).
+  // Fraction of the cost (`cost`: parameters by default) to remove, [0, 1).
   // Groups in `layer_ratios` count towards it; the rest is shared by the
   // other allowed groups.
   double target = 0.5;
+  PruneCost cost = PruneCost::kParameters;
   StructuredScore score = StructuredScore::kCombined;
   double gradient_weight = 0.7;  // combined criterion, [0, 1]
   RatioAllocation allocation = RatioAllocation::kSensitivity;
@@ -172,6 +182,9 @@ struct StructuredResult {
   // Groups left dense and why (prunable groups not chosen are in `layers`).
   std::vector<std::pair<std::string, std::string>> skipped;
   int64_t params_before = 0, params_after = 0;
+  // Layer MACs per example before and after (measured when cost is kMacs,
+  // 0 otherwise).
+  double macs_before = 0, macs_after = 0;
   // Mean calibration loss before and after (0 without batches).
   double loss_before = 0, loss_after = 0;
 };

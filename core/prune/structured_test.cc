@@ -336,6 +336,18 @@ TEST(PruneStructuredTest, ReachesTheTargetAndReportsEveryLayer) {
   }
 }
 
+TEST(PruneStructuredTest, MacTargetCountsWeightsTimesOutputPositions) {
+  StructuredOptions options;
+  options.cost = PruneCost::kMacs;
+  options.target = 0.3;
+  auto result = PruneStructured(SmallCnn(), CnnBatches(2), options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  // conv1 72 weights x 36 positions, depthwise 36 x 9, conv2 108 x 9, fc1 135, fc2 15.
+  EXPECT_DOUBLE_EQ(result->macs_before, 72 * 36 + 36 * 9 + 108 * 9 + 135 + 15);
+  EXPECT_LE(result->macs_after, 0.7 * result->macs_before);
+  EXPECT_GT(result->macs_after, 0);
+}
+
 TEST(PruneStructuredTest, FixedRatiosAloneWithAZeroTarget) {
   const Graph graph = SmallCnn();
   StructuredOptions options;

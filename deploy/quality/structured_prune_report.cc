@@ -54,6 +54,9 @@ ABSL_FLAG(std::string, only, "", "cnn or lm: measure one model only.");
 ABSL_FLAG(int64_t, calibration_images, 512, "CNN calibration images (training split).");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the calibration and training draws.");
 ABSL_FLAG(std::string, targets, "0.5,0.75", "Fractions of the CNN's parameters removed.");
+ABSL_FLAG(bool, uniform, true, "CNN variant: combined score, uniform ratios, the first target.");
+ABSL_FLAG(std::string, mac_targets, "0.5", "CNN variants: combined score, sensitivity ratios, these fractions of "
+          "the layer MACs removed.");
 ABSL_FLAG(std::string, conv_ratios, "conv1.weight=0.25,conv2.weight=0.5",
           "An extra CNN variant: these fixed ratios plus sensitivity ratios for the rest ('' : none).");
 ABSL_FLAG(std::string, scores, "l1,l2,taylor,combined", "CNN scores compared.");
@@ -183,6 +186,7 @@ absl::Status MeasureCnn(std::string* md) {
     prune::RatioAllocation allocation = prune::RatioAllocation::kSensitivity;
     std::map<std::string, double> fixed;
     bool recover = false;
+    prune::PruneCost cost = prune::PruneCost::kParameters;
   };
   std::vector<Variant> variants;
   const std::vector<std::string> recover = Split(absl::GetFlag(FLAGS_recover_scores));
@@ -196,7 +200,16 @@ absl::Status MeasureCnn(std::string* md) {
     }
   }
   const double first_target = variants.empty() ? 0.5 : variants.front().target;
-  variants.push_back({"combined, uniform ratios", "combined", first_target, prune::RatioAllocation::kUniform, {}, true});
+  if (absl::GetFlag(FLAGS_uniform)) {
+    variants.push_back({"combined, uniform ratios", "combined", first_target, prune::RatioAllocation::kUniform, {},
+                        true});
+  }
+  for (const std::string& target_text : Split(absl::GetFlag(FLAGS_mac_targets))) {
+    double target = 0;
+    if (!absl::SimpleAtod(target_text, &target)) return absl::InvalidArgumentError("--mac_targets: " + target_text);
+    variants.push_back({absl::StrFormat("combined, sensitivity ratios, %.0f%% of the MACs", 100 * target), "combined",
+                        target, prune::RatioAllocation::kSensitivity, {}, true, prune::PruneCost::kMacs});
+  }
   if (!absl::GetFlag(FLAGS_conv_ratios).empty()) {
     Variant v{"", "combined", first_target, prune::RatioAllocation::kSensitivity, {}, true};
     for (const std::string& item : Split(absl::GetFlag(FLAGS_conv_ratios))) {
@@ -246,6 +259,7 @@ absl::Status MeasureCnn(std::string* md) {
     options.score = score;
     options.allocation = variant.allocation;
     options.layer_ratios = variant.fixed;
+    options.cost = variant.cost;
     auto start = std::chrono::steady_clock::now();
     SQ_ASSIGN_OR_RETURN(prune::StructuredResult result, prune::PruneStructured(dense, calibration, options));
     Row row;
