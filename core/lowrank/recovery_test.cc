@@ -24,11 +24,13 @@ Tensor Random(std::vector<int64_t> shape, std::mt19937* rng, float stddev = 1.0f
   return t;
 }
 
-// x [N, 12] -> Gemm [24, 12] -> Relu -> Gemm [classes, 24] -> logits.
+// x [N, 12] -> * input_scale (a scalar constant) -> Gemm [24, 12] -> Relu
+// -> Gemm [classes, 24] -> logits.
 Graph Mlp(int64_t classes, uint32_t seed) {
   std::mt19937 rng(seed);
   graph::GraphBuilder b("mlp");
-  std::string x = b.Add("Relu", {b.Add("Gemm", {"x", b.Initializer("fc1.weight", Random({24, 12}, &rng, 0.4f)),
+  const std::string scaled = b.Add("Mul", {"x", b.FloatScalar("input_scale", 0.9f)});
+  std::string x = b.Add("Relu", {b.Add("Gemm", {scaled, b.Initializer("fc1.weight", Random({24, 12}, &rng, 0.4f)),
                                                 b.Initializer("fc1.bias", Random({24}, &rng, 0.1f))},
                                        {{"transB", int64_t{1}}})});
   b.Add("Gemm", {x, b.Initializer("fc2.weight", Random({classes, 24}, &rng, 0.4f)),
@@ -73,6 +75,10 @@ TEST(RecoveryTest, DistillationReducesTheLossOfAFactorizedStudent) {
   EXPECT_EQ(report->steps, 60);
   EXPECT_EQ(calls, 60);
   EXPECT_LT(report->last_loss, report->first_loss);
+  // Scalars are constants by default; the factors moved.
+  EXPECT_EQ(student.initializers.at("input_scale").ToFloats(), std::vector<float>{0.9f});
+  EXPECT_NE(student.initializers.at("fc1.weight/lowrank_a").ToFloats(),
+            factorized->graph.initializers.at("fc1.weight/lowrank_a").ToFloats());
 }
 
 TEST(RecoveryTest, OnlyTheGivenParametersChange) {
