@@ -84,9 +84,13 @@ std::vector<float> DecompressNm(const NmSparseMatrix& w);
 // row-major; the scalar reference (the oracle of the tests).
 void NmSparseMatMulRef(const float* x, int64_t rows, const NmSparseView& w, const float* bias, float* y);
 
-// The same product, faster: decodes each row's indices once and, for
-// rows >= 4, multiplies against x transposed so that the inner loop runs
-// over the batch. Single-threaded.
+// The same product, faster. Batches of 4 rows or more go through x
+// transposed in tiles of 16 rows, so that each kept weight scales one
+// contiguous vector (two output rows at a time, accumulators in vector
+// registers); fewer rows gather x per kept weight. 2:4 reads the packed
+// indices directly, other patterns decode them first. Single-threaded.
+// Measured in docs/benchmarks.md: ~1.8x faster than the dense Gemm at batch
+// 32, ~3x slower at batch 1.
 void NmSparseMatMul(const float* x, int64_t rows, const NmSparseView& w, const float* bias, float* y);
 
 // The runtime form. A node of type kNmSparseMatMulOp (default domain: the
