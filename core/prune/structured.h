@@ -99,7 +99,8 @@ struct PruneGroup {
   std::vector<std::string> block_inputs, block_outputs, block_prefixes;
 };
 
-// Every channel group and attention-head group of `graph`, prunable or not.
+// Every channel group, attention-head group and transformer block stack of
+// `graph`, prunable or not.
 // INVALID_ARGUMENT when the graph does not sort.
 absl::StatusOr<std::vector<PruneGroup>> FindPruneGroups(const graph::Graph& graph);
 
