@@ -417,10 +417,22 @@ absl::StatusOr<LowRankResult> FactorizeGraph(const Graph& graph, const LowRankOp
   std::set<std::string> unused_ranks;
   for (const auto& [name, rank] : options.ranks) unused_ranks.insert(name);
   std::vector<Candidate> candidates;
+  std::vector<SkippedLayer> skipped;
+  for (const quant::ptq::SkippedNode& node : scan.skipped) skipped.push_back({node.name, node.reason});
   for (const QuantizableLayer& layer : scan.layers) {
     const bool conv = layer.op_type == "Conv";
-    if (options.skip.count(layer.name) || (conv ? options.conv == ConvMode::kSkip : !options.linear)) continue;
-    if (options.mode == RankMode::kExplicit && !options.ranks.count(layer.name)) continue;
+    if (options.skip.count(layer.name)) {
+      skipped.push_back({layer.name, "in the skip list"});
+      continue;
+    }
+    if (conv ? options.conv == ConvMode::kSkip : !options.linear) {
+      skipped.push_back({layer.name, conv ? "convolutions not asked for" : "linear layers not asked for"});
+      continue;
+    }
+    if (options.mode == RankMode::kExplicit && !options.ranks.count(layer.name)) {
+      skipped.push_back({layer.name, "no explicit rank"});
+      continue;
+    }
     unused_ranks.erase(layer.name);
     Candidate c;
     c.layer = layer;
@@ -480,6 +492,7 @@ absl::StatusOr<LowRankResult> FactorizeGraph(const Graph& graph, const LowRankOp
   }
 
   LowRankResult result;
+  result.skipped = std::move(skipped);
   std::map<size_t, const Candidate*> replaced;  // node index -> candidate
   std::set<size_t> dropped;                     // Transpose nodes feeding a replaced MatMul
   std::map<std::string, size_t> producer;

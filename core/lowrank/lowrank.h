@@ -103,9 +103,17 @@ struct RankScale {
   std::string mul_input, mul_output;
 };
 
+// A Gemm/MatMul/Conv node that was no candidate, and why (a tied or
+// computed weight, a grouped conv, the skip list, a layer type not asked for).
+struct SkippedLayer {
+  std::string name;
+  std::string reason;
+};
+
 struct LowRankResult {
   graph::Graph graph;
   std::vector<LayerReport> layers;  // every candidate layer, in node order
+  std::vector<SkippedLayer> skipped;
   std::vector<RankScale> scales;    // trainable scale vectors (empty when folded)
   // Of all reported layers' weights (before) and after factorization.
   int64_t params_before = 0, params_after = 0;

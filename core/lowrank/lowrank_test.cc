@@ -367,6 +367,9 @@ TEST(LowRankTest, SkipListAndCancellation) {
   ASSERT_TRUE(result.ok()) << result.status();
   ASSERT_EQ(result->layers.size(), 1u);
   EXPECT_EQ(result->layers[0].op_type, "MatMul");
+  ASSERT_EQ(result->skipped.size(), 2u);  // in node order: the Conv (conv = kSkip), the Gemm (skip list)
+  EXPECT_EQ(result->skipped[0].reason, "convolutions not asked for");
+  EXPECT_EQ(result->skipped[1].reason, "in the skip list");
   auto cancelled = FactorizeGraph(graph, options, {}, [](int, int) { return false; });
   EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
 }

@@ -17,7 +17,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <random>
+
+#include <unistd.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -167,8 +170,20 @@ bool PrintStep(int64_t step, int64_t steps, double loss) {
 }
 
 struct Report {
-  std::vector<std::string> quality_rows, latency_rows, notes;
+  std::vector<std::string> quality_rows, latency_rows, size_rows;
 };
+
+// Bytes of the ONNX file core/onnx writes for `graph`.
+absl::StatusOr<int64_t> OnnxBytes(const Graph& graph) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / absl::StrCat("squeeze_lowrank_", getpid(), ".onnx")).string();
+  SQ_RETURN_IF_ERROR(core::onnx::SaveOnnxModel(graph, path));
+  std::error_code error;
+  const auto bytes = std::filesystem::file_size(path, error);
+  std::filesystem::remove(path, error);
+  if (bytes == static_cast<std::uintmax_t>(-1)) return absl::InternalError(absl::StrCat("cannot stat ", path));
+  return static_cast<int64_t>(bytes);
+}
 
 std::string ParamsText(const lowrank::LowRankResult& r) {
   return absl::StrFormat("%d -> %d (%.3f)", r.params_before, r.params_after, Ratio(r));
@@ -249,7 +264,12 @@ absl::Status LatencyRows(const std::string& model, const Graph& dense, const std
                         MedianLatencies(graphs, feeds, absl::GetFlag(FLAGS_latency_reps), absl::GetFlag(FLAGS_threads)));
     medians.push_back(std::move(m));
   }
+  SQ_ASSIGN_OR_RETURN(const int64_t dense_bytes, OnnxBytes(dense));
   for (size_t g = 0; g < graphs.size(); ++g) {
+    SQ_ASSIGN_OR_RETURN(const int64_t bytes, OnnxBytes(*graphs[g]));
+    report->size_rows.push_back(absl::StrFormat("| %s | %s | %d | %.3f |", model,
+                                                g == 0 ? std::string("dense") : variants[g - 1].name, bytes,
+                                                static_cast<double>(bytes) / dense_bytes));
     std::string row = absl::StrCat("| ", model, " | ", g == 0 ? std::string("dense") : variants[g - 1].name, " | ",
                                    absl::StrFormat("%.3f", g == 0 ? 1.0 : Ratio(variants[g - 1].result)));
     for (size_t b = 0; b < batches.size(); ++b) {
@@ -427,7 +447,10 @@ absl::Status Main() {
       absl::GetFlag(FLAGS_latency_reps),
       " interleaved runs; LM rows: 1 and 8 windows of 128 tokens):\n\n"
       "| model | variant | param ratio | batch 1 | batch 64 (LM: 8) |\n| --- | --- | --- | --- | --- |\n",
-      absl::StrJoin(report.latency_rows, "\n"), "\n");
+      absl::StrJoin(report.latency_rows, "\n"),
+      "\n\nONNX files written by core/onnx (scales folded):\n\n| model | variant | bytes | vs dense |\n"
+      "| --- | --- | --- | --- |\n",
+      absl::StrJoin(report.size_rows, "\n"), "\n");
   std::printf("\n%s", md.c_str());
   const std::string out = absl::GetFlag(FLAGS_out);
   if (!out.empty()) SQ_RETURN_IF_ERROR(core::model::WriteFileAtomically(out, md));
