@@ -156,6 +156,35 @@ TEST(LowRankTest, ExactRankReproducesTheLinearLayersAndDropsTheTranspose) {
   EXPECT_LT(MaxDifference(RunGraph(graph, batch), RunGraph(result->graph, batch)), 1e-4);
 }
 
+TEST(LowRankTest, InOutLayoutsOfMatMulAndGemmAreFactorizedExactly) {
+  std::mt19937 rng(17);
+  graph::GraphBuilder b("in_out");
+  // x [N, 3, 20] -> MatMul [20, 24] -> Reshape [-1, 24] -> Gemm (W [24, 12], transB = 0, alpha, beta).
+  std::string x = b.Add("MatMul", {"x", b.Initializer("w1", LowRank(20, 24, 3, &rng))});
+  x = b.Add("Reshape", {x, b.Int64s("shape", {-1, 24})});
+  b.Add("Gemm", {x, b.Initializer("w2", LowRank(24, 12, 2, &rng)), b.Initializer("b2", Random({12}, &rng))},
+        {{"alpha", 0.5f}, {"beta", 2.0f}}, "logits");
+  b.AddInput({"x", DataType::kFloat32, std::nullopt});
+  b.AddOutput({"logits", DataType::kFloat32, std::nullopt});
+  const Graph graph = b.Finish();
+  auto names = LayerNames(graph);
+  LowRankOptions options;
+  options.mode = RankMode::kExplicit;
+  options.ranks = {{names["MatMul"], 3}, {names["Gemm"], 2}};
+  auto result = FactorizeGraph(graph, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->layers.size(), 2u);
+  EXPECT_EQ(result->layers[0].out, 24);  // MatMul [in, out] = [20, 24]
+  EXPECT_EQ(result->layers[0].in, 20);
+  EXPECT_EQ(result->layers[1].out, 12);  // Gemm transB = 0: [in, out] = [24, 12]
+  EXPECT_TRUE(result->layers[0].factorized && result->layers[1].factorized);
+  EXPECT_EQ(result->graph.initializers.at("w1/lowrank_a").shape(), (std::vector<int64_t>{20, 3}));
+  EXPECT_EQ(result->graph.initializers.at("w2/lowrank_a").shape(), (std::vector<int64_t>{2, 24}));
+  std::mt19937 input_rng(18);
+  const CalibrationBatch batch = {{"x", Random({4, 3, 20}, &input_rng)}};
+  EXPECT_LT(MaxDifference(RunGraph(graph, batch), RunGraph(result->graph, batch)), 1e-4);
+}
+
 TEST(LowRankTest, FoldingScalesKeepsOutputsAndRemovesMulNodes) {
   const Graph graph = LowRankModel(2);
   LowRankOptions options;

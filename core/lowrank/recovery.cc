@@ -15,7 +15,9 @@
 namespace squeeze::core::lowrank {
 
 absl::Status ValidateRecoveryOptions(const RecoveryOptions& options) {
-  if (options.steps < 1) return absl::InvalidArgumentError(absl::StrCat("recovery: steps must be >= 1, got ", options.steps));
+  if (options.steps < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("recovery: steps must be >= 1, got ", options.steps));
+  }
   if (options.batch_size < 1) {
     return absl::InvalidArgumentError(absl::StrCat("recovery: batch_size must be >= 1, got ", options.batch_size));
   }
@@ -62,9 +64,9 @@ absl::StatusOr<RecoveryReport> RecoverByDistillation(const graph::Graph& teacher
     SQ_ASSIGN_OR_RETURN(train::Tape tape, program.Forward(batch.feeds));
     SQ_ASSIGN_OR_RETURN(const graph::Tensor* logits, program.Output(tape, logits_name));
     if (teacher_out[0].shape() != logits->shape()) {
-      return absl::InvalidArgumentError(absl::StrCat("recovery: teacher logits ", graph::ShapeToString(teacher_out[0].shape()),
-                                                     " do not match student logits ",
-                                                     graph::ShapeToString(logits->shape())));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "recovery: teacher logits ", graph::ShapeToString(teacher_out[0].shape()), " do not match student logits ",
+          graph::ShapeToString(logits->shape())));
     }
     SQ_ASSIGN_OR_RETURN(train::LossAndGradient kl,
                         train::SoftenedKlDivergence(*logits, teacher_out[0], options.temperature));
