@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 
+#include "core/distill/distill.h"
 #include "core/graph/builder.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/runtime/executor.h"
@@ -141,6 +142,37 @@ TEST(LoraTest, TrainingChangesOnlyTheAdapters) {
   auto merged = MergeLoraAdapters(trained, lora->adapters);
   ASSERT_TRUE(merged.ok()) << merged.status();
   ExpectNear(Outputs(*merged, x), Outputs(trained, x), 1e-4f);
+}
+
+// The recovery path: distill a damaged copy back towards the original,
+// training only the adapters, then merge.
+TEST(LoraTest, DistillationThroughAdaptersRecoversAndMerges) {
+  const Graph original = SmallGraph();
+  Graph damaged = original;
+  for (int64_t i = 0; i < 24; i += 2) damaged.initializers["fc1.weight"].data<float>()[i] = 0;
+  absl::StatusOr<LoraGraph> lora = AddLoraAdapters(damaged, {2, 4, "", 7});
+  ASSERT_TRUE(lora.ok()) << lora.status();
+  distill::DistillOptions options;
+  options.output = {80, 2e-2};
+  options.temperature = 1;
+  options.trainable = lora->trainable;
+  options.backend = kernels::cpu::CreateCpuBackend(1);
+  auto batches = [](int64_t step) -> absl::StatusOr<distill::DistillBatch> {
+    distill::DistillBatch batch;
+    batch.feeds["x"] = Random({16, 6}, 100 + step % 4);
+    return batch;
+  };
+  auto result = distill::Distill(original, lora->graph, batches, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  const std::vector<double>& losses = result->curves.at(0).losses;
+  EXPECT_LT(losses.back(), 0.5 * losses.front());
+  for (const auto& [name, tensor] : damaged.initializers) {
+    EXPECT_EQ(result->student.initializers.at(name).bytes(), tensor.bytes()) << name << " changed";
+  }
+  auto merged = MergeLoraAdapters(result->student, lora->adapters);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  const Tensor x = Random({5, 6}, 200);
+  ExpectNear(Outputs(*merged, x), Outputs(result->student, x), 1e-4f);
 }
 
 TEST(LoraTest, BadRankNamesTheLayer) {
