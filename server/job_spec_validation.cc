@@ -1,5 +1,6 @@
 #include "server/job_spec_validation.h"
 
+#include <cmath>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -27,6 +28,8 @@ constexpr size_t kMaxIdempotencyKey = 128;
 constexpr size_t kMaxLabelValue = 255;
 constexpr int kMaxCalibrationBatches = 256;
 constexpr int kMaxCalibrationBatchSize = 1024;
+constexpr int kMaxTrainingSteps = 100000;
+constexpr int kMaxSearchTrials = 200;
 
 absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentError(message); }
 
@@ -99,13 +102,100 @@ absl::Status ValidatePass(const v1::Pass& pass, int index) {
       }
       return absl::OkStatus();
     }
-    case v1::Pass::kPrune:
-    case v1::Pass::kLowRank:
-    case v1::Pass::kDistill:
+    case v1::Pass::kPrune: {
+      const v1::PrunePass& p = pass.prune();
+      if (!v1::PrunePass::Structure_IsValid(p.structure()) || !v1::PrunePass::Method_IsValid(p.method()) ||
+          !v1::PrunePass::Criterion_IsValid(p.criterion())) {
+        return Invalid(absl::StrCat(field, ".prune: unknown structure, method or criterion value"));
+      }
+      if (!(p.sparsity() >= 0 && p.sparsity() < 1)) {
+        return Invalid(absl::StrCat(field, ".prune.sparsity must be in [0, 1), got ", p.sparsity()));
+      }
+      if (p.structure() == v1::PrunePass::N_M) {
+        const int n = p.n() == 0 ? 2 : p.n(), m = p.m() == 0 ? 4 : p.m();
+        if (m < 2 || m > 64 || n < 1 || n >= m) {
+          return Invalid(absl::StrCat(field, ".prune: N:M must have 1 <= n < m <= 64, got ", n, ":", m));
+        }
+        if (p.sparsity() != 0 && std::abs(p.sparsity() - (1.0 - static_cast<double>(n) / m)) > 1e-9) {
+          return Invalid(absl::StrCat(field, ".prune.sparsity ", p.sparsity(), " disagrees with ", n, ":", m,
+                                      " (which removes ", 1.0 - static_cast<double>(n) / m,
+                                      "); leave it 0"));
+        }
+      } else {
+        if (p.n() != 0 || p.m() != 0) {
+          return Invalid(absl::StrCat(field, ".prune.n and .m apply to structure N_M only"));
+        }
+        if (p.sparsity() == 0) {
+          return Invalid(absl::StrCat(field, ".prune.sparsity must be > 0 for ",
+                                      v1::PrunePass::Structure_Name(p.structure())));
+        }
+      }
+      if (p.structure() == v1::PrunePass::CHANNELS && p.method() != v1::PrunePass::METHOD_UNSPECIFIED) {
+        return Invalid(absl::StrCat(field, ".prune.method applies to UNSTRUCTURED and N_M; CHANNELS uses criterion"));
+      }
+      if (p.recovery_steps() < 0 || p.recovery_steps() > kMaxTrainingSteps) {
+        return Invalid(absl::StrCat(field, ".prune.recovery_steps must be in [0, ", kMaxTrainingSteps, "], got ",
+                                    p.recovery_steps()));
+      }
+      return absl::OkStatus();
+    }
+    case v1::Pass::kLowRank: {
+      const v1::LowRankPass& l = pass.low_rank();
+      if (!(l.target_ratio() >= 0 && l.target_ratio() <= 1)) {
+        return Invalid(absl::StrCat(field, ".low_rank.target_ratio must be in (0, 1] (0: default 0.25), got ",
+                                    l.target_ratio()));
+      }
+      if (!(l.energy() >= 0 && l.energy() <= 1)) {
+        return Invalid(absl::StrCat(field, ".low_rank.energy must be in (0, 1] (0: use target_ratio), got ",
+                                    l.energy()));
+      }
+      if (l.recovery_steps() < 0 || l.recovery_steps() > kMaxTrainingSteps) {
+        return Invalid(absl::StrCat(field, ".low_rank.recovery_steps must be in [0, ", kMaxTrainingSteps,
+                                    "], got ", l.recovery_steps()));
+      }
+      return absl::OkStatus();
+    }
+    case v1::Pass::kDistill: {
+      const v1::DistillPass& d = pass.distill();
+      if (d.steps() < 1 || d.steps() > kMaxTrainingSteps) {
+        return Invalid(absl::StrCat(field, ".distill.steps must be in [1, ", kMaxTrainingSteps, "], got ",
+                                    d.steps()));
+      }
+      if (!(d.temperature() >= 0 && d.temperature() <= 100)) {
+        return Invalid(absl::StrCat(field, ".distill.temperature must be in (0, 100] (0: default 4), got ",
+                                    d.temperature()));
+      }
+      if (!(d.learning_rate() >= 0 && d.learning_rate() <= 1)) {
+        return Invalid(absl::StrCat(field, ".distill.learning_rate must be in (0, 1] (0: default 1e-4), got ",
+                                    d.learning_rate()));
+      }
+      if (d.batch_size() < 0 || d.batch_size() > 1024) {
+        return Invalid(absl::StrCat(field, ".distill.batch_size must be in [1, 1024] (0: default 32), got ",
+                                    d.batch_size()));
+      }
+      return absl::OkStatus();
+    }
+    case v1::Pass::kSearch: {
+      const v1::SearchPass& s = pass.search();
+      if (!(s.max_accuracy_drop() >= 0 && s.max_accuracy_drop() <= 1)) {
+        return Invalid(absl::StrCat(field, ".search.max_accuracy_drop must be in [0, 1], got ",
+                                    s.max_accuracy_drop()));
+      }
+      if (s.max_size_bytes() < 0 || !(s.max_latency_seconds() >= 0) || !(s.max_energy_joules() >= 0) ||
+          !(s.max_seconds() >= 0)) {
+        return Invalid(absl::StrCat(field, ".search: limits must be >= 0 (0 means no limit), got size ",
+                                    s.max_size_bytes(), ", latency ", s.max_latency_seconds(), ", energy ",
+                                    s.max_energy_joules(), ", seconds ", s.max_seconds()));
+      }
+      if (s.max_trials() < 0 || s.max_trials() > kMaxSearchTrials) {
+        return Invalid(absl::StrCat(field, ".search.max_trials must be in [1, ", kMaxSearchTrials,
+                                    "] (0: default 12), got ", s.max_trials()));
+      }
+      return absl::OkStatus();
+    }
     case v1::Pass::kQat: {
-      const FieldDescriptor* set = v1::Pass::descriptor()->FindFieldByNumber(pass.technique_case());
-      return absl::UnimplementedError(absl::StrCat(field, ": technique '", set->name(),
-                                                   "' is not available in this daemon yet"));
+      return absl::UnimplementedError(absl::StrCat(
+          field, ": technique 'qat' is not offered by this daemon yet (core/quant/qat has it as a library)"));
     }
     case v1::Pass::TECHNIQUE_NOT_SET:
       return Invalid(absl::StrCat(field, " names no technique (an unknown technique from a "
@@ -174,6 +264,12 @@ absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request,
   for (int i = 0; i < passes; ++i) {
     SQ_RETURN_IF_ERROR(ValidatePass(spec.recipe().passes(i), i));
     if (spec.recipe().passes(i).has_quantize()) ++quantize_passes;
+  }
+  for (int i = 0; i < passes; ++i) {
+    if (spec.recipe().passes(i).has_search() && passes > 1) {
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "]: a search pass must be the only pass of its recipe (",
+                                  passes, " passes given)"));
+    }
   }
   if (quantize_passes > 1) {
     return Invalid(absl::StrCat("spec.recipe has ", quantize_passes,

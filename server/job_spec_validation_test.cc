@@ -55,8 +55,44 @@ TEST_F(ValidationTest, GroupSizeMustBeAPowerOfTwo) {
 TEST_F(ValidationTest, UnknownAndUnimplementedTechniques) {
   request_.mutable_spec()->mutable_recipe()->add_passes();  // No technique set.
   EXPECT_NE(Check().message().find("passes[1] names no technique"), std::string::npos);
-  request_.mutable_spec()->mutable_recipe()->mutable_passes(1)->mutable_prune()->set_sparsity(0.5);
+  request_.mutable_spec()->mutable_recipe()->mutable_passes(1)->mutable_qat()->set_steps(5);
   EXPECT_EQ(Check().code(), absl::StatusCode::kUnimplemented);
+}
+
+TEST_F(ValidationTest, PruneLowRankDistillAndSearchOptions) {
+  auto* recipe = request_.mutable_spec()->mutable_recipe();
+  v1::PrunePass* prune = recipe->add_passes()->mutable_prune();
+  prune->set_sparsity(1.0);
+  EXPECT_NE(Check().message().find("passes[1].prune.sparsity must be in [0, 1), got 1"), std::string::npos);
+  prune->set_sparsity(0.5);
+  EXPECT_TRUE(Check().ok()) << Check();
+  prune->set_structure(v1::PrunePass::N_M);
+  prune->set_n(4);
+  prune->set_m(4);
+  EXPECT_NE(Check().message().find("1 <= n < m <= 64, got 4:4"), std::string::npos) << Check();
+  prune->set_n(2);
+  prune->set_sparsity(0.25);
+  EXPECT_NE(Check().message().find("disagrees with 2:4"), std::string::npos) << Check();
+  prune->set_sparsity(0);
+  EXPECT_TRUE(Check().ok()) << Check();
+
+  v1::LowRankPass* low_rank = recipe->add_passes()->mutable_low_rank();
+  low_rank->set_energy(1.5);
+  EXPECT_NE(Check().message().find("passes[2].low_rank.energy must be in (0, 1]"), std::string::npos);
+  low_rank->set_energy(0.9);
+  recipe->add_passes()->mutable_distill()->set_steps(0);
+  EXPECT_NE(Check().message().find("passes[3].distill.steps must be in [1, 100000], got 0"), std::string::npos);
+  recipe->mutable_passes(3)->mutable_distill()->set_steps(10);
+  EXPECT_TRUE(Check().ok()) << Check();
+
+  recipe->add_passes()->mutable_search()->set_max_trials(5);
+  EXPECT_NE(Check().message().find("a search pass must be the only pass"), std::string::npos) << Check();
+  v1::Recipe alone;
+  alone.add_passes()->mutable_search()->set_max_accuracy_drop(2);
+  *recipe = alone;
+  EXPECT_NE(Check().message().find("max_accuracy_drop must be in [0, 1], got 2"), std::string::npos) << Check();
+  recipe->mutable_passes(0)->mutable_search()->set_max_accuracy_drop(0.01);
+  EXPECT_TRUE(Check().ok()) << Check();
 }
 
 TEST_F(ValidationTest, UnknownFieldsAreRejected) {

@@ -65,6 +65,16 @@ const char* const kMigrations[] = {
       PRIMARY KEY(tenant, sha256)
     ) WITHOUT ROWID;
     )sql",
+    // Version 2: search trials, so that a retried attempt resumes.
+    R"sql(
+    CREATE TABLE trials(
+      job_seq INTEGER NOT NULL REFERENCES jobs(seq),
+      device TEXT NOT NULL,
+      trial INTEGER NOT NULL,
+      record BLOB NOT NULL,
+      PRIMARY KEY(job_seq, device, trial)
+    ) WITHOUT ROWID;
+    )sql",
 };
 
 constexpr char kJobColumns[] =
@@ -697,6 +707,45 @@ absl::StatusOr<std::map<v1::JobState, int64_t>> JobStore::CountByState() {
     counts[static_cast<v1::JobState>(stmt->ColumnInt(0))] = stmt->ColumnInt(1);
   }
   return counts;
+}
+
+absl::Status JobStore::RecordTrial(const std::string& worker_id, const std::string& id, int attempt,
+                                   v1::TrialRecord trial) {
+  trial.set_attempt(attempt);
+  return Write([&](Database& db, std::vector<TransitionEvent>*) -> absl::Status {
+    SQ_ASSIGN_OR_RETURN(std::optional<JobRow> row, SelectJobRow(db, "id=?", [&](Statement* s) {
+                          s->Bind(1, id);
+                        }));
+    SQ_RETURN_IF_ERROR(CheckLeaseHolder(id, row, worker_id, attempt));
+    if (row->state != v1::RUNNING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", id, " is ", JobStateName(row->state), ", not RUNNING"));
+    }
+    SQ_ASSIGN_OR_RETURN(Statement * upsert,
+                        db.Prepare("INSERT OR REPLACE INTO trials(job_seq, device, trial, record) "
+                                   "VALUES(?,?,?,?)"));
+    upsert->Bind(1, row->seq).Bind(2, trial.device()).Bind(3, int64_t{trial.trial()});
+    upsert->BindBlob(4, trial.SerializeAsString());
+    return upsert->Run();
+  });
+}
+
+absl::StatusOr<std::vector<v1::TrialRecord>> JobStore::Trials(const std::string& id) {
+  SQ_ASSIGN_OR_RETURN(ReadConnection db, Read());
+  SQ_ASSIGN_OR_RETURN(Statement * stmt,
+                      (*db).Prepare("SELECT t.record FROM trials t JOIN jobs j ON t.job_seq = j.seq "
+                                    "WHERE j.id=? ORDER BY t.device, t.trial"));
+  stmt->Bind(1, id);
+  std::vector<v1::TrialRecord> trials;
+  while (true) {
+    SQ_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    if (!has_row) break;
+    v1::TrialRecord& trial = trials.emplace_back();
+    if (!trial.ParseFromString(stmt->ColumnBlob(0))) {
+      return absl::DataLossError(absl::StrCat("job ", id, ": a stored trial record does not parse"));
+    }
+  }
+  return trials;
 }
 
 absl::Status JobStore::RecordBlob(const std::string& tenant, const std::string& sha256,

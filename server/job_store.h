@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "server/sqlite.h"
 #include "squeeze/v1/squeeze.pb.h"
+#include "squeeze/v1/worker.pb.h"
 
 namespace squeeze::server {
 
@@ -135,6 +136,12 @@ class JobStore {
   // when the daemon saw that worker process die.
   absl::StatusOr<int> ReleaseWorker(const std::string& worker_id, const std::string& reason);
 
+  // Search trials: records one (replacing the same device and trial number)
+  // while the worker holds `attempt` of the RUNNING job, and lists every
+  // trial of a job, by device then trial number.
+  absl::Status RecordTrial(const std::string& worker_id, const std::string& id, int attempt,
+                           v1::TrialRecord trial);
+  absl::StatusOr<std::vector<v1::TrialRecord>> Trials(const std::string& id);
   // Job counts by state, and QUEUED jobs (the queue depth).
   absl::StatusOr<std::map<v1::JobState, int64_t>> CountByState();
 

@@ -293,3 +293,43 @@ TEST_F(JobStoreTest, BlobOwnershipIsPerTenant) {
 
 }  // namespace
 }  // namespace squeeze::server
+
+namespace squeeze::server {
+namespace {
+
+TEST_F(JobStoreTest, TrialsSurviveACrashedAttemptAndAReopen) {
+  std::string id = Submit("alice");
+  Lease first = AcquireOk("w1");
+  v1::TrialRecord started;
+  started.set_device("a100-80g");
+  started.set_trial(0);
+  ASSERT_TRUE(store_->RecordTrial("w1", id, first.attempt, started).ok());
+  v1::TrialRecord finished = started;
+  finished.set_finished(true);
+  finished.mutable_variant()->set_technique("rtn int8");
+  ASSERT_TRUE(store_->RecordTrial("w1", id, first.attempt, finished).ok());  // Replaces trial 0.
+  v1::TrialRecord crashing = started;
+  crashing.set_trial(1);
+  ASSERT_TRUE(store_->RecordTrial("w1", id, first.attempt, crashing).ok());
+  // Another worker cannot write into this attempt.
+  EXPECT_EQ(store_->RecordTrial("w2", id, first.attempt, crashing).code(), absl::StatusCode::kFailedPrecondition);
+
+  // The worker dies; the daemon restarts; the retried attempt sees both trials.
+  ASSERT_TRUE(store_->ReleaseWorker("w1", "killed").ok());
+  Reopen();
+  now_ += 2'000'000;
+  Lease second = AcquireOk("w2");
+  EXPECT_EQ(second.attempt, 2);
+  auto trials = store_->Trials(id);
+  ASSERT_TRUE(trials.ok()) << trials.status();
+  ASSERT_EQ(trials->size(), 2u);
+  EXPECT_TRUE((*trials)[0].finished());
+  EXPECT_EQ((*trials)[0].variant().technique(), "rtn int8");
+  EXPECT_EQ((*trials)[0].attempt(), 1);
+  EXPECT_FALSE((*trials)[1].finished());  // Started, never finished: it crashed attempt 1.
+  // The stale attempt is fenced off.
+  EXPECT_EQ(store_->RecordTrial("w1", id, 1, crashing).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace squeeze::server

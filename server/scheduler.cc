@@ -227,6 +227,8 @@ absl::StatusOr<v1::AcquireJobResponse> Scheduler::Acquire(const v1::AcquireJobRe
           *response.add_devices() = *profile;
         }
       }
+      SQ_ASSIGN_OR_RETURN(std::vector<v1::TrialRecord> trials, store_->Trials(response.job().id()));
+      for (v1::TrialRecord& trial : trials) *response.add_trials() = std::move(trial);
       return response;
     }
     const int64_t now = NowMicros();
@@ -246,6 +248,20 @@ absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRe
   v1::HeartbeatResponse response;
   response.set_cancelled(cancelled);
   return response;
+}
+
+absl::Status Scheduler::ReportTrial(const v1::ReportTrialRequest& request) {
+  SQ_RETURN_IF_ERROR(CheckWorkerId(request.worker_id()));
+  if (request.trial().trial() < 0 || request.trial().device().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("trial record needs a device and a trial number >= 0, got device '",
+                                                   request.trial().device(), "' trial ", request.trial().trial()));
+  }
+  const v1::Variant& variant = request.trial().variant();
+  if (!variant.artifact().sha256().empty() && !blobs_->Contains(variant.artifact().sha256())) {
+    return absl::FailedPreconditionError(absl::StrCat("trial ", request.trial().trial(), ": artifact ",
+                                                      variant.artifact().sha256(), " was not uploaded"));
+  }
+  return store_->RecordTrial(request.worker_id(), request.job_id(), request.attempt(), request.trial());
 }
 
 absl::Status Scheduler::Complete(const v1::CompleteJobRequest& request) {

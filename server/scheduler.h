@@ -62,6 +62,9 @@ class Scheduler {
   absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
   absl::Status Complete(const v1::CompleteJobRequest& request);
   absl::Status Fail(const v1::FailJobRequest& request);
+  // Records a search trial (see JobStore::RecordTrial); its artifact, when
+  // it has one, must already be uploaded.
+  absl::Status ReportTrial(const v1::ReportTrialRequest& request);
   // --- Daemon housekeeping. ---
   // Expires leases; called about once a second.
   absl::Status ExpireLeases();

@@ -45,4 +45,13 @@ grpc::Status WorkerService::FailJob(grpc::ServerContext* context,
   return rpc.Finish(scheduler_->Fail(*request));
 }
 
+grpc::Status WorkerService::ReportTrial(grpc::ServerContext* context,
+                                        const v1::ReportTrialRequest* request,
+                                        v1::ReportTrialResponse* response) {
+  RpcScope rpc(metrics_, "/squeeze.v1.WorkerControl/ReportTrial");
+  absl::StatusOr<Principal> caller = AuthenticateCall(*auth_, *context, Callers::kWorkers);
+  if (!caller.ok()) return rpc.Finish(caller.status());
+  return rpc.Finish(scheduler_->ReportTrial(*request));
+}
+
 }  // namespace squeeze::server

@@ -27,6 +27,8 @@ class WorkerService final : public v1::WorkerControl::Service {
                            v1::CompleteJobResponse* response) override;
   grpc::Status FailJob(grpc::ServerContext* context, const v1::FailJobRequest* request,
                        v1::FailJobResponse* response) override;
+  grpc::Status ReportTrial(grpc::ServerContext* context, const v1::ReportTrialRequest* request,
+                           v1::ReportTrialResponse* response) override;
 
  private:
   const TokenAuthenticator* auth_;
