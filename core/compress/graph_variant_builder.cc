@@ -4,15 +4,18 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/data/tensor_collections.h"
+#include "core/eval/energy_meter.h"
 #include "core/eval/metrics.h"
 #include "core/kernels/backends.h"
 #include "core/model/file_io.h"
 #include "core/onnx/onnx_model.h"
+#include "core/prune/nm_sparse.h"
 #include "core/quant/export/onnx_qdq.h"
 #include "core/runtime/executor.h"
 #include "core/status_macros.h"
@@ -26,7 +29,6 @@ using graph::Tensor;
 constexpr int kLatencyWarmup = 3;
 constexpr int kLatencyMinIterations = 10;
 constexpr double kLatencyMinSeconds = 0.2;
-constexpr int64_t kEvaluationChunk = 250;
 
 absl::Status Invalid(const std::string& what) { return absl::InvalidArgumentError(what); }
 
@@ -62,12 +64,12 @@ absl::StatusOr<Tensor> InputsTensor(const data::Dataset& dataset) {
 // Runs the first output of `executor` over every example of `inputs`, in
 // chunks, and stacks the results.
 absl::StatusOr<model::Tensor> RunAll(const runtime::Executor& executor, const std::string& input,
-                                     const data::Dataset& inputs) {
+                                     const data::Dataset& inputs, int64_t chunk) {
   model::Tensor stacked;
   const int64_t n = inputs.NumExamples();
-  for (int64_t begin = 0; begin < n; begin += kEvaluationChunk) {
+  for (int64_t begin = 0; begin < n; begin += chunk) {
     SQ_ASSIGN_OR_RETURN(data::Dataset chunk,
-                        data::SliceExamples(inputs, begin, std::min(n, begin + kEvaluationChunk)));
+                        data::SliceExamples(inputs, begin, std::min(n, begin + chunk)));
     SQ_ASSIGN_OR_RETURN(Tensor feed, InputsTensor(chunk));
     SQ_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, executor.Run({{input, std::move(feed)}}));
     if (outputs.empty()) return Invalid("model has no outputs");
@@ -110,7 +112,144 @@ absl::Status Report(const ProgressFn& progress, const std::string& stage, int64_
   return absl::OkStatus();
 }
 
+// Examples run through the model at once during evaluation: language models
+// produce [T, vocab] logits per example, so they go a few at a time.
+int64_t EvaluationChunk(EvalMetric metric) { return metric == EvalMetric::kPerplexity ? 8 : 250; }
+
+// The first `batch` examples of `dataset` (repeated when it has fewer).
+absl::StatusOr<Tensor> BatchOf(const data::Dataset& dataset, int64_t batch) {
+  std::vector<int64_t> indices(batch);
+  for (int64_t i = 0; i < batch; ++i) indices[i] = i % dataset.NumExamples();
+  SQ_ASSIGN_OR_RETURN(data::Dataset selected, Subset(dataset, std::move(indices)));
+  return InputsTensor(selected);
+}
+
+// A [N, T] token batch cut to its first `length` positions.
+absl::StatusOr<Tensor> Truncate(const Tensor& tokens, int64_t length) {
+  SQ_ASSIGN_OR_RETURN(model::Tensor model_tensor, graph::ToModelTensor(tokens));
+  const int64_t n = model_tensor.shape[0], t = model_tensor.shape[1];
+  model::Tensor cut;
+  cut.dtype = model_tensor.dtype;
+  cut.shape = {n, length};
+  const size_t width = model_tensor.data.size() / static_cast<size_t>(n * t);
+  for (int64_t row = 0; row < n; ++row) {
+    cut.data.append(model_tensor.data, static_cast<size_t>(row * t) * width, static_cast<size_t>(length) * width);
+  }
+  return graph::FromModelTensor(cut);
+}
+
+absl::StatusOr<double> Metric(EvalMetric metric, const model::Tensor& outputs, const model::Tensor& reference,
+                              const data::Dataset& evaluation) {
+  switch (metric) {
+    case EvalMetric::kTop1Accuracy: {
+      SQ_ASSIGN_OR_RETURN(std::vector<int64_t> labels, data::LabelsAsInt64(evaluation));
+      SQ_ASSIGN_OR_RETURN(eval::AccuracyReport accuracy, eval::ComputeAccuracy(outputs, labels));
+      return accuracy.top1;
+    }
+    case EvalMetric::kPerplexity: {
+      SQ_ASSIGN_OR_RETURN(std::vector<int64_t> labels, data::LabelsAsInt64(evaluation));
+      SQ_ASSIGN_OR_RETURN(eval::PerplexityReport perplexity, eval::ComputePerplexity(outputs, labels));
+      return perplexity.perplexity;
+    }
+    case EvalMetric::kFidelity: {
+      SQ_ASSIGN_OR_RETURN(eval::OutputAgreement agreement, eval::CompareToReference(reference, outputs));
+      return agreement.top1_agreement;
+    }
+  }
+  return Invalid("unknown metric");
+}
+
+std::string MetricName(EvalMetric metric) {
+  switch (metric) {
+    case EvalMetric::kTop1Accuracy: return "top1_accuracy";
+    case EvalMetric::kPerplexity: return "perplexity";
+    case EvalMetric::kFidelity: return "top1_agreement";
+  }
+  return "";
+}
+
+// Latency of `executor` at every point of `points` (batch size and, for
+// token models, sequence length), on the first examples of `evaluation`.
+absl::Status MeasurePoints(const runtime::Executor& executor, const std::string& input,
+                           const data::Dataset& evaluation, std::vector<LatencyPoint>* points, bool baseline,
+                           const ProgressFn& progress, const std::string& stage) {
+  for (size_t i = 0; i < points->size(); ++i) {
+    LatencyPoint& point = (*points)[i];
+    SQ_ASSIGN_OR_RETURN(Tensor feed, BatchOf(evaluation, point.batch_size));
+    if (point.sequence_length > 0) {
+      SQ_ASSIGN_OR_RETURN(feed, Truncate(feed, point.sequence_length));
+    }
+    const std::map<std::string, Tensor> feeds = {{input, std::move(feed)}};
+    absl::Status run_status;
+    eval::LatencyStats stats = eval::MeasureLatency([&] { run_status.Update(executor.Run(feeds).status()); },
+                                                    kLatencyWarmup, kLatencyMinIterations, kLatencyMinSeconds);
+    SQ_RETURN_IF_ERROR(run_status);
+    (baseline ? point.baseline : point.variant) = stats;
+    SQ_RETURN_IF_ERROR(Report(progress, stage, static_cast<int64_t>(i + 1), static_cast<int64_t>(points->size())));
+  }
+  return absl::OkStatus();
+}
+
+// Per-example cost of each matrix layer of `graph`, with the formats the
+// recipe left (fp32 for layers it did not quantize).
+absl::StatusOr<std::vector<eval::LayerCost>> LayerCosts(const Graph& graph, const std::string& input,
+                                                        const Tensor& one_example,
+                                                        const std::map<std::string, WeightFormat>& formats) {
+  SQ_ASSIGN_OR_RETURN(quant::ptq::LayerScan scan, quant::ptq::FindQuantizableLayers(graph));
+  SQ_ASSIGN_OR_RETURN(std::vector<int64_t> rows, RowsPerExample(graph, scan.layers, input, one_example));
+  std::vector<eval::LayerCost> costs;
+  for (size_t i = 0; i < scan.layers.size(); ++i) {
+    const auto& layer = scan.layers[i];
+    eval::LayerCost cost;
+    cost.name = layer.name;
+    cost.macs = rows[i] * layer.out * layer.in;
+    cost.weight_bytes = layer.out * layer.in * static_cast<int64_t>(sizeof(float));
+    auto format = formats.find(layer.weight);
+    if (format != formats.end()) {
+      cost.weight_bits = format->second.weight_bits;
+      cost.activation_bits = format->second.activation_bits;
+      cost.sparse_2_4 = format->second.sparse_2_4;
+      if (format->second.stored_bytes > 0) cost.weight_bytes = format->second.stored_bytes;
+    }
+    const int64_t activation_bytes = cost.activation_bits == 8 ? 1 : 4;
+    cost.activation_bytes = rows[i] * (layer.in + layer.out) * activation_bytes;
+    costs.push_back(cost);
+  }
+  return costs;
+}
+
+// The energy model's estimate for one example through `costs`.
+eval::EnergyEstimate EstimateLayers(const std::vector<eval::LayerCost>& costs, const eval::EnergyModel& model) {
+  eval::EnergyEstimate total;
+  std::set<std::string> formats;
+  for (const eval::LayerCost& cost : costs) {
+    const std::string format = cost.activation_bits == 8 ? "int8" : "fp32";
+    const double density = cost.sparse_2_4 ? 0.5 : 1.0;
+    const int64_t macs = static_cast<int64_t>(static_cast<double>(cost.macs) * density);
+    eval::EnergyEstimate layer = eval::EstimateJoules(macs, format, cost.weight_bytes + cost.activation_bytes, model);
+    total.joules += layer.joules;
+    total.macs += macs;
+    total.bytes_moved += layer.bytes_moved;
+    formats.insert(layer.format);
+  }
+  total.format = absl::StrJoin(formats, "+");
+  return total;
+}
+
+int64_t CountParameters(const Graph& graph) {
+  int64_t count = 0;
+  for (const auto& [name, tensor] : graph.initializers) {
+    if (tensor.dtype() == graph::DataType::kFloat32) count += tensor.num_elements();
+  }
+  return count;
+}
+
 }  // namespace
+
+double GraphVariantReport::AccuracyDrop() const {
+  if (!higher_is_better) return baseline_metric > 0 ? metric_value / baseline_metric - 1.0 : 0.0;
+  return baseline_metric - metric_value;
+}
 
 absl::StatusOr<data::Dataset> ReadDatasetFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -130,8 +269,11 @@ absl::Status CheckDatasetFitsGraph(const data::Dataset& dataset, const Graph& gr
   const std::string mismatch =
       absl::StrCat(role, ": \"inputs\" has shape [", absl::StrJoin(shape, ", "), "] but the model input '",
                    input->name, "' is ", DescribeShape(*input));
-  if (dataset.inputs.dtype != model::DType::kF32) {
-    return Invalid(absl::StrCat(role, ": \"inputs\" must be F32, got ", model::DTypeName(dataset.inputs.dtype)));
+  const bool tokens = input->dtype == graph::DataType::kInt64;
+  const model::DType wanted = tokens ? model::DType::kI64 : model::DType::kF32;
+  if (dataset.inputs.dtype != wanted) {
+    return Invalid(absl::StrCat(role, ": \"inputs\" must be ", model::DTypeName(wanted), " for model input '",
+                                input->name, "', got ", model::DTypeName(dataset.inputs.dtype)));
   }
   if (dataset.NumExamples() <= 0) return Invalid(absl::StrCat(role, " has no examples"));
   if (input->shape) {
@@ -143,163 +285,230 @@ absl::Status CheckDatasetFitsGraph(const data::Dataset& dataset, const Graph& gr
   }
   if (needs_labels) {
     if (!dataset.labels) {
-      return Invalid(absl::StrCat(role, " has no \"labels\" tensor; TOP1_ACCURACY needs one integer label per example"));
+      return Invalid(absl::StrCat(role, " has no \"labels\" tensor; the metric needs one integer label per ",
+                                  tokens ? "token (the next token)" : "example"));
     }
     absl::StatusOr<std::vector<int64_t>> labels = data::LabelsAsInt64(dataset);
     if (!labels.ok()) return WithPrefix(labels.status(), absl::StrCat(role, ": "));
-    if (static_cast<int64_t>(labels->size()) != dataset.NumExamples()) {
-      return Invalid(absl::StrCat(role, ": ", labels->size(), " labels for ", dataset.NumExamples(), " examples"));
+    const int64_t per_example = tokens && shape.size() >= 2 ? shape[1] : 1;
+    if (static_cast<int64_t>(labels->size()) != dataset.NumExamples() * per_example) {
+      return Invalid(absl::StrCat(role, ": ", labels->size(), " labels for ", dataset.NumExamples(), " examples",
+                                  tokens ? absl::StrCat(" of ", per_example, " tokens") : ""));
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<GraphVariantReport> BuildGraphVariant(const GraphVariantRequest& request,
-                                                     const ProgressFn& progress) {
-  if (request.artifact_path.empty()) return Invalid("variant: artifact_path is empty");
-  if (!request.ptq.weights) return Invalid("variant: no weight quantization requested");
-  if (request.calibration_path.empty()) return Invalid("variant: ONNX models need a calibration dataset");
-  if (request.calibration_batches < 1 || request.calibration_batch_size < 1) {
+absl::StatusOr<std::unique_ptr<GraphSession>> GraphSession::Open(const SessionOptions& options,
+                                                                 const ProgressFn& progress) {
+  if (options.calibration_path.empty()) return Invalid("variant: ONNX models need a calibration dataset");
+  if (options.calibration_batches < 1 || options.calibration_batch_size < 1) {
     return Invalid(absl::StrCat("variant: calibration batches and batch size must be >= 1, got ",
-                                request.calibration_batches, " x ", request.calibration_batch_size));
+                                options.calibration_batches, " x ", options.calibration_batch_size));
   }
-  GraphVariantReport report;
+  std::unique_ptr<GraphSession> session(new GraphSession());
+  session->options_ = options;
+  session->hardware_ = CpuModelName();
 
   SQ_RETURN_IF_ERROR(Report(progress, "load", 0, 1));
-  SQ_ASSIGN_OR_RETURN(const uint64_t model_bytes, model::FileSize(request.model_path));
-  report.baseline_bytes = static_cast<int64_t>(model_bytes);
-  absl::StatusOr<Graph> loaded = onnx::LoadOnnxModel(request.model_path);
-  if (!loaded.ok()) return WithPrefix(loaded.status(), absl::StrCat("model file ", request.model_path, ": "));
-  const Graph graph = std::move(*loaded);
+  SQ_ASSIGN_OR_RETURN(const uint64_t model_bytes, model::FileSize(options.model_path));
+  session->model_bytes_ = static_cast<int64_t>(model_bytes);
+  absl::StatusOr<Graph> loaded = onnx::LoadOnnxModel(options.model_path);
+  if (!loaded.ok()) return WithPrefix(loaded.status(), absl::StrCat("model file ", options.model_path, ": "));
+  session->graph_ = std::move(*loaded);
+  const Graph& graph = session->graph_;
   const graph::ValueInfo* input = DataInput(graph);
-  if (input == nullptr) return Invalid(absl::StrCat("model file ", request.model_path, " has no data input"));
+  if (input == nullptr) return Invalid(absl::StrCat("model file ", options.model_path, " has no data input"));
+  session->input_name_ = input->name;
   for (const auto& [name, tensor] : graph.initializers) {
-    if (tensor.dtype() == graph::DataType::kFloat32) report.fp32_weight_bytes += tensor.byte_size();
+    if (tensor.dtype() == graph::DataType::kFloat32) session->fp32_weight_bytes_ += tensor.byte_size();
   }
-  SQ_ASSIGN_OR_RETURN(quant::ptq::LayerScan scan, quant::ptq::FindQuantizableLayers(graph));
-  SQ_RETURN_IF_ERROR(request.ptq.Validate(scan.layers));
+  SQ_ASSIGN_OR_RETURN(session->scan_, quant::ptq::FindQuantizableLayers(graph));
 
-  absl::StatusOr<data::Dataset> calibration = ReadDatasetFile(request.calibration_path);
+  absl::StatusOr<data::Dataset> calibration = ReadDatasetFile(options.calibration_path);
   if (!calibration.ok()) {
-    return WithPrefix(calibration.status(), absl::StrCat("calibration dataset ", request.calibration_path, ": "));
+    return WithPrefix(calibration.status(), absl::StrCat("calibration dataset ", options.calibration_path, ": "));
   }
   data::Dataset evaluation = *calibration;
-  if (!request.evaluation_path.empty()) {
-    absl::StatusOr<data::Dataset> read = ReadDatasetFile(request.evaluation_path);
+  if (!options.evaluation_path.empty()) {
+    absl::StatusOr<data::Dataset> read = ReadDatasetFile(options.evaluation_path);
     if (!read.ok()) {
-      return WithPrefix(read.status(), absl::StrCat("evaluation dataset ", request.evaluation_path, ": "));
+      return WithPrefix(read.status(), absl::StrCat("evaluation dataset ", options.evaluation_path, ": "));
     }
     evaluation = std::move(*read);
   }
   SQ_RETURN_IF_ERROR(CheckDatasetFitsGraph(*calibration, graph, false, "calibration dataset"));
-  SQ_RETURN_IF_ERROR(CheckDatasetFitsGraph(evaluation, graph, request.top1_accuracy,
-                                           request.evaluation_path.empty() ? "calibration dataset (used for evaluation)"
-                                                                           : "evaluation dataset"));
+  SQ_RETURN_IF_ERROR(CheckDatasetFitsGraph(evaluation, graph, options.metric != EvalMetric::kFidelity,
+                                           options.evaluation_path.empty()
+                                               ? "calibration dataset (used for evaluation)"
+                                               : "evaluation dataset"));
   if (evaluation.NumExamples() > kMaxEvaluationExamples) {
     SQ_ASSIGN_OR_RETURN(evaluation, data::SliceExamples(evaluation, 0, kMaxEvaluationExamples));
   }
+  session->evaluation_ = std::move(evaluation);
   SQ_RETURN_IF_ERROR(Report(progress, "load", 1, 1));
 
   SQ_RETURN_IF_ERROR(Report(progress, "calibrate", 0, 1));
-  std::vector<int64_t> order = data::ShuffledIndices(calibration->NumExamples(), request.seed);
-  const int64_t wanted = int64_t{request.calibration_batches} * request.calibration_batch_size;
+  std::vector<int64_t> order = data::ShuffledIndices(calibration->NumExamples(), options.seed);
+  const int64_t wanted = int64_t{options.calibration_batches} * options.calibration_batch_size;
   order.resize(std::min<int64_t>(order.size(), wanted));
-  std::vector<quant::ptq::CalibrationBatch> batches;
-  for (size_t begin = 0; begin < order.size(); begin += request.calibration_batch_size) {
+  SQ_ASSIGN_OR_RETURN(session->calibration_set_, Subset(*calibration, order));
+  for (size_t begin = 0; begin < order.size(); begin += options.calibration_batch_size) {
     std::vector<int64_t> indices(order.begin() + begin,
-                                 order.begin() + std::min(order.size(), begin + request.calibration_batch_size));
+                                 order.begin() + std::min(order.size(), begin + options.calibration_batch_size));
     SQ_ASSIGN_OR_RETURN(data::Dataset batch, Subset(*calibration, std::move(indices)));
     SQ_ASSIGN_OR_RETURN(Tensor feed, InputsTensor(batch));
-    batches.push_back({{input->name, std::move(feed)}});
+    session->batches_.push_back({{input->name, std::move(feed)}});
   }
   SQ_RETURN_IF_ERROR(Report(progress, "calibrate", 1, 1));
 
-  const int layer_count = static_cast<int>(scan.layers.size());
-  SQ_RETURN_IF_ERROR(Report(progress, "quantize", 0, layer_count));
-  SQ_ASSIGN_OR_RETURN(quant::ptq::PtqResult ptq,
-                      quant::ptq::QuantizeGraph(graph, batches, request.ptq, [&](int i, int n) {
-                        return Report(progress, "quantize", i + 1, n).ok();
-                      }));
-  if (ptq.layers.empty()) return Invalid("model has no quantizable layer");
-  report.technique = ptq.layers.front().technique;
-  report.layers = ptq.layers;
-  report.skipped = ptq.skipped;
-
-  SQ_RETURN_IF_ERROR(Report(progress, "evaluate", 0, 2));
+  // The original model, once: its outputs, metric and latency.
+  const bool tokens = input->dtype == graph::DataType::kInt64;
+  const int64_t window = tokens && session->evaluation_.inputs.shape.size() >= 2
+                             ? session->evaluation_.inputs.shape[1] : 0;
+  for (int batch : options.latency_batch_sizes) {
+    if (tokens && window >= 2) {
+      session->baseline_points_.push_back({batch, static_cast<int>(window / 2), {}, {}});
+    }
+    session->baseline_points_.push_back({batch, static_cast<int>(window), {}, {}});
+  }
+  if (session->baseline_points_.empty()) return Invalid("variant: no latency batch size given");
   SQ_ASSIGN_OR_RETURN(auto backend, kernels::CreateBackend("cpu"));
   SQ_ASSIGN_OR_RETURN(runtime::Executor baseline, runtime::Executor::Create(graph, backend));
-  SQ_ASSIGN_OR_RETURN(runtime::Executor variant, runtime::Executor::Create(ptq.graph, backend));
-  SQ_ASSIGN_OR_RETURN(model::Tensor reference_out, RunAll(baseline, input->name, evaluation));
-  SQ_RETURN_IF_ERROR(Report(progress, "evaluate", 1, 2));
-  SQ_ASSIGN_OR_RETURN(model::Tensor variant_out, RunAll(variant, input->name, evaluation));
-  SQ_ASSIGN_OR_RETURN(eval::OutputAgreement agreement, eval::CompareToReference(reference_out, variant_out));
-  report.evaluation_examples = evaluation.NumExamples();
+  SQ_RETURN_IF_ERROR(Report(progress, "baseline", 0, 1 + session->baseline_points_.size()));
+  SQ_ASSIGN_OR_RETURN(session->baseline_outputs_, RunAll(baseline, input->name, session->evaluation_,
+                                                         EvaluationChunk(options.metric)));
+  SQ_ASSIGN_OR_RETURN(session->baseline_metric_, Metric(options.metric, session->baseline_outputs_,
+                                                        session->baseline_outputs_, session->evaluation_));
+  SQ_RETURN_IF_ERROR(MeasurePoints(baseline, input->name, session->evaluation_, &session->baseline_points_,
+                                   /*baseline=*/true, progress, "baseline"));
+  return session;
+}
+
+absl::StatusOr<GraphVariantReport> GraphSession::Build(const Recipe& recipe, const TargetDevice& device,
+                                                       const std::string& artifact_path,
+                                                       const ProgressFn& progress) {
+  if (artifact_path.empty()) return Invalid("variant: artifact_path is empty");
+  GraphVariantReport report;
+  report.baseline_bytes = model_bytes_;
+  report.fp32_weight_bytes = fp32_weight_bytes_;
+  report.hardware = hardware_;
+  report.metric = MetricName(options_.metric);
+  report.higher_is_better = options_.metric != EvalMetric::kPerplexity;
+  report.baseline_metric = baseline_metric_;
+  report.baseline_parameters = CountParameters(graph_);
+
+  RecipeInputs inputs;
+  inputs.batches = &batches_;
+  inputs.examples = &calibration_set_;
+  inputs.input_name = input_name_;
+  inputs.seed = options_.seed;
+  SQ_ASSIGN_OR_RETURN(RecipeResult result, ApplyRecipe(graph_, recipe, inputs, progress));
+  report.technique = result.techniques.empty() ? "none" : absl::StrJoin(result.techniques, " + ");
+  report.layers = result.layers;
+  report.skipped = result.skipped;
+  report.notes = result.notes;
+  report.parameters = CountParameters(result.graph);
+
+  SQ_RETURN_IF_ERROR(Report(progress, "evaluate", 0, 1));
+  SQ_ASSIGN_OR_RETURN(auto backend, kernels::CreateBackend("cpu"));
+  // N:M-sparse layers run the sparse kernel from their compressed form.
+  std::shared_ptr<const runtime::KernelBackend> variant_backend = backend;
+  if (result.runtime_graph) variant_backend = prune::CreateNmSparseBackend(backend);
+  SQ_ASSIGN_OR_RETURN(runtime::Executor variant,
+                      runtime::Executor::Create(result.runtime_graph ? *result.runtime_graph : result.graph,
+                                                variant_backend));
+  SQ_ASSIGN_OR_RETURN(model::Tensor outputs,
+                      RunAll(variant, input_name_, evaluation_, EvaluationChunk(options_.metric)));
+  SQ_ASSIGN_OR_RETURN(eval::OutputAgreement agreement, eval::CompareToReference(baseline_outputs_, outputs));
+  report.evaluation_examples = evaluation_.NumExamples();
   report.output_sqnr_db = agreement.sqnr_db;
   report.mean_kl_divergence = agreement.mean_kl_divergence;
   report.top1_agreement = agreement.top1_agreement;
-  if (request.top1_accuracy) {
-    SQ_ASSIGN_OR_RETURN(std::vector<int64_t> labels, data::LabelsAsInt64(evaluation));
-    SQ_ASSIGN_OR_RETURN(eval::AccuracyReport base, eval::ComputeAccuracy(reference_out, labels));
-    SQ_ASSIGN_OR_RETURN(eval::AccuracyReport quantized, eval::ComputeAccuracy(variant_out, labels));
-    report.metric = "top1_accuracy";
-    report.baseline_metric = base.top1;
-    report.metric_value = quantized.top1;
-  } else {
-    report.metric = "top1_agreement";
-    report.baseline_metric = 1.0;
-    report.metric_value = agreement.top1_agreement;
-  }
-  SQ_RETURN_IF_ERROR(Report(progress, "evaluate", 2, 2));
+  SQ_ASSIGN_OR_RETURN(report.metric_value, Metric(options_.metric, outputs, baseline_outputs_, evaluation_));
+  SQ_RETURN_IF_ERROR(Report(progress, "evaluate", 1, 1));
 
-  SQ_RETURN_IF_ERROR(Report(progress, "measure", 0, 2));
-  SQ_ASSIGN_OR_RETURN(data::Dataset first, data::SliceExamples(evaluation, 0, 1));
-  SQ_ASSIGN_OR_RETURN(const Tensor one_example, InputsTensor(first));
-  const std::map<std::string, Tensor> feed = {{input->name, one_example}};
-  absl::Status run_status;
-  report.baseline_latency = eval::MeasureLatency([&] { run_status.Update(baseline.Run(feed).status()); },
-                                                 kLatencyWarmup, kLatencyMinIterations, kLatencyMinSeconds);
-  SQ_RETURN_IF_ERROR(Report(progress, "measure", 1, 2));
-  report.latency = eval::MeasureLatency([&] { run_status.Update(variant.Run(feed).status()); }, kLatencyWarmup,
-                                        kLatencyMinIterations, kLatencyMinSeconds);
-  SQ_RETURN_IF_ERROR(run_status);
+  report.points = baseline_points_;
+  SQ_RETURN_IF_ERROR(Report(progress, "measure", 0, static_cast<int64_t>(report.points.size())));
+  SQ_RETURN_IF_ERROR(MeasurePoints(variant, input_name_, evaluation_, &report.points, /*baseline=*/false,
+                                   progress, "measure"));
+  const LatencyPoint& first = report.points.back().batch_size == 1 ? report.points.back() : report.points.front();
+  for (const LatencyPoint& point : report.points) {
+    if (point.batch_size == 1) {  // The full-length batch-1 point comes last among the batch-1 ones.
+      report.baseline_latency = point.baseline;
+      report.latency = point.variant;
+    }
+  }
+  if (report.latency.iterations == 0) {
+    report.baseline_latency = first.baseline;
+    report.latency = first.variant;
+    report.batch_size = first.batch_size;
+  }
 
-  SQ_ASSIGN_OR_RETURN(std::vector<int64_t> rows, RowsPerExample(graph, scan.layers, input->name, one_example));
-  std::map<std::string, std::string> weight_of;  // layer name -> weight initializer
-  int64_t macs = 0, fp32_bytes = 0, packed_bytes = 0;
-  for (size_t i = 0; i < scan.layers.size(); ++i) {
-    const auto& layer = scan.layers[i];
-    weight_of[layer.name] = layer.weight;
-    macs += rows[i] * layer.out * layer.in;
-    fp32_bytes += layer.out * layer.in * static_cast<int64_t>(sizeof(float));
+  // Energy and the roofline, per example.
+  SQ_ASSIGN_OR_RETURN(Tensor one_example, BatchOf(evaluation_, 1));
+  SQ_ASSIGN_OR_RETURN(std::vector<eval::LayerCost> baseline_costs,
+                      LayerCosts(graph_, input_name_, one_example, {}));
+  SQ_ASSIGN_OR_RETURN(std::vector<eval::LayerCost> variant_costs,
+                      LayerCosts(result.graph, input_name_, one_example, result.formats));
+  if (!device.roofline.peak_ops_per_second.empty()) {
+    report.predicted = eval::PredictRoofline(variant_costs, device.roofline, 1);
+    report.predicted_baseline = eval::PredictRoofline(baseline_costs, device.roofline, 1);
+    report.device_formats = report.predicted->formats;
   }
-  std::map<std::string, quant::QuantizedLinear> packed;
-  for (const quant::QuantizedLinear& linear : ptq.packed) {
-    packed_bytes += linear.StorageBytes();
-    packed[weight_of.at(linear.name)] = linear;
-  }
-  const int bits = request.ptq.weights->format.bits;
-  // Weight-only: activations stay float, so the multiplies stay fp32 and
-  // only the weight bytes shrink; W8A8 multiplies int8 by int8.
-  const std::string variant_format = request.ptq.activations ? eval::FormatForBits(8) : eval::FormatForBits(32);
-  const eval::EnergyEstimate baseline_energy =
-      eval::EstimateJoules(macs, eval::FormatForBits(32), fp32_bytes, request.energy_model);
-  const eval::EnergyEstimate variant_energy =
-      eval::EstimateJoules(macs, variant_format, packed_bytes, request.energy_model);
+  const eval::EnergyEstimate baseline_energy = EstimateLayers(baseline_costs, device.energy_model);
+  const eval::EnergyEstimate variant_energy = EstimateLayers(variant_costs, device.energy_model);
   report.baseline_joules = baseline_energy.joules;
   report.joules = variant_energy.joules;
   report.energy_model_description =
-      absl::StrCat(request.energy_model.Describe(), "; quantizable layers only, per example: baseline ",
-                   baseline_energy.Describe(), "; variant (", bits, "-bit weights",
-                   request.ptq.activations ? ", int8 activations" : ", float activations: fp32 MACs", ") ",
-                   variant_energy.Describe());
-  report.hardware = CpuModelName();
-  SQ_RETURN_IF_ERROR(Report(progress, "measure", 2, 2));
+      absl::StrCat(device.energy_model.Describe(), "; matrix layers only, per example: baseline ",
+                   baseline_energy.Describe(), "; variant ", variant_energy.Describe(),
+                   " (2:4-sparse layers count half their MACs; weight-only formats multiply in fp32)");
+  if (device.present && options_.measure_energy) {
+    absl::StatusOr<std::unique_ptr<eval::EnergyCounter>> counter = eval::OpenRaplCounter();
+    if (counter.ok()) {
+      SQ_ASSIGN_OR_RETURN(runtime::Executor baseline, runtime::Executor::Create(graph_, backend));
+      const std::map<std::string, Tensor> feed = {{input_name_, one_example}};
+      absl::Status run_status;
+      SQ_ASSIGN_OR_RETURN(eval::EnergyMeasurement base_measured,
+                          eval::MeasureJoulesPerCall(**counter, [&] { run_status.Update(baseline.Run(feed).status()); },
+                                                     0.5, 10));
+      SQ_ASSIGN_OR_RETURN(eval::EnergyMeasurement measured,
+                          eval::MeasureJoulesPerCall(**counter, [&] { run_status.Update(variant.Run(feed).status()); },
+                                                     0.5, 10));
+      SQ_RETURN_IF_ERROR(run_status);
+      report.energy_measured = true;
+      report.baseline_joules = base_measured.joules_per_call;
+      report.joules = measured.joules_per_call;
+      report.energy_model_description = absl::StrCat("measured: baseline ", base_measured.description,
+                                                     "; variant ", measured.description);
+    }
+  }
+  SQ_RETURN_IF_ERROR(Report(progress, "measure", static_cast<int64_t>(report.points.size()),
+                            static_cast<int64_t>(report.points.size())));
 
-  SQ_ASSIGN_OR_RETURN(Graph exported, quant_export::ExportQdqGraph(ptq.graph, packed));
-  SQ_RETURN_IF_ERROR(onnx::SaveOnnxModel(exported, request.artifact_path));
-  SQ_ASSIGN_OR_RETURN(const uint64_t artifact_bytes, model::FileSize(request.artifact_path));
+  if (result.packed.empty()) {
+    report.artifact_format = "onnx";
+    SQ_RETURN_IF_ERROR(onnx::SaveOnnxModel(result.graph, artifact_path));
+  } else {
+    report.artifact_format = "onnx-qdq";
+    SQ_ASSIGN_OR_RETURN(Graph exported, quant_export::ExportQdqGraph(result.graph, result.packed));
+    SQ_RETURN_IF_ERROR(onnx::SaveOnnxModel(exported, artifact_path));
+  }
+  SQ_ASSIGN_OR_RETURN(const uint64_t artifact_bytes, model::FileSize(artifact_path));
   report.artifact_bytes = static_cast<int64_t>(artifact_bytes);
   return report;
+}
+
+absl::StatusOr<GraphVariantReport> BuildGraphVariant(const GraphVariantRequest& request,
+                                                     const ProgressFn& progress) {
+  if (!request.ptq.weights) return Invalid("variant: no weight quantization requested");
+  if (request.artifact_path.empty()) return Invalid("variant: artifact_path is empty");
+  SQ_ASSIGN_OR_RETURN(std::unique_ptr<GraphSession> session, GraphSession::Open(request.session, progress));
+  SQ_RETURN_IF_ERROR(request.ptq.Validate(session->scan().layers));
+  Recipe recipe;
+  recipe.steps.push_back(QuantizeStep{request.ptq});
+  return session->Build(recipe, request.device, request.artifact_path, progress);
 }
 
 }  // namespace squeeze::core::compress

@@ -29,17 +29,41 @@ std::string WriteDataset(bool with_labels) {
 
 GraphVariantRequest Request(const std::string& dataset, int bits, quant::ptq::WeightMethod method) {
   GraphVariantRequest request;
-  request.model_path = kMlp;
-  request.calibration_path = dataset;
+  request.session.model_path = kMlp;
+  request.session.calibration_path = dataset;
   request.ptq.weights.emplace();
   request.ptq.weights->method = method;
   request.ptq.weights->format = {bits, 0, false};
   request.ptq.calibration.hessian = method == quant::ptq::WeightMethod::kGptq;
-  request.top1_accuracy = true;
-  request.calibration_batches = 4;
-  request.calibration_batch_size = 32;
+  request.session.metric = EvalMetric::kTop1Accuracy;
+  request.session.latency_batch_sizes = {1, 8};
+  request.session.calibration_batches = 4;
+  request.session.calibration_batch_size = 32;
   request.artifact_path = TempPath("variant.onnx");
   return request;
+}
+
+TEST(GraphVariantBuilderTest, RooflinePredictsForTheTargetDevice) {
+  const std::string dataset = WriteDataset(true);
+  GraphVariantRequest request = Request(dataset, 8, quant::ptq::WeightMethod::kRtn);
+  request.ptq.activations.emplace();  // W8A8: runs in int8 where the device has it.
+  request.session.latency_batch_sizes = {1};
+  request.device.name = "gpu-like";
+  request.device.present = false;
+  request.device.roofline.name = "gpu-like";
+  request.device.roofline.kind = "gpu";
+  request.device.roofline.peak_ops_per_second = {{"fp32", 1e13}, {"int8", 1e14}};
+  request.device.roofline.memory_bandwidth_bytes_per_second = 1e12;
+  request.device.roofline.pj_per_mac = {{"fp32", 10}, {"int8", 1}};
+  absl::StatusOr<GraphVariantReport> report = BuildGraphVariant(request, {});
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_TRUE(report->predicted.has_value());
+  ASSERT_TRUE(report->predicted_baseline.has_value());
+  EXPECT_EQ(report->device_formats, std::vector<std::string>{"int8"});
+  EXPECT_EQ(report->predicted_baseline->formats, std::vector<std::string>{"fp32"});
+  // int8 weights move a quarter of the bytes and multiply 10x faster.
+  EXPECT_LT(report->predicted->seconds, report->predicted_baseline->seconds);
+  EXPECT_LT(report->predicted->joules, report->predicted_baseline->joules);
 }
 
 TEST(GraphVariantBuilderTest, DetectsFormats) {
@@ -65,7 +89,14 @@ TEST(GraphVariantBuilderTest, Int8RtnKeepsAccuracyWithinOnePoint) {
   EXPECT_GT(report->baseline_metric, 0.05);
   EXPECT_NEAR(report->metric_value, report->baseline_metric, 0.01);
   EXPECT_GT(report->output_sqnr_db, 20);
-  EXPECT_EQ(stages, (std::vector<std::string>{"load", "calibrate", "quantize", "evaluate", "measure"}));
+  EXPECT_EQ(stages,
+            (std::vector<std::string>{"load", "calibrate", "baseline", "quantize", "evaluate", "measure"}));
+  ASSERT_EQ(report->points.size(), 2u);  // batch 1 and 8
+  EXPECT_EQ(report->points[1].batch_size, 8);
+  EXPECT_GT(report->points[1].variant.p50, 0);
+  EXPECT_GT(report->points[1].baseline.p50, 0);
+  EXPECT_EQ(report->artifact_format, "onnx-qdq");
+  EXPECT_FALSE(report->predicted.has_value());  // The default device has no roofline figures.
   EXPECT_GT(quantize_total, 0);
   EXPECT_EQ(quantize_steps, quantize_total);
   EXPECT_EQ(report->layers.size(), static_cast<size_t>(quantize_total));

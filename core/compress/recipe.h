@@ -1,0 +1,126 @@
+// A recipe: an ordered list of compression steps applied to a graph, each a
+// technique of core/ with typed options. The service's v1.Recipe maps onto
+// this one pass for one step (server/job_spec_validation.h).
+//
+// Rules checked by ValidateRecipe: at most one quantize step, and it comes
+// last (it writes the packed weights the export needs); GPTQ after
+// unstructured or N:M pruning is refused because its error compensation
+// refills pruned weights (RTN and AWQ keep zeros at zero).
+#ifndef SQUEEZE_CORE_COMPRESS_RECIPE_H_
+#define SQUEEZE_CORE_COMPRESS_RECIPE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/data/dataset.h"
+#include "core/graph/graph.h"
+#include "core/lowrank/lowrank.h"
+#include "core/prune/structured.h"
+#include "core/prune/unstructured.h"
+#include "core/quant/ptq/ptq.h"
+
+namespace squeeze::core::compress {
+
+struct QuantizeStep {
+  quant::ptq::PtqOptions ptq;
+};
+
+// Output distillation from the original model (core/distill's output
+// stage): KL on temperature-softened logits plus hard_label_weight x the
+// cross-entropy when the calibration examples have labels. Batches are
+// drawn from the calibration examples with the recipe's seed.
+struct RecoveryOptions {
+  int64_t steps = 0;  // 0: no recovery
+  int64_t batch_size = 32;
+  double learning_rate = 1e-4;
+  double temperature = 4.0;
+  double hard_label_weight = 0.5;
+};
+
+// Unstructured or N:M pruning (core/prune/unstructured.h), or, with
+// `channels`, structured pruning that removes whole units
+// (core/prune/structured.h); then optional recovery.
+struct PruneStep {
+  bool channels = false;
+  prune::PruneOptions unstructured;  // when !channels
+  prune::StructuredOptions structured;  // when channels
+  RecoveryOptions recovery;
+};
+
+// Low-rank factorization (core/lowrank), then optional recovery; the rank
+// scales are folded into the factors before export.
+struct LowRankStep {
+  lowrank::LowRankOptions options;
+  RecoveryOptions recovery;
+};
+
+// Distillation of the current model from the original (recovery alone).
+struct DistillStep {
+  RecoveryOptions recovery;
+};
+
+using RecipeStep = std::variant<QuantizeStep, PruneStep, LowRankStep, DistillStep>;
+
+struct Recipe {
+  std::vector<RecipeStep> steps;
+};
+
+// "quantize", ...: the stage name a step reports progress under.
+std::string StepStage(const RecipeStep& step);
+
+absl::Status ValidateRecipe(const Recipe& recipe);
+
+// How one weight is stored and multiplied once the recipe ran, for the
+// energy model and the roofline.
+struct WeightFormat {
+  int weight_bits = 32;
+  int activation_bits = 32;
+  bool sparse_2_4 = false;
+  int64_t stored_bytes = 0;  // 0: out * in * 4
+};
+
+// What a recipe produced. `graph` runs in our runtime (quantized weights as
+// their dequantized floats, activation QDQ pairs); `packed` holds the
+// quantized weights by weight initializer for the QDQ export.
+struct RecipeResult {
+  graph::Graph graph;
+  // `graph` with N:M layers rewritten for the sparse kernels (runtime only;
+  // never exported), when a step left N:M sparsity; else empty.
+  std::optional<graph::Graph> runtime_graph;
+  int nm_n = 0, nm_m = 0;
+  std::map<std::string, quant::QuantizedLinear> packed;
+  std::map<std::string, WeightFormat> formats;  // by weight initializer
+  std::vector<quant::ptq::LayerReport> layers;
+  std::vector<quant::ptq::SkippedNode> skipped;
+  std::vector<std::string> techniques;  // one short label per step
+  std::vector<std::string> notes;       // one line per step
+};
+
+// What the steps may use besides the graph: the calibration batches (a
+// feed per graph input) and, for training steps, the calibration examples
+// with their labels when the dataset has them.
+struct RecipeInputs {
+  const std::vector<quant::ptq::CalibrationBatch>* batches = nullptr;
+  const data::Dataset* examples = nullptr;
+  std::string input_name;
+  uint64_t seed = 0;
+};
+
+using StepProgressFn = std::function<bool(const std::string& stage, int64_t step, int64_t total)>;
+
+// Applies every step of `recipe` to `graph` in order. Errors name the step
+// ("step 1 (prune): ...") and keep the technique's message, which names the
+// layer; CANCELLED when `progress` returns false.
+absl::StatusOr<RecipeResult> ApplyRecipe(const graph::Graph& graph, const Recipe& recipe,
+                                         const RecipeInputs& inputs, const StepProgressFn& progress);
+
+}  // namespace squeeze::core::compress
+
+#endif  // SQUEEZE_CORE_COMPRESS_RECIPE_H_
