@@ -211,6 +211,72 @@ std::string FormatJobStatus(const Job& job) {
   return out;
 }
 
+namespace {
+
+std::string YesNo(bool value) { return value ? "yes" : "no"; }
+
+std::string CsvField(const std::string& text) {
+  if (text.find_first_of(",\"\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char c : text) {
+    if (c == '"') quoted += '"';
+    quoted += c;
+  }
+  return quoted + "\"";
+}
+
+std::string MetricName(const std::string& metric) { return metric.substr(0, metric.find(' ')); }
+
+}  // namespace
+
+std::string FormatParetoTable(const Job& job) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& v : job.variants()) {
+    rows.push_back({
+        v.device(),
+        v.technique(),
+        absl::StrFormat("%s %.4g -> %.4g", MetricName(v.accuracy().metric()), v.accuracy().baseline(),
+                        v.accuracy().value()),
+        absl::StrCat(FormatLatency(v.latency().p50_seconds()), " (", LowerProvenance(v.latency().provenance()), ")"),
+        absl::StrFormat("%.3g J (%s)", v.energy().joules_per_inference(), LowerProvenance(v.energy().provenance())),
+        FormatBytes(v.size().bytes()),
+        YesNo(v.meets_limits()),
+        YesNo(v.pareto_optimal()),
+        v.notes_size() > 0 ? v.notes(0) : "",
+    });
+  }
+  return FormatTable({"DEVICE", "TECHNIQUE", "ACCURACY", "P50", "ENERGY", "SIZE", "IN LIMITS", "PARETO", "NOTE"},
+                     rows);
+}
+
+std::string FormatParetoCsv(const Job& job) {
+  std::string out =
+      "device,trial,technique,metric,baseline,value,p50_seconds,latency_provenance,joules_per_inference,"
+      "energy_provenance,size_bytes,meets_limits,pareto_optimal,faster_than_baseline,artifact_sha256,notes\n";
+  for (const auto& v : job.variants()) {
+    std::vector<std::string> fields = {
+        CsvField(v.device()),
+        absl::StrCat(v.trial()),
+        CsvField(v.technique()),
+        CsvField(MetricName(v.accuracy().metric())),
+        absl::StrFormat("%.10g", v.accuracy().baseline()),
+        absl::StrFormat("%.10g", v.accuracy().value()),
+        absl::StrFormat("%.6g", v.latency().p50_seconds()),
+        LowerProvenance(v.latency().provenance()),
+        absl::StrFormat("%.6g", v.energy().joules_per_inference()),
+        LowerProvenance(v.energy().provenance()),
+        absl::StrCat(v.size().bytes()),
+        v.meets_limits() ? "true" : "false",
+        v.pareto_optimal() ? "true" : "false",
+        v.latency().faster_than_baseline() ? "true" : "false",
+        v.artifact().sha256(),
+        CsvField(absl::StrJoin(v.notes(), "; ")),
+    };
+    absl::StrAppend(&out, absl::StrJoin(fields, ","), "\n");
+  }
+  return out;
+}
+
 std::string FormatDeviceProfiles(const std::vector<squeeze::v1::DeviceProfile>& profiles) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& profile : profiles) {

@@ -62,6 +62,14 @@ std::string FormatJobStatus(const squeeze::v1::Job& job);
 
 // The `squeeze devices` table: NAME, KIND, DISPLAY NAME, MEMORY, BANDWIDTH,
 // POWER, FORMATS.
+// The variants of a job as the Pareto table of `squeeze pareto`: device,
+// technique, accuracy (baseline -> value), latency and energy on the device
+// with their provenance, size, whether within the limits and Pareto-optimal,
+// and notes. FormatParetoCsv gives the same columns as RFC 4180 CSV with raw
+// numbers (seconds, joules, bytes).
+std::string FormatParetoTable(const squeeze::v1::Job& job);
+std::string FormatParetoCsv(const squeeze::v1::Job& job);
+
 std::string FormatDeviceProfiles(const std::vector<squeeze::v1::DeviceProfile>& profiles);
 
 }  // namespace squeeze::client

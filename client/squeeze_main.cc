@@ -56,6 +56,11 @@ commands:
       DIR/<job>-<device>-<technique>.safetensors (.onnx for onnx-qdq
       artifacts; DIR defaults to ".").
   devices                        List the device profiles.
+  pareto JOB_ID [--csv]
+      The variants of a (search or fleet) job as a table: accuracy, latency
+      and energy on each device, size, within the limits or not, Pareto-
+      optimal or not. --csv prints CSV; the global --json prints the variants
+      as JSON, one per line.
 
 global flags:
   --addr ADDR        daemon address, host:port or unix:/path
@@ -269,6 +274,19 @@ absl::StatusOr<int> RunStatus(Invocation& invocation) {
   return 0;
 }
 
+absl::StatusOr<int> RunPareto(Invocation& invocation) {
+  SQ_ASSIGN_OR_RETURN(const std::string job_id, OnePositional(invocation, "JOB_ID"));
+  SQ_ASSIGN_OR_RETURN(const v1::Job job, invocation.client.GetJob(job_id));
+  if (invocation.json) {
+    for (const v1::Variant& variant : job.variants()) PrintJson(variant);
+  } else if (invocation.args.Has("csv")) {
+    std::cout << FormatParetoCsv(job) << std::flush;
+  } else {
+    std::cout << FormatParetoTable(job) << std::flush;
+  }
+  return job.variants_size() > 0 ? 0 : 1;
+}
+
 absl::StatusOr<int> RunList(Invocation& invocation) {
   const CommandLine& args = invocation.args;
   if (!args.positionals().empty()) return UsageError("list takes no positional arguments");
@@ -409,6 +427,7 @@ const std::vector<Command>& Commands() {
       {"cancel", {}, RunCancel},
       {"download", {{"out", true}}, RunDownload},
       {"devices", {}, RunDevices},
+      {"pareto", {{"csv", false}}, RunPareto},
   };
   return *commands;
 }

@@ -198,6 +198,7 @@ int Main() {
   supervisor_options.gpus = gpu_flag >= 0 ? gpu_flag : CountVisibleGpus();
   supervisor_options.cpu_workers = absl::GetFlag(FLAGS_cpu_workers);
   supervisor_options.memory_bytes_per_worker = absl::GetFlag(FLAGS_worker_memory_bytes);
+  supervisor_options.device_profile = absl::GetFlag(FLAGS_local_device);
   WorkerSupervisor supervisor(
       supervisor_options,
       [&scheduler](const std::string& worker_id, const std::string& reason) {

@@ -133,6 +133,10 @@ absl::Status ValidatePass(const v1::Pass& pass, int index) {
       if (p.structure() == v1::PrunePass::CHANNELS && p.method() != v1::PrunePass::METHOD_UNSPECIFIED) {
         return Invalid(absl::StrCat(field, ".prune.method applies to UNSTRUCTURED and N_M; CHANNELS uses criterion"));
       }
+      if (p.per_device() && !(p.structure() == v1::PrunePass::N_M && (p.n() == 0 || p.n() == 2) &&
+                            (p.m() == 0 || p.m() == 4))) {
+        return Invalid(absl::StrCat(field, ".prune.per_device applies to 2:4 (structure N_M, n 2, m 4) only"));
+      }
       if (p.recovery_steps() < 0 || p.recovery_steps() > kMaxTrainingSteps) {
         return Invalid(absl::StrCat(field, ".prune.recovery_steps must be in [0, ", kMaxTrainingSteps, "], got ",
                                     p.recovery_steps()));
@@ -271,6 +275,19 @@ absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request,
                                   passes, " passes given)"));
     }
   }
+  bool pruned_weights = false;
+  for (int i = 0; i < passes; ++i) {
+    const v1::Pass& pass = spec.recipe().passes(i);
+    if (pass.has_quantize() && i + 1 != passes) {
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "]: quantize must be the last pass (", passes - 1 - i,
+                                  " passes follow it)"));
+    }
+    if (pass.has_quantize() && pruned_weights && pass.quantize().method() == v1::QuantizePass::GPTQ) {
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize.method GPTQ after unstructured or N:M ",
+                                  "pruning would refill the pruned weights; use RTN or AWQ"));
+    }
+    if (pass.has_prune() && pass.prune().structure() != v1::PrunePass::CHANNELS) pruned_weights = true;
+  }
   if (quantize_passes > 1) {
     return Invalid(absl::StrCat("spec.recipe has ", quantize_passes,
                                 " quantize passes; a model is quantized once"));
@@ -336,8 +353,14 @@ absl::Status ValidateRecipeForModel(const v1::Recipe& recipe,
                                 chain.message()));
   }
   for (int i = 0; i < recipe.passes_size(); ++i) {
-    if (!recipe.passes(i).has_quantize()) continue;
+    if (!recipe.passes(i).has_quantize()) {
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "]: only quantize passes apply to a safetensors ",
+                                  "linear-chain model; prune, low_rank, distill and search need an ONNX model"));
+    }
     const v1::QuantizePass& q = recipe.passes(i).quantize();
+    if (q.per_device()) {
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize.per_device needs an ONNX model"));
+    }
     if (q.method() > v1::QuantizePass::RTN || q.activation_bits() != 0 ||
         q.observer() > v1::QuantizePass::MIN_MAX || q.smoothquant_alpha() != 0 || q.bias_correction()) {
       return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize: method ",
@@ -408,7 +431,20 @@ absl::Status ValidateRecipeForGraph(const v1::Recipe& recipe, const core::quant:
                    "initializer weight)");
   }
   for (int i = 0; i < recipe.passes_size(); ++i) {
+    if (!recipe.passes(i).has_prune() || recipe.passes(i).prune().structure() != v1::PrunePass::N_M) continue;
+    if (recipe.passes(i).prune().per_device()) continue;  // Layers 2:4 does not fit stay dense.
+    const v1::PrunePass& p = recipe.passes(i).prune();
+    const int n = p.n() == 0 ? 2 : p.n(), m = p.m() == 0 ? 4 : p.m();
+    for (const auto& layer : scan.layers) {
+      if (layer.in % m != 0) {
+        return Invalid(absl::StrCat("spec.recipe.passes[", i, "].prune: ", n, ":", m, " needs every layer's input width ",
+                                    "to be a multiple of ", m, "; layer ", layer.name, " has ", layer.in));
+      }
+    }
+  }
+  for (int i = 0; i < recipe.passes_size(); ++i) {
     if (!recipe.passes(i).has_quantize()) continue;
+    if (recipe.passes(i).quantize().per_device()) continue;  // Resolved per device by the worker.
     absl::Status status = PtqOptionsFromPass(recipe.passes(i).quantize()).Validate(scan.layers);
     if (!status.ok()) return Invalid(absl::StrCat("spec.recipe.passes[", i, "]: ", status.message()));
   }

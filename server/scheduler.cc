@@ -141,7 +141,10 @@ absl::StatusOr<SubmitResult> Scheduler::Submit(const std::string& tenant,
 }
 
 absl::StatusOr<v1::Job> Scheduler::Get(const std::string& tenant, const std::string& id) {
-  return store_->Get(tenant, id);
+  SQ_ASSIGN_OR_RETURN(v1::Job job, store_->Get(tenant, id));
+  SQ_ASSIGN_OR_RETURN(std::vector<v1::TrialRecord> trials, store_->Trials(id));
+  for (v1::TrialRecord& trial : trials) *job.add_trials() = std::move(trial);
+  return job;
 }
 
 absl::StatusOr<v1::ListJobsResponse> Scheduler::List(const std::string& tenant,

@@ -82,6 +82,9 @@ void WorkerSupervisor::Spawn(Slot& slot) {
   if (options_.memory_bytes_per_worker > 0) {
     args.push_back(absl::StrCat("--memory_bytes=", options_.memory_bytes_per_worker));
   }
+  if (!options_.device_profile.empty()) {
+    args.push_back(absl::StrCat("--device_profile=", options_.device_profile));
+  }
   // Everything the child needs is built before fork: the daemon has threads,
   // so the child may only make async-signal-safe calls until exec.
   std::vector<std::string> env;

@@ -27,6 +27,9 @@ struct WorkerSupervisorOptions {
   int gpus = 0;                   // Visible GPUs; one worker each when > 0.
   int cpu_workers = 1;            // Workers when there is no GPU.
   int64_t memory_bytes_per_worker = 0;  // Passed as --memory_bytes; 0 lets the worker decide.
+  // The device profile of this host's hardware, passed as --device_profile:
+  // jobs targeting it are measured rather than predicted.
+  std::string device_profile;
 };
 
 // Counts /dev/nvidia<N> device nodes, the GPUs a worker could open.

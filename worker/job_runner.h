@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/client.h"
+#include "core/compress/graph_variant_builder.h"
 #include "squeeze/v1/squeeze.pb.h"
 #include "squeeze/v1/worker.pb.h"
 
@@ -19,6 +20,19 @@ namespace squeeze::worker {
 
 struct JobRunnerOptions {
   std::string scratch_dir;  // Blob cache and artifacts; created if missing.
+  // The device profile this worker's hardware matches (e.g.
+  // "x86-avx2-server"); jobs targeting it are measured, others predicted.
+  // Jobs without target devices always run on "local", which is measured.
+  std::string device_profile;
+  std::string hardware;  // CPU or GPU model, for manifests.
+};
+
+// How a running job talks to the Worker that owns its lease.
+struct RunCallbacks {
+  std::function<void(const v1::Progress&)> report;
+  std::function<bool()> cancelled;
+  // Search jobs: records a trial durably (WorkerControl.ReportTrial).
+  std::function<absl::Status(const v1::TrialRecord&)> record_trial;
 };
 
 class JobRunner {
@@ -29,14 +43,23 @@ class JobRunner {
 
   // Runs the job. CANCELLED when `cancelled` turned true; other errors carry
   // the failing pass and layer in the JobError that Describe builds.
-  absl::StatusOr<std::vector<v1::Variant>> Run(
-      const v1::AcquireJobResponse& lease,
-      const std::function<void(const v1::Progress&)>& report,
-      const std::function<bool()>& cancelled);
+  absl::StatusOr<std::vector<v1::Variant>> Run(const v1::AcquireJobResponse& lease,
+                                                const RunCallbacks& callbacks);
 
  private:
   // The local path of a blob, downloading it unless already cached.
   absl::StatusOr<std::string> Fetch(const v1::BlobRef& blob);
+  absl::StatusOr<std::vector<v1::Variant>> RunLinearChain(const v1::AcquireJobResponse& lease,
+                                                          const std::string& model_path,
+                                                          const RunCallbacks& callbacks);
+  absl::StatusOr<std::vector<v1::Variant>> RunSearchOnDevice(const v1::AcquireJobResponse& lease,
+                                                             const v1::SearchPass& pass,
+                                                             core::compress::GraphSession& session,
+                                                             const core::compress::TargetDevice& device,
+                                                             const RunCallbacks& callbacks,
+                                                             const core::compress::ProgressFn& on_progress);
+  absl::StatusOr<std::vector<v1::Variant>> RunGraph(const v1::AcquireJobResponse& lease,
+                                                    const std::string& model_path, const RunCallbacks& callbacks);
 
   JobRunnerOptions options_;
   client::SqueezeClient* blobs_;

@@ -28,7 +28,7 @@ Worker::Worker(WorkerOptions options, std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
       blobs_(client::SqueezeClient::FromChannel(channel, options_.connection)),
       control_(v1::WorkerControl::NewStub(channel)),
-      runner_(JobRunnerOptions{options_.scratch_dir}, blobs_.get()) {}
+      runner_(JobRunnerOptions{options_.scratch_dir, options_.device_profile, options_.hardware}, blobs_.get()) {}
 
 std::unique_ptr<grpc::ClientContext> Worker::NewContext(double timeout_seconds) const {
   auto context = std::make_unique<grpc::ClientContext>();
@@ -104,14 +104,28 @@ void Worker::RunOne(const v1::AcquireJobResponse& lease) {
     }
   });
 
-  absl::StatusOr<std::vector<v1::Variant>> variants = runner_.Run(
-      lease,
-      [&](const v1::Progress& progress) {
-        std::lock_guard<std::mutex> lock(mu);
-        latest = progress;
-        have_progress = true;
-      },
-      [&] { return cancelled.load(); });
+  RunCallbacks callbacks;
+  callbacks.report = [&](const v1::Progress& progress) {
+    std::lock_guard<std::mutex> lock(mu);
+    latest = progress;
+    have_progress = true;
+  };
+  callbacks.cancelled = [&] { return cancelled.load(); };
+  callbacks.record_trial = [&](const v1::TrialRecord& trial) -> absl::Status {
+    v1::ReportTrialRequest request;
+    request.set_worker_id(options_.worker_id);
+    request.set_job_id(job_id);
+    request.set_attempt(lease.attempt());
+    *request.mutable_trial() = trial;
+    v1::ReportTrialResponse response;
+    auto context = NewContext(30);
+    grpc::Status status = control_->ReportTrial(context.get(), request, &response);
+    if (!status.ok()) {
+      return absl::UnavailableError(absl::StrCat("ReportTrial: ", status.error_message()));
+    }
+    return absl::OkStatus();
+  };
+  absl::StatusOr<std::vector<v1::Variant>> variants = runner_.Run(lease, callbacks);
 
   {
     std::lock_guard<std::mutex> lock(mu);

@@ -23,6 +23,7 @@ struct WorkerOptions {
   std::string scratch_dir;
   int64_t memory_bytes = 0;
   std::string hardware;
+  std::string device_profile;   // The profile of this host's hardware (see JobRunnerOptions).
   double poll_seconds = 10;     // Long-poll length of AcquireJob.
   double heartbeat_seconds = 1;
   int max_jobs = 0;             // Stop after this many jobs; 0 = never.

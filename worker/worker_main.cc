@@ -23,6 +23,9 @@ ABSL_FLAG(int64_t, memory_bytes, 0, "Memory offered to jobs; default half of phy
 ABSL_FLAG(std::string, tls_ca, "", "PEM root certificate for a TLS daemon address.");
 ABSL_FLAG(double, poll_seconds, 10, "How long one AcquireJob call may wait for work.");
 ABSL_FLAG(int, max_jobs, 0, "Exit after this many jobs (0 = run until stopped).");
+ABSL_FLAG(std::string, device_profile, "",
+          "Device profile this host's hardware matches (e.g. x86-avx2-server): jobs targeting it are "
+          "measured here; other targets are predicted from their profiles.");
 
 namespace {
 
@@ -63,6 +66,7 @@ int main(int argc, char** argv) {
   options.hardware = squeeze::core::compress::CpuModelName();
   options.poll_seconds = absl::GetFlag(FLAGS_poll_seconds);
   options.max_jobs = absl::GetFlag(FLAGS_max_jobs);
+  options.device_profile = absl::GetFlag(FLAGS_device_profile);
 
   auto worker = squeeze::worker::Worker::Create(options);
   if (!worker.ok()) {

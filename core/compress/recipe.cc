@@ -70,6 +70,17 @@ absl::Status Recover(const Graph& original, const RecoveryOptions& options, cons
   const bool labels = inputs.examples->labels.has_value();
   distill_options.hard_label_weight = labels ? options.hard_label_weight : 0.0;
   distill_options.seed = inputs.seed;
+  // Train the model's weights only: not BatchNormalization statistics, not
+  // the derived constants core/hf adds (rotary tables, the causal mask).
+  for (const auto& [name, tensor] : student->initializers) {
+    if (tensor.dtype() == graph::DataType::kFloat32 && name.rfind("squeeze.", 0) != 0) {
+      distill_options.trainable.insert(name);
+    }
+  }
+  for (const graph::Node& node : student->nodes) {
+    if (node.op_type != "BatchNormalization") continue;
+    for (size_t i = 3; i < node.inputs.size(); ++i) distill_options.trainable.erase(node.inputs[i]);
+  }
   auto batches = [&](int64_t step) -> absl::StatusOr<distill::DistillBatch> {
     const std::vector<int64_t> indices = BatchIndices(inputs, step, options.batch_size);
     distill::DistillBatch batch;
@@ -90,7 +101,7 @@ absl::Status Recover(const Graph& original, const RecoveryOptions& options, cons
   const std::vector<double>& losses = result.curves.back().losses;
   notes->push_back(absl::StrFormat("%s: %d steps of output distillation (T %g, lr %g, batch %d%s), loss %.4g -> %.4g",
                                    recover_stage, options.steps, options.temperature, options.learning_rate,
-                                   options.batch_size, labels ? ", with hard labels" : "", losses.front(),
+                                   options.batch_size, distill_options.hard_label_weight > 0 ? ", with hard labels" : "", losses.front(),
                                    losses.back()));
   return absl::OkStatus();
 }
@@ -199,6 +210,14 @@ absl::Status ApplyQuantize(const QuantizeStep& step, const RecipeInputs& inputs,
 }
 
 }  // namespace
+
+RecoveryOptions DefaultRecovery(int64_t steps, bool language_model) {
+  RecoveryOptions recovery;
+  recovery.steps = steps;
+  recovery.batch_size = language_model ? 4 : 32;
+  recovery.learning_rate = 5e-4;
+  return recovery;
+}
 
 std::string StepStage(const RecipeStep& step) {
   struct Visitor {

@@ -44,6 +44,11 @@ struct RecoveryOptions {
   double hard_label_weight = 0.5;
 };
 
+// The recovery used when only a step count is given (service passes and the
+// search): language models train on [T, vocab] logits per example, so they
+// take batches of 4 windows instead of 32 images.
+RecoveryOptions DefaultRecovery(int64_t steps, bool language_model);
+
 // Unstructured or N:M pruning (core/prune/unstructured.h), or, with
 // `channels`, structured pruning that removes whole units
 // (core/prune/structured.h); then optional recovery.

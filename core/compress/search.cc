@@ -40,13 +40,8 @@ QuantizeStep Quantize(int bits, int group_size, bool activations, quant::ptq::We
 }
 
 RecoveryOptions Recovery(EvalMetric metric) {
-  RecoveryOptions recovery;
-  // Language models train on [T, vocab] logits per example: fewer, smaller
-  // steps keep a trial within a minute on a CPU.
-  recovery.steps = metric == EvalMetric::kPerplexity ? 20 : 100;
-  recovery.batch_size = metric == EvalMetric::kPerplexity ? 4 : 32;
-  recovery.learning_rate = 5e-4;
-  return recovery;
+  const bool language_model = metric == EvalMetric::kPerplexity;
+  return DefaultRecovery(language_model ? 20 : 100, language_model);
 }
 
 double Excess(double value, double limit) { return limit > 0 && value > limit ? value / limit - 1.0 : 0.0; }
@@ -64,7 +59,11 @@ std::vector<Candidate> SearchSpace(const GraphSession& session, const TargetDevi
   using quant::ptq::WeightMethod;
   const bool int8 = DeviceRuns(device, "int8");
   const bool int4 = DeviceRuns(device, "int4");
-  const bool sparse = device.roofline.sparse_2_4 || device.roofline.peak_ops_per_second.empty();
+  // 2:4 needs every layer's width to be a multiple of 4 (its manifest must
+  // pass the service's N:M check).
+  bool fits_2_4 = true;
+  for (const auto& layer : session.scan().layers) fits_2_4 &= layer.in % 4 == 0;
+  const bool sparse = fits_2_4 && (device.roofline.sparse_2_4 || device.roofline.peak_ops_per_second.empty());
   if (int8) {
     add("w8 weight-only", "int8", 0, Recipe{{Quantize(8, 0, false, WeightMethod::kRtn)}});
     add("w8a8", "int8", 1, Recipe{{Quantize(8, 0, true, WeightMethod::kRtn)}});
