@@ -61,9 +61,11 @@ TEST_F(ValidationTest, UnknownAndUnimplementedTechniques) {
 
 TEST_F(ValidationTest, PruneLowRankDistillAndSearchOptions) {
   auto* recipe = request_.mutable_spec()->mutable_recipe();
+  const v1::QuantizePass quantize = recipe->passes(0).quantize();
+  recipe->clear_passes();
   v1::PrunePass* prune = recipe->add_passes()->mutable_prune();
   prune->set_sparsity(1.0);
-  EXPECT_NE(Check().message().find("passes[1].prune.sparsity must be in [0, 1), got 1"), std::string::npos);
+  EXPECT_NE(Check().message().find("passes[0].prune.sparsity must be in [0, 1), got 1"), std::string::npos);
   prune->set_sparsity(0.5);
   EXPECT_TRUE(Check().ok()) << Check();
   prune->set_structure(v1::PrunePass::N_M);
@@ -78,12 +80,20 @@ TEST_F(ValidationTest, PruneLowRankDistillAndSearchOptions) {
 
   v1::LowRankPass* low_rank = recipe->add_passes()->mutable_low_rank();
   low_rank->set_energy(1.5);
-  EXPECT_NE(Check().message().find("passes[2].low_rank.energy must be in (0, 1]"), std::string::npos);
+  EXPECT_NE(Check().message().find("passes[1].low_rank.energy must be in (0, 1]"), std::string::npos);
   low_rank->set_energy(0.9);
   recipe->add_passes()->mutable_distill()->set_steps(0);
-  EXPECT_NE(Check().message().find("passes[3].distill.steps must be in [1, 100000], got 0"), std::string::npos);
-  recipe->mutable_passes(3)->mutable_distill()->set_steps(10);
+  EXPECT_NE(Check().message().find("passes[2].distill.steps must be in [1, 100000], got 0"), std::string::npos);
+  recipe->mutable_passes(2)->mutable_distill()->set_steps(10);
+  *recipe->add_passes()->mutable_quantize() = quantize;
   EXPECT_TRUE(Check().ok()) << Check();
+  // Quantization comes last; GPTQ may not follow unstructured/N:M pruning.
+  recipe->add_passes()->mutable_distill()->set_steps(10);
+  EXPECT_NE(Check().message().find("passes[3]: quantize must be the last pass"), std::string::npos) << Check();
+  recipe->mutable_passes()->RemoveLast();
+  recipe->mutable_passes(3)->mutable_quantize()->set_method(v1::QuantizePass::GPTQ);
+  EXPECT_NE(Check().message().find("GPTQ after unstructured or N:M pruning"), std::string::npos) << Check();
+  recipe->mutable_passes(3)->mutable_quantize()->set_method(v1::QuantizePass::RTN);
 
   recipe->add_passes()->mutable_search()->set_max_trials(5);
   EXPECT_NE(Check().message().find("a search pass must be the only pass"), std::string::npos) << Check();

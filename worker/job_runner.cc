@@ -277,7 +277,7 @@ absl::StatusOr<std::vector<v1::Variant>> JobRunner::RunGraph(const v1::AcquireJo
     const double within = total > 0 ? static_cast<double>(step) / static_cast<double>(total) : 0.0;
     const double fraction = device_index < 0 ? 0.05 * within : 0.05 + 0.95 * (device_index + within) / devices;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    progress.set_stage(device_name.empty() ? stage : absl::StrCat(stage, " (", device_name, ")"));
+    progress.set_stage(devices > 1 && !device_name.empty() ? absl::StrCat(stage, " (", device_name, ")") : stage);
     progress.set_step(step);
     progress.set_total(total);
     progress.set_fraction(fraction);
