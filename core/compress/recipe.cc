@@ -257,9 +257,6 @@ absl::StatusOr<RecipeResult> ApplyRecipe(const graph::Graph& graph, const Recipe
   result.graph = graph;
   for (size_t i = 0; i < recipe.steps.size(); ++i) {
     const std::string stage = StepStage(recipe.steps[i]);
-    if (progress && !progress(stage, 0, 1)) {
-      return absl::CancelledError(absl::StrCat("cancelled before step ", i, " (", stage, ")"));
-    }
     absl::Status status;
     if (const auto* quantize = std::get_if<QuantizeStep>(&recipe.steps[i])) {
       status = ApplyQuantize(*quantize, inputs, i, progress, &result);
