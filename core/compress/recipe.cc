@@ -70,17 +70,9 @@ absl::Status Recover(const Graph& original, const RecoveryOptions& options, cons
   const bool labels = inputs.examples->labels.has_value();
   distill_options.hard_label_weight = labels ? options.hard_label_weight : 0.0;
   distill_options.seed = inputs.seed;
-  // Train the model's weights only: not BatchNormalization statistics, not
-  // the derived constants core/hf adds (rotary tables, the causal mask).
-  for (const auto& [name, tensor] : student->initializers) {
-    if (tensor.dtype() == graph::DataType::kFloat32 && name.rfind("squeeze.", 0) != 0) {
-      distill_options.trainable.insert(name);
-    }
-  }
-  for (const graph::Node& node : student->nodes) {
-    if (node.op_type != "BatchNormalization") continue;
-    for (size_t i = 3; i < node.inputs.size(); ++i) distill_options.trainable.erase(node.inputs[i]);
-  }
+  // distill_options.trainable stays empty: core/distill's default trains the
+  // model's weights only (not BatchNormalization statistics, not the derived
+  // constants core/hf adds: rotary tables, the causal mask).
   auto batches = [&](int64_t step) -> absl::StatusOr<distill::DistillBatch> {
     const std::vector<int64_t> indices = BatchIndices(inputs, step, options.batch_size);
     distill::DistillBatch batch;

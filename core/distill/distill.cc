@@ -35,8 +35,8 @@ bool HasValue(const Graph& graph, const std::string& name) {
   return false;
 }
 
-// GradientProgram's default trainable set: float32 initializers that are not
-// BatchNormalization running statistics.
+// The default trainable set: float32 initializers that are neither
+// BatchNormalization running statistics nor core/hf's "squeeze." constants.
 std::set<std::string> DefaultTrainable(const Graph& graph) {
   std::set<std::string> statistics, trainable;
   for (const graph::Node& node : graph.nodes) {
@@ -44,7 +44,11 @@ std::set<std::string> DefaultTrainable(const Graph& graph) {
     for (size_t i = 3; i < node.inputs.size() && i < 5; ++i) statistics.insert(node.inputs[i]);
   }
   for (const auto& [name, tensor] : graph.initializers) {
-    if (tensor.dtype() == DataType::kFloat32 && statistics.count(name) == 0) trainable.insert(name);
+    // "squeeze." initializers are constants core/hf derives (rotary tables,
+    // the causal mask); training them diverges.
+    if (tensor.dtype() == DataType::kFloat32 && statistics.count(name) == 0 && name.rfind("squeeze.", 0) != 0) {
+      trainable.insert(name);
+    }
   }
   return trainable;
 }

@@ -83,7 +83,9 @@ struct DistillOptions {
   double clip_norm = 5.0;          // global gradient norm; <= 0 disables
   uint64_t seed = 1;               // initialisation of the projections
   // Student initializers to train (for LoRA: LoraGraph::trainable); empty
-  // means every float32 initializer except BatchNormalization statistics.
+  // means every float32 initializer except BatchNormalization statistics and
+  // those named "squeeze.*" (the constants core/hf derives: rotary tables,
+  // the causal mask).
   std::set<std::string> trainable;
   // Runs both graphs; null means core/kernels/cpu with its default threads.
   std::shared_ptr<const runtime::KernelBackend> backend;

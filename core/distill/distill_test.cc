@@ -341,5 +341,31 @@ TEST(DistillTest, CallbackCancels) {
   EXPECT_EQ(calls, 3);
 }
 
+// core/hf names its derived constants (rotary tables, the causal mask)
+// "squeeze.*"; the default trainable set leaves them alone.
+TEST(DistillTest, DefaultTrainableSetKeepsSqueezeConstants) {
+  const Graph teacher = Mlp(16, "t.", 30);
+  graph::GraphBuilder b("scaled");
+  b.AddInput({"x", DataType::kFloat32, std::vector<graph::Dim>{{std::nullopt, "n"}, {8, ""}}});
+  b.Initializer("squeeze.table", Random({8}, 40, 1.0f));
+  b.Initializer("s.fc1.weight", Random({8, 6}, 41, 0.5f));
+  b.Initializer("s.fc2.weight", Random({6, 4}, 42, 0.5f));
+  const std::string scaled = b.Add("Mul", {"x", "squeeze.table"});
+  const std::string h = b.Add("Relu", {b.Add("MatMul", {scaled, "s.fc1.weight"})});
+  b.Add("MatMul", {h, "s.fc2.weight"}, {}, "logits");
+  b.AddOutput({"logits", DataType::kFloat32, std::nullopt});
+  const Graph student = b.Finish();
+  DistillOptions options;
+  options.output = {5, 1e-2};
+  options.backend = kernels::cpu::CreateCpuBackend(1);
+  auto result = Distill(teacher, student, RandomBatches({8, 8}, true), options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->student.initializers.at("squeeze.table").ToFloats(),
+            student.initializers.at("squeeze.table").ToFloats());
+  // The ordinary weights around it did train.
+  EXPECT_NE(result->student.initializers.at("s.fc1.weight").ToFloats(),
+            student.initializers.at("s.fc1.weight").ToFloats());
+}
+
 }  // namespace
 }  // namespace squeeze::core::distill
