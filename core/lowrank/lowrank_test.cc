@@ -4,6 +4,7 @@
 #include <random>
 #include <string>
 
+#include "core/distill/distill.h"
 #include "core/graph/builder.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/onnx/onnx_model.h"
@@ -401,6 +402,37 @@ TEST(LowRankTest, SkipListAndCancellation) {
   EXPECT_EQ(result->skipped[1].reason, "in the skip list");
   auto cancelled = FactorizeGraph(graph, options, {}, [](int, int) { return false; });
   EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
+}
+
+// Recovery of a factorized model goes through core/distill; training only
+// the rank scales changes nothing else, and the scales still fold.
+TEST(LowRankTest, DistillTrainsOnlyTheRankScalesWhenAsked) {
+  const Graph teacher = LowRankModel(5);
+  LowRankOptions options;
+  options.target_ratio = 0.3;
+  options.conv = ConvMode::kSvd;
+  auto factorized = FactorizeGraph(teacher, options);
+  ASSERT_TRUE(factorized.ok()) << factorized.status();
+  distill::DistillOptions recovery;
+  recovery.output = {10, 1e-2};
+  recovery.hard_label_weight = 0;
+  recovery.backend = kernels::cpu::CreateCpuBackend(1);
+  for (const RankScale& scale : factorized->scales) recovery.trainable.insert(scale.scale);
+  ASSERT_FALSE(recovery.trainable.empty());
+  auto result = distill::Distill(
+      teacher, factorized->graph,
+      [](int64_t step) -> absl::StatusOr<distill::DistillBatch> {
+        return distill::DistillBatch{Batch(static_cast<uint32_t>(20 + step % 4)), {}};
+      },
+      recovery);
+  ASSERT_TRUE(result.ok()) << result.status();
+  for (const auto& [name, tensor] : result->student.initializers) {
+    const bool changed = tensor.ToFloats() != factorized->graph.initializers.at(name).ToFloats();
+    EXPECT_EQ(changed, recovery.trainable.count(name) > 0) << name;
+  }
+  Graph folded = result->student;
+  ASSERT_TRUE(FoldRankScales(factorized->scales, &folded).ok());
+  EXPECT_LT(MaxDifference(RunGraph(result->student, Batch(9)), RunGraph(folded, Batch(9))), 1e-4);
 }
 
 }  // namespace

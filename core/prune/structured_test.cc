@@ -4,10 +4,10 @@
 #include <random>
 
 #include "absl/strings/match.h"
+#include "core/distill/distill.h"
 #include "core/graph/builder.h"
 #include "core/hf/hf_checkpoint.h"
 #include "core/kernels/cpu/cpu_backend.h"
-#include "core/prune/recovery.h"
 #include "core/runtime/executor.h"
 #include "core/train/autograd.h"
 #include "core/train/losses.h"
@@ -478,41 +478,37 @@ TEST(StructuredLlamaTest, HeadsAndFfnNeuronsMatchTheSilencedModel) {
   EXPECT_FALSE(RemoveUnits(*graph, *groups, {{"model.layers", {0, 1}}}).ok());
 }
 
-TEST(RecoveryTest, DistillationLowersTheLossAndChecksShapes) {
+// A pruned model is recovered with core/distill's output stage (the teacher
+// is the dense model): the loss falls, the pruned shapes and the
+// BatchNormalization statistics stay.
+TEST(RecoveryTest, DistillOutputStageRecoversAPrunedStudent) {
   const Graph teacher = SmallCnn(1);
   auto groups = FindPruneGroups(teacher);
   ASSERT_TRUE(groups.ok());
   auto student = RemoveUnits(teacher, *groups, {{"fc1.weight", {0, 1}}, {"conv2.weight", {0}}});
   ASSERT_TRUE(student.ok());
   const auto batches = CnnBatches(4);
-  DistillRecoveryOptions options;
-  options.steps = 40;
-  options.learning_rate = 1e-2;
-  options.alpha = 0.7;
-  int calls = 0;
-  auto report = RecoverPrunedModel(
-      teacher, &*student, options, [&](int64_t step, int64_t) { return batches[step % batches.size()]; },
-      [&](const RecoveryStep& s) {
-        ++calls;
-        EXPECT_GE(s.kl, 0);
-        return true;
-      });
-  ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_EQ(calls, 40);
-  EXPECT_LT(report->last_loss, report->first_loss);
-
-  GraphBuilder b("wrong");
-  b.Initializer("w", Tensor(DataType::kFloat32, {72, 4}));
-  b.Add("MatMul", {b.Add("Flatten", {"image"}), "w"}, {}, "logits");
-  b.AddInput({"image", DataType::kFloat32, std::vector<graph::Dim>{{std::nullopt, ""}, {2, ""}, {6, ""}, {6, ""}}});
-  b.AddOutput({"logits", DataType::kFloat32, std::vector<graph::Dim>{{std::nullopt, ""}, {4, ""}}});
-  Graph wrong = b.Finish();
-  auto mismatch = RecoverPrunedModel(wrong, &*student, options,
-                                     [&](int64_t step, int64_t) { return batches[0]; });
-  EXPECT_EQ(mismatch.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StrContains(mismatch.status().message(), "[8, 4]")) << mismatch.status();
-  options.temperature = 0;
-  EXPECT_TRUE(absl::StrContains(ValidateDistillRecoveryOptions(options).message(), "temperature"));
+  distill::DistillOptions options;
+  options.output.steps = 40;
+  options.output.learning_rate = 1e-2;
+  options.hard_label_weight = 0.3 / 0.7;
+  options.backend = kernels::cpu::CreateCpuBackend(1);
+  auto result = distill::Distill(teacher, *student, [&](int64_t step) -> absl::StatusOr<distill::DistillBatch> {
+    const LabeledBatch& batch = batches[step % batches.size()];
+    return distill::DistillBatch{batch.feeds, batch.labels};
+  }, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->curves.size(), 1u);
+  const std::vector<double>& losses = result->curves[0].losses;
+  ASSERT_EQ(losses.size(), 40u);
+  EXPECT_LT(losses[36] + losses[37] + losses[38] + losses[39], losses[0] + losses[1] + losses[2] + losses[3]);
+  for (const auto& [name, tensor] : student->initializers) {
+    EXPECT_EQ(result->student.initializers.at(name).shape(), tensor.shape()) << name;
+  }
+  for (const std::string name : {"bn.mean", "bn.var"}) {
+    EXPECT_EQ(result->student.initializers.at(name).ToFloats(), student->initializers.at(name).ToFloats()) << name;
+  }
+  EXPECT_NE(result->student.initializers.at("fc1.weight").ToFloats(), student->initializers.at("fc1.weight").ToFloats());
 }
 
 }  // namespace

@@ -19,6 +19,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <set>
+#include <string>
 
 #include <unistd.h>
 
@@ -29,10 +31,10 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "core/data/idx.h"
+#include "core/distill/distill.h"
 #include "core/hf/hf_checkpoint.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/lowrank/lowrank.h"
-#include "core/lowrank/recovery.h"
 #include "core/model/file_io.h"
 #include "core/onnx/onnx_model.h"
 #include "core/quant/ptq/layers.h"
@@ -63,6 +65,7 @@ ABSL_FLAG(std::string, out, "", "Also write the markdown here.");
 namespace squeeze::deploy {
 namespace {
 
+namespace distill = core::distill;
 namespace lowrank = core::lowrank;
 using core::graph::Graph;
 using core::graph::Tensor;
@@ -172,6 +175,44 @@ bool PrintStep(int64_t step, int64_t steps, double loss) {
 struct Report {
   std::vector<std::string> quality_rows, latency_rows, size_rows;
 };
+
+// Recovery by output distillation from `teacher` (core/distill, output stage
+// only) with the flags' loss (1 - h) KL(T) + h CE, h = --hard_label_weight.
+// core/distill minimizes KL + w CE, so w = h / (1 - h); the losses printed
+// are scaled back by (1 - h), and the gradient clip (1.0 on the flags' loss)
+// by 1 / (1 - h). `trainable` empty: core/distill's default set. Prints the
+// mean loss over the first and last 10% of the steps; returns the steps run.
+absl::StatusOr<int64_t> Recover(const Graph& teacher, Graph* student, int64_t steps, double temperature,
+                                std::set<std::string> trainable, const distill::DistillBatchSource& batches) {
+  const double h = absl::GetFlag(FLAGS_hard_label_weight);
+  if (!(h >= 0 && h < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("--hard_label_weight must be in [0, 1), got ", h));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  distill::DistillOptions options;
+  options.output.steps = steps;
+  options.output.learning_rate = absl::GetFlag(FLAGS_recovery_lr);
+  options.temperature = temperature;
+  options.hard_label_weight = h / (1 - h);
+  options.clip_norm = 1.0 / (1 - h);
+  options.trainable = std::move(trainable);
+  options.backend = core::kernels::cpu::CreateCpuBackend(absl::GetFlag(FLAGS_threads));
+  SQ_ASSIGN_OR_RETURN(distill::DistillResult result,
+                      distill::Distill(teacher, *student, batches, options, [h](const distill::DistillProgress& p) {
+                        return PrintStep(p.step - 1, p.total, (1 - h) * p.loss);
+                      }));
+  *student = std::move(result.student);
+  const std::vector<double>& losses = result.curves.back().losses;
+  const auto n = static_cast<int64_t>(losses.size());
+  const int64_t window = std::max<int64_t>(1, n / 10);
+  double first = 0, last = 0;
+  for (int64_t i = 0; i < window; ++i) {
+    first += (1 - h) * losses[i] / static_cast<double>(window);
+    last += (1 - h) * losses[n - 1 - i] / static_cast<double>(window);
+  }
+  std::fprintf(stderr, "\n  loss %.4f -> %.4f (%.0f s)\n", first, last, Seconds(start));
+  return n;
+}
 
 // Bytes of the ONNX file core/onnx writes for `graph`.
 absl::StatusOr<int64_t> OnnxBytes(const Graph& graph) {
@@ -325,29 +366,25 @@ absl::Status MeasureFashion(const std::string& kind, Report* report) {
   const int64_t batch_size = absl::GetFlag(FLAGS_recovery_batch);
   auto recover = [&](const Graph& teacher, Graph* student) -> absl::StatusOr<int64_t> {
     if (steps == 0) return 0;
-    lowrank::RecoveryOptions options;
-    options.steps = steps;
-    options.batch_size = batch_size;
-    options.learning_rate = absl::GetFlag(FLAGS_recovery_lr);
-    options.temperature = absl::GetFlag(FLAGS_temperature);
-    options.hard_label_weight = absl::GetFlag(FLAGS_hard_label_weight);
-    options.num_threads = absl::GetFlag(FLAGS_threads);
+    // Every float32 initializer with more than one element (scalars are
+    // constants), as before the move to core/distill.
+    std::set<std::string> trainable;
+    for (const auto& [name, tensor] : student->initializers) {
+      if (tensor.dtype() == core::graph::DataType::kFloat32 && tensor.num_elements() > 1) trainable.insert(name);
+    }
     const std::vector<int64_t> shuffled = core::data::ShuffledIndices(train.NumExamples(), seed + 1);
-    auto batches = [&](int64_t step, int64_t size) -> absl::StatusOr<lowrank::RecoveryBatch> {
-      lowrank::RecoveryBatch batch;
+    auto batches = [&](int64_t step) -> absl::StatusOr<distill::DistillBatch> {
+      distill::DistillBatch batch;
       std::vector<int64_t> indices;
-      for (int64_t i = 0; i < size; ++i) {
-        const int64_t index = shuffled[(step * size + i) % shuffled.size()];
+      for (int64_t i = 0; i < batch_size; ++i) {
+        const int64_t index = shuffled[(step * batch_size + i) % shuffled.size()];
         indices.push_back(index);
         batch.labels.push_back(labels[index]);
       }
       batch.feeds["image"] = ImagesToTensor(train.inputs, indices);
       return batch;
     };
-    SQ_ASSIGN_OR_RETURN(lowrank::RecoveryReport r,
-                        lowrank::RecoverByDistillation(teacher, student, options, batches, PrintStep));
-    std::fprintf(stderr, "\n  loss %.4f -> %.4f\n", r.first_loss, r.last_loss);
-    return r.steps;
+    return Recover(teacher, student, steps, absl::GetFlag(FLAGS_temperature), std::move(trainable), batches);
   };
   SQ_RETURN_IF_ERROR(MeasureVariants(model, graph, &variants, true,
                                      [&test](const Graph& g) -> absl::StatusOr<double> {
@@ -391,30 +428,21 @@ absl::Status MeasureLm(Report* report) {
   const int64_t steps = absl::GetFlag(FLAGS_lm_recovery_steps);
   auto recover = [&](const Graph& teacher, Graph* student) -> absl::StatusOr<int64_t> {
     if (steps == 0) return 0;
-    lowrank::RecoveryOptions options;
-    options.steps = steps;
-    options.batch_size = std::max<int64_t>(1, absl::GetFlag(FLAGS_recovery_batch) / 8);
-    options.learning_rate = absl::GetFlag(FLAGS_recovery_lr);
-    options.temperature = 1.0;
-    options.hard_label_weight = absl::GetFlag(FLAGS_hard_label_weight);
-    options.num_threads = absl::GetFlag(FLAGS_threads);
-    // The checkpoint's tensors (factors included), not the derived RoPE
-    // tables and constants (training RMSNorm's epsilon diverges).
-    options.trainable = core::hf::CheckpointTensorNames(*student);
+    const int64_t batch_size = std::max<int64_t>(1, absl::GetFlag(FLAGS_recovery_batch) / 8);
     std::mt19937_64 draws(absl::GetFlag(FLAGS_seed) + 1);
-    auto batches = [&](int64_t, int64_t size) -> absl::StatusOr<lowrank::RecoveryBatch> {
+    // core/distill asks for each step's batch once, in order.
+    auto batches = [&](int64_t) -> absl::StatusOr<distill::DistillBatch> {
       std::vector<int64_t> starts;
-      for (int64_t j = 0; j < size; ++j) starts.push_back(window_start(draws));
+      for (int64_t j = 0; j < batch_size; ++j) starts.push_back(window_start(draws));
       auto [inputs, targets] = Windows(train_tokens, starts, kContext);
-      lowrank::RecoveryBatch batch;
+      distill::DistillBatch batch;
       batch.feeds["input_ids"] = std::move(inputs);
       batch.labels = std::move(targets);
       return batch;
     };
-    SQ_ASSIGN_OR_RETURN(lowrank::RecoveryReport r,
-                        lowrank::RecoverByDistillation(teacher, student, options, batches, PrintStep));
-    std::fprintf(stderr, "  loss %.4f -> %.4f (%.0f s)\n", r.first_loss, r.last_loss, r.seconds);
-    return r.steps;
+    // The checkpoint's tensors (factors included), not the derived RoPE
+    // tables and constants (training RMSNorm's epsilon diverges).
+    return Recover(teacher, student, steps, 1.0, core::hf::CheckpointTensorNames(*student), batches);
   };
   SQ_RETURN_IF_ERROR(MeasureVariants(model, graph, &variants, false,
                                      [&](const Graph& g) -> absl::StatusOr<double> {

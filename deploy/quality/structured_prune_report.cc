@@ -35,11 +35,11 @@
 #include "absl/strings/str_join.h"
 #include "core/data/dataset.h"
 #include "core/data/idx.h"
+#include "core/distill/distill.h"
 #include "core/hf/hf_checkpoint.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/model/file_io.h"
 #include "core/onnx/onnx_model.h"
-#include "core/prune/recovery.h"
 #include "core/prune/structured.h"
 #include "core/runtime/executor.h"
 #include "core/status_macros.h"
@@ -77,6 +77,7 @@ ABSL_FLAG(std::string, out, "", "Also write the markdown here.");
 namespace squeeze::deploy {
 namespace {
 
+namespace distill = core::distill;
 namespace prune = core::prune;
 using core::graph::Graph;
 using core::graph::Tensor;
@@ -162,11 +163,12 @@ absl::Status MeasureCnn(std::string* md) {
   }
   // Recovery draws from a second seeded order of the whole training split.
   const std::vector<int64_t> train_order = core::data::ShuffledIndices(train.NumExamples(), seed + 1000);
-  auto recovery_batches = [&](int64_t step, int64_t size) -> absl::StatusOr<prune::LabeledBatch> {
-    prune::LabeledBatch batch;
+  const int64_t recovery_batch = absl::GetFlag(FLAGS_batch);
+  auto recovery_batches = [&](int64_t step) -> absl::StatusOr<distill::DistillBatch> {
+    distill::DistillBatch batch;
     std::vector<int64_t> indices;
-    for (int64_t i = 0; i < size; ++i) {
-      const int64_t k = train_order[(step * size + i) % train_order.size()];
+    for (int64_t i = 0; i < recovery_batch; ++i) {
+      const int64_t k = train_order[(step * recovery_batch + i) % train_order.size()];
       indices.push_back(k);
       batch.labels.push_back(labels[k]);
     }
@@ -235,13 +237,26 @@ absl::Status MeasureCnn(std::string* md) {
     int64_t onnx_bytes = 0;
   };
   std::vector<Row> rows;
-  prune::DistillRecoveryOptions recovery;
-  recovery.steps = absl::GetFlag(FLAGS_recovery_steps);
-  recovery.batch_size = absl::GetFlag(FLAGS_batch);
-  recovery.learning_rate = absl::GetFlag(FLAGS_learning_rate);
+  // Recovery: output distillation through core/distill (output stage only)
+  // with the flags' loss alpha KL(T) + (1 - alpha) CE. core/distill
+  // minimizes KL + w CE, so w = (1 - alpha) / alpha; the losses printed are
+  // scaled back by alpha, and the gradient clip (5 on the flags' loss) by
+  // 1 / alpha.
+  const double alpha = absl::GetFlag(FLAGS_alpha);
+  if (!(alpha > 0 && alpha <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("--alpha must be in (0, 1], got ", alpha));
+  }
+  if (absl::GetFlag(FLAGS_recovery_steps) < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--recovery_steps must be >= 1, got ", absl::GetFlag(FLAGS_recovery_steps)));
+  }
+  distill::DistillOptions recovery;
+  recovery.output.steps = absl::GetFlag(FLAGS_recovery_steps);
+  recovery.output.learning_rate = absl::GetFlag(FLAGS_learning_rate);
   recovery.temperature = absl::GetFlag(FLAGS_temperature);
-  recovery.alpha = absl::GetFlag(FLAGS_alpha);
-  recovery.num_threads = absl::GetFlag(FLAGS_threads);
+  recovery.hard_label_weight = (1 - alpha) / alpha;
+  recovery.clip_norm = 5.0 / alpha;
+  recovery.backend = core::kernels::cpu::CreateCpuBackend(absl::GetFlag(FLAGS_threads));
   const int repeats = absl::GetFlag(FLAGS_latency_repeats);
   std::map<int64_t, Tensor> latency_images;
   for (int64_t batch : {1, 64}) {
@@ -280,23 +295,32 @@ absl::Status MeasureCnn(std::string* md) {
     std::fflush(stdout);
     if (variant.recover) {
       start = std::chrono::steady_clock::now();
-      SQ_ASSIGN_OR_RETURN(prune::DistillRecoveryReport report,
-                          prune::RecoverPrunedModel(dense, &result.graph, recovery, recovery_batches,
-                                                    [&](const prune::RecoveryStep& s) {
-                                                      if (s.step % 100 == 0) {
-                                                        std::fprintf(stderr, "\r%s step %lld/%lld loss %.4f",
-                                                                     variant.label.c_str(),
-                                                                     static_cast<long long>(s.step),
-                                                                     static_cast<long long>(s.steps), s.loss);
-                                                      }
-                                                      return true;
-                                                    }));
+      SQ_ASSIGN_OR_RETURN(distill::DistillResult recovered,
+                          distill::Distill(dense, result.graph, recovery_batches, recovery,
+                                           [&](const distill::DistillProgress& p) {
+                                             if ((p.step - 1) % 100 == 0) {
+                                               std::fprintf(stderr, "\r%s step %lld/%lld loss %.4f",
+                                                            variant.label.c_str(), static_cast<long long>(p.step - 1),
+                                                            static_cast<long long>(p.total), alpha * p.loss);
+                                             }
+                                             return true;
+                                           }));
       std::fprintf(stderr, "\n");
+      result.graph = std::move(recovered.student);
+      // Mean loss over the first and last 10% of the steps.
+      const std::vector<double>& losses = recovered.curves.back().losses;
+      const auto n = static_cast<int64_t>(losses.size());
+      const int64_t window = std::max<int64_t>(1, n / 10);
+      double first_loss = 0, last_loss = 0;
+      for (int64_t i = 0; i < window; ++i) {
+        first_loss += alpha * losses[i] / static_cast<double>(window);
+        last_loss += alpha * losses[n - 1 - i] / static_cast<double>(window);
+      }
       row.recovery_seconds = Seconds(start);
       SQ_ASSIGN_OR_RETURN(row.recovered, Accuracy(result.graph, test));
       row.recovered *= 100;
-      std::printf("  recovered: %.2f%% (loss %.4f -> %.4f, %.0f s)\n", row.recovered, report.first_loss,
-                  report.last_loss, row.recovery_seconds);
+      std::printf("  recovered: %.2f%% (loss %.4f -> %.4f, %.0f s)\n", row.recovered, first_loss, last_loss,
+                  row.recovery_seconds);
       // The recovered graph as ONNX, reloaded and scored again.
       const std::string path = absl::StrCat(absl::GetFlag(FLAGS_onnx_out), "_", vi, ".onnx");
       SQ_RETURN_IF_ERROR(core::onnx::SaveOnnxModel(result.graph, path));
@@ -339,12 +363,13 @@ absl::Status MeasureCnn(std::string* md) {
                                         speed(r.speedup1), speed(r.speedup64)));
   }
   absl::StrAppend(md, absl::StrFormat(
-                          "\n- Left dense: %s\n- Recovery: %d steps of %d training images (%.2f epochs), AdamW lr %g "
-                          "cosine-decayed, loss %.2f x KL(T=%g) + %.2f x cross-entropy, %d thread(s).\n",
-                          skipped, recovery.steps, recovery.batch_size,
-                          static_cast<double>(recovery.steps * recovery.batch_size) / train.NumExamples(),
-                          recovery.learning_rate, recovery.alpha, recovery.temperature, 1 - recovery.alpha,
-                          recovery.num_threads));
+                          "\n- Left dense: %s\n- Recovery (core/distill, output stage): %d steps of %d training "
+                          "images (%.2f epochs), AdamW lr %g cosine-decayed to 10%%, loss %.2f x KL(T=%g) + %.2f x "
+                          "cross-entropy, %d thread(s).\n",
+                          skipped, recovery.output.steps, recovery_batch,
+                          static_cast<double>(recovery.output.steps * recovery_batch) / train.NumExamples(),
+                          recovery.output.learning_rate, alpha, recovery.temperature, 1 - alpha,
+                          absl::GetFlag(FLAGS_threads)));
   absl::StrAppend(md, absl::StrFormat("- Latency: CPU runtime (core/runtime Executor), %d thread(s), dense and pruned "
                                       "runs interleaved in this process, median:\n%s",
                                       absl::GetFlag(FLAGS_latency_threads), latency_notes));
