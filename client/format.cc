@@ -230,22 +230,34 @@ std::string MetricName(const std::string& metric) { return metric.substr(0, metr
 }  // namespace
 
 std::string FormatParetoTable(const Job& job) {
+  bool search = false;
+  for (const auto& pass : job.spec().recipe().passes()) search |= pass.has_search();
   std::vector<std::vector<std::string>> rows;
   for (const auto& v : job.variants()) {
+    const auto& latency = v.latency();
+    std::string predicted = "-";
+    if (latency.predicted_p50_seconds() > 0) {
+      predicted = FormatLatency(latency.predicted_p50_seconds());
+      if (latency.provenance() == squeeze::v1::MEASURED) {
+        absl::StrAppend(&predicted, absl::StrFormat(" (%+.0f%%)", 100 * latency.prediction_error()));
+      }
+    }
     rows.push_back({
         v.device(),
         v.technique(),
         absl::StrFormat("%s %.4g -> %.4g", MetricName(v.accuracy().metric()), v.accuracy().baseline(),
                         v.accuracy().value()),
-        absl::StrCat(FormatLatency(v.latency().p50_seconds()), " (", LowerProvenance(v.latency().provenance()), ")"),
+        absl::StrCat(FormatLatency(latency.p50_seconds()), " (", LowerProvenance(latency.provenance()), ")"),
+        predicted,
         absl::StrFormat("%.3g J (%s)", v.energy().joules_per_inference(), LowerProvenance(v.energy().provenance())),
         FormatBytes(v.size().bytes()),
-        YesNo(v.meets_limits()),
-        YesNo(v.pareto_optimal()),
+        search ? YesNo(v.meets_limits()) : "-",
+        search ? YesNo(v.pareto_optimal()) : "-",
         v.notes_size() > 0 ? v.notes(0) : "",
     });
   }
-  return FormatTable({"DEVICE", "TECHNIQUE", "ACCURACY", "P50", "ENERGY", "SIZE", "IN LIMITS", "PARETO", "NOTE"},
+  return FormatTable({"DEVICE", "TECHNIQUE", "ACCURACY", "P50", "ROOFLINE P50", "ENERGY", "SIZE", "IN LIMITS",
+                      "PARETO", "NOTE"},
                      rows);
 }
 

@@ -153,3 +153,32 @@ TEST(FormatDeviceProfilesTest, ListsFormats) {
 
 }  // namespace
 }  // namespace squeeze::client
+
+namespace squeeze::client {
+namespace {
+
+TEST(FormatParetoTest, TableAndCsvShowLimitsParetoAndPrediction) {
+  const auto job = Parse<v1::Job>(R"pb(
+    id: "job-4" state: SUCCEEDED
+    spec { recipe { passes { search { max_accuracy_drop: 0.05 } } } }
+    variants {
+      device: "local" technique: "w8a8" trial: 1
+      artifact { sha256: "abc" }
+      accuracy { metric: "perplexity (64 examples)" baseline: 216 value: 217.5 }
+      latency { provenance: MEASURED p50_seconds: 0.002 predicted_p50_seconds: 0.001 prediction_error: -0.5 }
+      energy { provenance: ESTIMATED joules_per_inference: 0.01 }
+      size { bytes: 2048 }
+      meets_limits: true pareto_optimal: true
+      notes: "best within the limits" notes: "x, \"quoted\""
+    })pb");
+  const std::string table = FormatParetoTable(job);
+  EXPECT_THAT(table, HasSubstr("IN LIMITS  PARETO"));
+  EXPECT_THAT(table, HasSubstr("perplexity 216 -> 217.5  2.00ms (measured)  1.00ms (-50%)"));
+  EXPECT_THAT(table, HasSubstr("2.0 KiB  yes        yes     best within the limits"));
+  const std::string csv = FormatParetoCsv(job);
+  EXPECT_THAT(csv, HasSubstr("local,1,w8a8,perplexity,216,217.5,0.002,measured,0.01,estimated,2048,true,true,"
+                             "false,abc,\"best within the limits; x, \"\"quoted\"\"\"\n"));
+}
+
+}  // namespace
+}  // namespace squeeze::client

@@ -168,9 +168,29 @@ absl::Status AddActivationQdq(const std::string& value, const ActivationRange& r
 absl::StatusOr<std::map<std::string, WeightView>> FindQuantizableWeights(
     const graph::Graph& graph) {
   std::map<std::string, WeightView> views;
+  // MatMul(x, Transpose(W [out, in])), the form core/hf writes for
+  // torch.nn.Linear: W is stored [out, in], as Gemm's transB = 1 is.
+  std::map<std::string, std::string> transposed_initializer;  // Transpose output -> W
+  for (const graph::Node& node : graph.nodes) {
+    if (node.op_type != "Transpose" || node.inputs.size() != 1 || node.outputs.size() != 1) continue;
+    const auto it = graph.initializers.find(node.inputs[0]);
+    const std::vector<int64_t> perm = node.IntsAttribute("perm");
+    if (it != graph.initializers.end() && it->second.rank() == 2 &&
+        (perm.empty() || perm == std::vector<int64_t>{1, 0})) {
+      transposed_initializer[node.outputs[0]] = node.inputs[0];
+    }
+  }
   for (const graph::Node& node : graph.nodes) {
     if (node.op_type != "Conv" && node.op_type != "Gemm" && node.op_type != "MatMul") continue;
     if (node.inputs.size() < 2) continue;
+    if (node.op_type == "MatMul" && transposed_initializer.count(node.inputs[1]) > 0) {
+      const std::string& name = transposed_initializer.at(node.inputs[1]);
+      const Tensor& weight = graph.initializers.at(name);
+      if (weight.dtype() != DataType::kFloat32) continue;
+      WeightView view{weight.shape(), weight.shape()[0], weight.shape()[1], false};
+      views.emplace(name, view);
+      continue;
+    }
     const auto it = graph.initializers.find(node.inputs[1]);
     if (it == graph.initializers.end() || it->second.dtype() != DataType::kFloat32) continue;
     SQ_ASSIGN_OR_RETURN(WeightView view, ViewOf(node, it->second));

@@ -40,7 +40,9 @@ struct WeightView {
 };
 
 // The float32 initializers that are input 1 of a Conv, Gemm or MatMul node,
-// by name. A weight consumed by several nodes must have the same view in
+// or that reach a MatMul through Transpose(perm [1, 0]) (stored [out, in],
+// the form core/hf writes), by name. A weight consumed by several nodes must
+// have the same view in
 // each. INVALID_ARGUMENT naming the node when it does not, or when a Gemm
 // has transA set.
 absl::StatusOr<std::map<std::string, WeightView>> FindQuantizableWeights(

@@ -171,6 +171,29 @@ TEST(QdqTest, StaticActivationPairsFakeQuantizeTheInput) {
   EXPECT_TRUE(onnx::SaveOnnxModel(*g, ::testing::TempDir() + "/qdq_act.onnx").ok());
 }
 
+TEST(QdqTest, MatMulThroughTransposeIsQuantizedInItsStoredLayout) {
+  // x [B, 16] -> MatMul(Transpose(w [32, 16])) -> y [B, 32]: torch.nn.Linear as core/hf writes it.
+  graph::Graph g;
+  g.name = "linear";
+  g.inputs.push_back({"x", DataType::kFloat32, std::vector<graph::Dim>{{{}, "batch"}, {16, ""}}});
+  g.outputs.push_back({"y", DataType::kFloat32, std::vector<graph::Dim>{{{}, "batch"}, {32, ""}}});
+  g.initializers["w"] = Random({32, 16}, 7);
+  g.nodes.push_back({"t", "Transpose", "", {"w"}, {"wt"}, {{"perm", std::vector<int64_t>{1, 0}}}});
+  g.nodes.push_back({"mm", "MatMul", "", {"x", "wt"}, {"y"}, {}});
+  auto views = FindQuantizableWeights(g);
+  ASSERT_TRUE(views.ok()) << views.status();
+  ASSERT_EQ(views->count("w"), 1u);
+  EXPECT_EQ(views->at("w").out, 32);
+  EXPECT_EQ(views->at("w").in, 16);
+  EXPECT_FALSE(views->at("w").transposed);
+  auto q = QuantizeGraphWeights(g, {8, 0, false});
+  ASSERT_TRUE(q.ok()) << q.status();
+  auto exported = ExportQdqGraph(g, *q);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  const Tensor x = Random({3, 16}, 8);
+  ExpectNear(RunGraph(*exported, x), RunGraph(Dequantized(g, *q), x), 1e-5f);
+}
+
 TEST(QdqTest, RejectsUnknownWeightsAndBadRanges) {
   quant::RtnOptions options;
   auto q = QuantizeGraphWeights(Mlp(), options);
