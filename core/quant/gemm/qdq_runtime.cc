@@ -1,0 +1,301 @@
+#include "core/quant/gemm/qdq_runtime.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/quant/gemm/int8_gemm.h"
+#include "core/status_macros.h"
+
+namespace squeeze::core::quant::gemm {
+namespace {
+
+using graph::DataType;
+using graph::Graph;
+using graph::Node;
+using graph::Tensor;
+
+std::string UniqueName(const Graph& graph, const std::string& base) {
+  std::set<std::string> used;
+  for (const auto& [name, tensor] : graph.initializers) used.insert(name);
+  for (const Node& node : graph.nodes) used.insert(node.outputs.begin(), node.outputs.end());
+  for (const auto& input : graph.inputs) used.insert(input.name);
+  std::string name = base;
+  for (int i = 1; used.count(name); ++i) name = absl::StrCat(base, "_", i);
+  return name;
+}
+
+int64_t Uses(const Graph& graph, const std::string& value) {
+  int64_t uses = 0;
+  for (const Node& node : graph.nodes) uses += std::count(node.inputs.begin(), node.inputs.end(), value);
+  for (const auto& output : graph.outputs) uses += output.name == value;
+  return uses;
+}
+
+void EraseProducer(Graph* graph, const std::string& value) {
+  graph->nodes.erase(std::remove_if(graph->nodes.begin(), graph->nodes.end(),
+                                    [&](const Node& node) {
+                                      return node.outputs.size() == 1 && node.outputs[0] == value;
+                                    }),
+                     graph->nodes.end());
+}
+
+const Node* Producer(const Graph& graph, const std::string& value) {
+  for (const Node& node : graph.nodes) {
+    if (std::find(node.outputs.begin(), node.outputs.end(), value) != node.outputs.end()) return &node;
+  }
+  return nullptr;
+}
+
+// The activation QDQ pair in front of a layer: the integer value and its
+// per-tensor scale and zero point initializers.
+struct ActivationQdq {
+  std::string dequantize_output;
+  std::string q, scale, zero;
+};
+
+// Why `layer` cannot take its input from an int8 QDQ pair ("" when it can).
+std::string FindActivationQdq(const Graph& graph, const ptq::QuantizableLayer& layer, ActivationQdq* qdq) {
+  const Node* dq = Producer(graph, layer.input);
+  if (dq == nullptr || dq->op_type != "DequantizeLinear" || dq->inputs.size() < 3) {
+    return "no activation QDQ pair (weight-only quantization)";
+  }
+  const auto scale = graph.initializers.find(dq->inputs[1]);
+  const auto zero = graph.initializers.find(dq->inputs[2]);
+  if (scale == graph.initializers.end() || zero == graph.initializers.end() ||
+      scale->second.dtype() != DataType::kFloat32 || scale->second.num_elements() != 1 ||
+      zero->second.num_elements() != 1 ||
+      (zero->second.dtype() != DataType::kUInt8 && zero->second.dtype() != DataType::kInt8)) {
+    return "activation QDQ pair is not per-tensor uint8/int8 with constant scale and zero point";
+  }
+  const float s = *scale->second.data<float>();
+  if (!(s > 0.0f) || !std::isfinite(s)) return absl::StrCat("activation scale ", s, " is not finite and > 0");
+  qdq->dequantize_output = layer.input;
+  qdq->q = dq->inputs[0];
+  qdq->scale = dq->inputs[1];
+  qdq->zero = dq->inputs[2];
+  return "";
+}
+
+// Whether the packed weight dequantizes to the graph's float weight.
+bool MatchesGraphWeight(const std::vector<float>& dense, const Int8Weights& w) {
+  if (static_cast<int64_t>(dense.size()) != w.out * w.in) return false;
+  for (int64_t r = 0; r < w.out; ++r) {
+    for (int64_t c = 0; c < w.in; ++c) {
+      const float dequantized = static_cast<float>(w.q[r * w.in + c]) * w.scales[r];
+      const float tolerance = 1e-5f * (std::fabs(dense[r * w.in + c]) + w.scales[r]);
+      if (!(std::fabs(dequantized - dense[r * w.in + c]) <= tolerance)) return false;
+    }
+  }
+  return true;
+}
+
+absl::Status CheckCall(const runtime::KernelCall& call, int64_t* in, int64_t* out) {
+  const Node& node = call.node;
+  *in = node.IntAttribute("in", 0);
+  *out = node.IntAttribute("out", 0);
+  const Tensor* x = call.input(0);
+  const Tensor* x_scale = call.input(1);
+  const Tensor* x_zero = call.input(2);
+  const Tensor* wq = call.input(3);
+  const Tensor* w_scales = call.input(4);
+  const Tensor* row_sums = call.input(5);
+  const Tensor* bias = call.input(6);
+  if (x == nullptr || x_scale == nullptr || x_zero == nullptr || wq == nullptr || w_scales == nullptr ||
+      row_sums == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(node.name, ": ", kInt8QdqMatMulOp, " needs Xq, x_scale, x_zero_point, Wq, w_scales, w_row_sums"));
+  }
+  if (*in <= 0 || *out <= 0 || *in > kMaxInt8GemmDepth) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": bad in/out attributes ", *in, ", ", *out));
+  }
+  if ((x->dtype() != DataType::kUInt8 && x->dtype() != DataType::kInt8) || x->rank() < 1 ||
+      x->shape().back() != *in || x_zero->dtype() != x->dtype() || x_zero->num_elements() != 1 ||
+      x_scale->dtype() != DataType::kFloat32 || x_scale->num_elements() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": Xq must be uint8/int8 [..., ", *in,
+                                                   "] with a scalar scale and zero point of its type, got ",
+                                                   graph::ShapeToString(x->shape())));
+  }
+  if (wq->dtype() != DataType::kInt8 || wq->num_elements() != *out * *in || w_scales->dtype() != DataType::kFloat32 ||
+      w_scales->num_elements() != *out || row_sums->dtype() != DataType::kInt32 ||
+      row_sums->num_elements() != *out ||
+      (bias != nullptr && (bias->dtype() != DataType::kFloat32 || bias->num_elements() != *out))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(node.name, ": int8 weight, scales, row sums or bias do not match [", *out, ", ", *in, "]"));
+  }
+  return absl::OkStatus();
+}
+
+class Int8QdqBackend : public runtime::KernelBackend {
+ public:
+  Int8QdqBackend(std::shared_ptr<const runtime::KernelBackend> base, int num_threads)
+      : base_(std::move(base)), num_threads_(num_threads) {}
+
+  std::string name() const override { return absl::StrCat(base_->name(), "+int8"); }
+
+  bool Supports(absl::string_view op_type) const override {
+    return op_type == kInt8QdqMatMulOp || base_->Supports(op_type);
+  }
+
+  absl::StatusOr<std::vector<Tensor>> Run(const runtime::KernelCall& call) const override {
+    if (call.node.op_type != kInt8QdqMatMulOp) return base_->Run(call);
+    int64_t in = 0, out = 0;
+    SQ_RETURN_IF_ERROR(CheckCall(call, &in, &out));
+    const Tensor& x = *call.input(0);
+    const Tensor* bias = call.input(6);
+    const int64_t rows = x.num_elements() / in;
+    const float sx = *call.input(1)->data<float>();
+    int32_t zx = 0;
+    const uint8_t* xq = x.data<uint8_t>();
+    std::vector<uint8_t> shifted;
+    if (x.dtype() == DataType::kInt8) {
+      // int8 q with zero z is uint8 q + 128 with zero z + 128 (flip the sign bit).
+      shifted.resize(x.num_elements());
+      for (size_t i = 0; i < shifted.size(); ++i) shifted[i] = static_cast<uint8_t>(xq[i] ^ 0x80u);
+      xq = shifted.data();
+      zx = int32_t{*call.input(2)->data<int8_t>()} + 128;
+    } else {
+      zx = *call.input(2)->data<uint8_t>();
+    }
+    std::vector<int64_t> shape = x.shape();
+    shape.back() = out;
+    Tensor y(DataType::kFloat32, shape);
+    if (rows == 0) return std::vector<Tensor>{std::move(y)};
+    std::vector<int32_t> acc(rows * out);
+    GemmOptions options;
+    options.num_threads = num_threads_;
+    SQ_RETURN_IF_ERROR(Int8MatMulInt32(xq, call.input(3)->data<int8_t>(), rows, out, in, acc.data(), options));
+    const float* sw = call.input(4)->data<float>();
+    const int32_t* row_sums = call.input(5)->data<int32_t>();
+    const float* b = bias ? bias->data<float>() : nullptr;
+    float* yp = y.data<float>();
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < out; ++c) {
+        // Exact in int32 (bounded by 255 * 127 * in); unsigned avoids UB.
+        const int32_t centred = static_cast<int32_t>(static_cast<uint32_t>(acc[r * out + c]) -
+                                                     static_cast<uint32_t>(zx * row_sums[c]));
+        float v = (sx * sw[c]) * static_cast<float>(centred);
+        if (b != nullptr) v += b[c];
+        yp[r * out + c] = v;
+      }
+    }
+    return std::vector<Tensor>{std::move(y)};
+  }
+
+ private:
+  std::shared_ptr<const runtime::KernelBackend> base_;
+  int num_threads_;
+};
+
+}  // namespace
+
+absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::string, QuantizedLinear>& packed) {
+  SQ_ASSIGN_OR_RETURN(ptq::LayerScan scan, ptq::FindQuantizableLayers(*graph));
+  Int8Rewrite rewrite;
+  auto skip = [&](const ptq::QuantizableLayer& layer, std::string reason) {
+    rewrite.skipped.push_back({layer.name, std::move(reason)});
+  };
+  for (const ptq::QuantizableLayer& layer : scan.layers) {
+    if (layer.op_type == "Conv") {
+      skip(layer, "Conv (no int8 im2col path yet)");
+      continue;
+    }
+    const auto quantized = packed.find(layer.weight);
+    if (quantized == packed.end()) {
+      skip(layer, "weight not quantized");
+      continue;
+    }
+    absl::StatusOr<Int8Weights> weights = Int8Weights::FromQuantized(quantized->second);
+    if (!weights.ok()) {
+      skip(layer, absl::StrCat("weight is ",
+                               RtnOptions{quantized->second.bits, quantized->second.group_size,
+                                          quantized->second.asymmetric}
+                                   .TechniqueName(),
+                               ", the int8 kernel needs int8-pc-sym"));
+      continue;
+    }
+    if (weights->out != layer.out || weights->in != layer.in) {
+      skip(layer, "packed weight shape differs from the graph's");
+      continue;
+    }
+    ActivationQdq qdq;
+    const std::string why = FindActivationQdq(*graph, layer, &qdq);
+    if (!why.empty()) {
+      skip(layer, why);
+      continue;
+    }
+    Node* node = nullptr;
+    for (Node& candidate : graph->nodes) {
+      if (candidate.op_type == layer.op_type && candidate.inputs.size() >= 2 && candidate.inputs[0] == layer.input &&
+          candidate.inputs[1] == layer.weight_input) {
+        node = &candidate;
+      }
+    }
+    if (node == nullptr) {
+      skip(layer, "node not found");
+      continue;
+    }
+    if (layer.op_type == "Gemm" && (node->IntAttribute("transA", 0) != 0 || node->FloatAttribute("alpha", 1) != 1 ||
+                                    (node->inputs.size() > 2 && node->FloatAttribute("beta", 1) != 1))) {
+      skip(layer, "Gemm with transA, alpha or beta");
+      continue;
+    }
+    if (layer.op_type == "Gemm" && !layer.bias.empty() &&
+        graph->initializers.at(layer.bias).num_elements() != layer.out) {
+      skip(layer, "Gemm bias is not [out]");
+      continue;
+    }
+    if (!MatchesGraphWeight(ptq::WeightMatrix(*graph, layer), *weights)) {
+      skip(layer, "packed weight does not dequantize to the graph's weight");
+      continue;
+    }
+    const std::string wq = UniqueName(*graph, absl::StrCat(layer.weight, ".int8_q"));
+    Tensor q_tensor(DataType::kInt8, {weights->out, weights->in});
+    std::memcpy(q_tensor.data<int8_t>(), weights->q.data(), weights->q.size());
+    graph->initializers[wq] = std::move(q_tensor);
+    const std::string scales = UniqueName(*graph, absl::StrCat(layer.weight, ".int8_scales"));
+    graph->initializers[scales] = Tensor::FromVector<float>(DataType::kFloat32, {weights->out}, weights->scales);
+    const std::string sums = UniqueName(*graph, absl::StrCat(layer.weight, ".int8_row_sums"));
+    graph->initializers[sums] = Tensor::FromVector<int32_t>(DataType::kInt32, {weights->out}, weights->row_sums);
+
+    Node int8;
+    int8.name = node->name;
+    int8.op_type = kInt8QdqMatMulOp;
+    int8.inputs = {qdq.q, qdq.scale, qdq.zero, wq, scales, sums};
+    if (layer.op_type == "Gemm" && !layer.bias.empty()) int8.inputs.push_back(layer.bias);
+    int8.outputs = node->outputs;
+    int8.attributes = {{"in", layer.in}, {"out", layer.out}};
+    *node = std::move(int8);
+    if (layer.weight_input != layer.weight && Uses(*graph, layer.weight_input) == 0) {
+      EraseProducer(graph, layer.weight_input);
+    }
+    if (Uses(*graph, layer.weight) == 0) graph->initializers.erase(layer.weight);
+    if (Uses(*graph, qdq.dequantize_output) == 0) EraseProducer(graph, qdq.dequantize_output);
+    rewrite.int8_layers.push_back(layer.name);
+  }
+  SQ_RETURN_IF_ERROR(graph::SortTopologically(graph));
+  return rewrite;
+}
+
+std::string DescribeInt8Rewrite(const Int8Rewrite& rewrite) {
+  std::string text = rewrite.int8_layers.empty()
+                         ? std::string("no layer on int8 kernels")
+                         : absl::StrCat("int8 kernels (W8A8, int32 accumulate): ",
+                                        absl::StrJoin(rewrite.int8_layers, ", "));
+  if (!rewrite.skipped.empty()) {
+    std::vector<std::string> parts;
+    for (const ptq::SkippedNode& layer : rewrite.skipped) parts.push_back(absl::StrCat(layer.name, " (", layer.reason, ")"));
+    absl::StrAppend(&text, "; fp32: ", absl::StrJoin(parts, ", "));
+  }
+  return text;
+}
+
+std::shared_ptr<const runtime::KernelBackend> CreateInt8QdqBackend(std::shared_ptr<const runtime::KernelBackend> base,
+                                                                   int num_threads) {
+  return std::make_shared<Int8QdqBackend>(std::move(base), num_threads);
+}
+
+}  // namespace squeeze::core::quant::gemm

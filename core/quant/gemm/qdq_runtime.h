@@ -1,0 +1,70 @@
+// Runs W8A8 layers of a simulated (fake-quant) graph on the int8 GEMM of
+// int8_gemm.h instead of in fp32 (issue 4).
+//
+// core/quant/ptq's simulated graph holds each quantized weight as its
+// dequantized floats and, with activation quantization, a QuantizeLinear ->
+// DequantizeLinear pair on the layer input. UseInt8Kernels rewrites every
+// Gemm (transA = 0, alpha = beta = 1, bias of [out] or none) and MatMul layer
+// whose input comes from such a DequantizeLinear (per-tensor scale and zero
+// point, uint8 or int8) and whose weight has an int8 per-channel symmetric
+// QuantizedLinear in `packed` into a kInt8QdqMatMulOp node fed by the
+// QuantizeLinear output (the integer activations) and the int8 weight:
+//
+//   Y [..., out] = (sx * sw[n]) * float(sum_k (xq[k] - zx) * wq[n, k]) + B[n]
+//
+// accumulated exactly in int32 (Int8MatMulInt32: AVX2 or scalar). The
+// simulated graph computes the same product with dequantized floats, so the
+// two differ only by float summation order. The float weight (and a
+// Transpose feeding only the layer), and a DequantizeLinear left without
+// consumers, are removed. Conv layers, weight-only or int4/grouped weights,
+// and layers without an activation QDQ pair are left alone (listed in
+// `skipped` with the reason).
+#ifndef SQUEEZE_CORE_QUANT_GEMM_QDQ_RUNTIME_H_
+#define SQUEEZE_CORE_QUANT_GEMM_QDQ_RUNTIME_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/graph/graph.h"
+#include "core/quant/ptq/layers.h"
+#include "core/quant/rtn.h"
+#include "core/runtime/kernel_backend.h"
+
+namespace squeeze::core::quant::gemm {
+
+// Inputs (Xq [..., in] uint8 or int8, x_scale [] float32, x_zero_point []
+// of Xq's type, Wq [out, in] int8, w_scales [out] float32, w_row_sums [out]
+// int32, optional B [out] float32); int attributes in, out. NOT an ONNX
+// operator: graphs holding it are runtime-only and never exported (export
+// the simulated graph and the packed weights instead).
+inline constexpr char kInt8QdqMatMulOp[] = "SqueezeInt8QdqMatMul";
+
+struct Int8Rewrite {
+  std::vector<std::string> int8_layers;           // layer names now on the int8 kernel
+  std::vector<ptq::SkippedNode> skipped;          // Gemm/MatMul/Conv layers left as they were, with why
+};
+
+// Rewrites `graph` as the file comment says. `packed` maps weight
+// initializer names to their quantized form (RecipeResult::packed). A layer
+// whose packed weight does not dequantize to the graph's float weight (the
+// graph was changed after quantization) is skipped. Errors: those of
+// FindQuantizableLayers and SortTopologically.
+absl::StatusOr<Int8Rewrite> UseInt8Kernels(graph::Graph* graph,
+                                           const std::map<std::string, QuantizedLinear>& packed);
+
+// One line for reports: "int8 kernels (W8A8, int32 accumulate): fc1, fc2;
+// fp32: fc3 (no activation QDQ pair)".
+std::string DescribeInt8Rewrite(const Int8Rewrite& rewrite);
+
+// A backend that runs kInt8QdqMatMulOp nodes with Int8MatMulInt32 over
+// `num_threads` threads (0: hardware concurrency) and hands every other node
+// to `base`.
+std::shared_ptr<const runtime::KernelBackend> CreateInt8QdqBackend(
+    std::shared_ptr<const runtime::KernelBackend> base, int num_threads = 0);
+
+}  // namespace squeeze::core::quant::gemm
+
+#endif  // SQUEEZE_CORE_QUANT_GEMM_QDQ_RUNTIME_H_

@@ -1,0 +1,262 @@
+// UseInt8Kernels + CreateInt8QdqBackend against the simulated graphs of
+// core/quant/ptq: same outputs up to float summation order (and the odd
+// activation that then rounds to the neighbouring int8 step), non-matching
+// layers left alone.
+#include "core/quant/gemm/qdq_runtime.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "core/graph/builder.h"
+#include "core/kernels/cpu/cpu_backend.h"
+#include "core/onnx/onnx_model.h"
+#include "core/quant/ptq/ptq.h"
+#include "core/runtime/executor.h"
+#include "gtest/gtest.h"
+
+namespace squeeze::core::quant::gemm {
+namespace {
+
+using graph::DataType;
+using graph::Graph;
+using graph::Tensor;
+using ptq::CalibrationBatch;
+
+Tensor Random(std::vector<int64_t> shape, std::mt19937* rng, float stddev = 1.0f) {
+  Tensor t(DataType::kFloat32, std::move(shape));
+  std::normal_distribution<float> normal(0, stddev);
+  for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = normal(*rng);
+  return t;
+}
+
+// image [N, 2, 6, 6] -> Conv -> Relu -> Flatten -> Gemm (transB) -> Relu ->
+// MatMul(Transpose(W)) -> logits (as in ptq_test).
+Graph ConvModel(uint32_t seed) {
+  std::mt19937 rng(seed);
+  graph::GraphBuilder b("conv_model");
+  std::string x = b.Add("Conv", {"image", b.Initializer("conv.weight", Random({4, 2, 3, 3}, &rng, 0.5f)),
+                                 b.Initializer("conv.bias", Random({4}, &rng, 0.1f))},
+                        {{"pads", std::vector<int64_t>{1, 1, 1, 1}}, {"kernel_shape", std::vector<int64_t>{3, 3}}});
+  x = b.Add("Flatten", {b.Add("Relu", {x})});
+  x = b.Add("Relu", {b.Add("Gemm", {x, b.Initializer("fc1.weight", Random({32, 144}, &rng, 0.1f)),
+                                    b.Initializer("fc1.bias", Random({32}, &rng, 0.1f))},
+                           {{"transB", int64_t{1}}})});
+  x = b.Add("MatMul", {x, b.Add("Transpose", {b.Initializer("fc2.weight", Random({16, 32}, &rng, 0.3f))},
+                                {{"perm", std::vector<int64_t>{1, 0}}})},
+            {}, "logits");
+  b.AddInput({"image", DataType::kFloat32, std::nullopt});
+  b.AddOutput({"logits", DataType::kFloat32, std::nullopt});
+  return b.Finish();
+}
+
+// x [N, 24] (signed: int8 activations) -> Gemm [10, 24] without bias -> y.
+Graph SignedInputModel(uint32_t seed) {
+  std::mt19937 rng(seed);
+  graph::GraphBuilder b("signed");
+  b.Add("Gemm", {"x", b.Initializer("fc.weight", Random({10, 24}, &rng, 0.2f))}, {{"transB", int64_t{1}}}, "y");
+  b.AddInput({"x", DataType::kFloat32, std::nullopt});
+  b.AddOutput({"y", DataType::kFloat32, std::nullopt});
+  return b.Finish();
+}
+
+std::vector<CalibrationBatch> Batches(const std::string& input, std::vector<int64_t> shape, int count,
+                                      uint32_t seed, bool nonnegative) {
+  std::mt19937 rng(seed);
+  std::vector<CalibrationBatch> batches;
+  for (int i = 0; i < count; ++i) {
+    Tensor t = Random(shape, &rng);
+    if (nonnegative) {
+      for (int64_t j = 0; j < t.num_elements(); ++j) t.data<float>()[j] = std::fabs(t.data<float>()[j]) * 0.5f;
+    }
+    batches.push_back({{input, std::move(t)}});
+  }
+  return batches;
+}
+
+std::map<std::string, QuantizedLinear> PackedByWeight(const Graph& original, const ptq::PtqResult& result) {
+  auto scan = ptq::FindQuantizableLayers(original);
+  EXPECT_TRUE(scan.ok());
+  std::map<std::string, std::string> weight_of;
+  for (const auto& layer : scan->layers) weight_of[layer.name] = layer.weight;
+  std::map<std::string, QuantizedLinear> packed;
+  for (const QuantizedLinear& linear : result.packed) packed[weight_of.at(linear.name)] = linear;
+  return packed;
+}
+
+std::vector<float> RunGraph(const Graph& graph, std::shared_ptr<const runtime::KernelBackend> backend,
+                       const CalibrationBatch& batch) {
+  auto executor = runtime::Executor::Create(graph, std::move(backend));
+  EXPECT_TRUE(executor.ok()) << executor.status();
+  if (!executor.ok()) return {};
+  auto outputs = executor->Run(batch);
+  EXPECT_TRUE(outputs.ok()) << outputs.status();
+  if (!outputs.ok()) return {};
+  return outputs->at(0).ToFloats();
+}
+
+ptq::PtqOptions W8A8() {
+  ptq::PtqOptions options;
+  options.weights.emplace();
+  options.weights->format = {8, 0, false};
+  options.activations.emplace();
+  return options;
+}
+
+// max |a - b| / max |b|.
+double MaxRelativeDifference(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    diff = std::max(diff, std::fabs(double{a[i]} - b[i]));
+    scale = std::max(scale, std::fabs(double{b[i]}));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+int CountOps(const Graph& graph, const std::string& op) {
+  return static_cast<int>(std::count_if(graph.nodes.begin(), graph.nodes.end(),
+                                        [&](const graph::Node& node) { return node.op_type == op; }));
+}
+
+TEST(QdqRuntimeTest, RewritesGemmAndMatMulLeavesConvAndMatchesSimulatedGraph) {
+  const Graph original = ConvModel(3);
+  const auto batches = Batches("image", {8, 2, 6, 6}, 3, 4, /*nonnegative=*/false);
+  auto quantized = ptq::QuantizeGraph(original, batches, W8A8());
+  ASSERT_TRUE(quantized.ok()) << quantized.status();
+  Graph runtime_graph = quantized->graph;
+  auto rewrite = UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized));
+  ASSERT_TRUE(rewrite.ok()) << rewrite.status();
+  EXPECT_EQ(rewrite->int8_layers.size(), 2u);
+  ASSERT_EQ(rewrite->skipped.size(), 1u);
+  EXPECT_NE(rewrite->skipped[0].reason.find("Conv"), std::string::npos);
+  EXPECT_EQ(CountOps(runtime_graph, kInt8QdqMatMulOp), 2);
+  EXPECT_EQ(CountOps(runtime_graph, "Conv"), 1);
+  EXPECT_EQ(CountOps(runtime_graph, "Transpose"), 0);  // fc2's Transpose fed only the layer
+  EXPECT_EQ(runtime_graph.initializers.count("fc1.weight"), 0u);
+  EXPECT_EQ(runtime_graph.initializers.count("fc2.weight"), 0u);
+  // The Conv's QDQ pair stays; the two int8 layers' DequantizeLinear nodes go.
+  EXPECT_EQ(CountOps(runtime_graph, "QuantizeLinear"), 3);
+  EXPECT_EQ(CountOps(runtime_graph, "DequantizeLinear"), 1);
+  EXPECT_NE(DescribeInt8Rewrite(*rewrite).find("int8 kernels (W8A8, int32 accumulate): "),
+            std::string::npos);
+
+  auto cpu = kernels::cpu::CreateCpuBackend(1);
+  const auto test = Batches("image", {16, 2, 6, 6}, 1, 99, false)[0];
+  const std::vector<float> simulated = RunGraph(quantized->graph, cpu, test);
+  const std::vector<float> int8 = RunGraph(runtime_graph, CreateInt8QdqBackend(cpu, 1), test);
+  EXPECT_LT(MaxRelativeDifference(int8, simulated), 1e-2);
+  // Most outputs agree to float rounding.
+  int close = 0;
+  for (size_t i = 0; i < int8.size(); ++i) close += std::fabs(int8[i] - simulated[i]) <= 1e-4f * (1 + std::fabs(simulated[i]));
+  EXPECT_GE(close, static_cast<int>(int8.size() * 9 / 10));
+  // Without the wrapper the runtime-only node is rejected.
+  EXPECT_FALSE(runtime::Executor::Create(runtime_graph, cpu).ok());
+}
+
+TEST(QdqRuntimeTest, SignedActivationsUseTheInt8ZeroPoint) {
+  const Graph original = SignedInputModel(5);
+  const auto batches = Batches("x", {16, 24}, 2, 6, /*nonnegative=*/false);
+  auto quantized = ptq::QuantizeGraph(original, batches, W8A8());
+  ASSERT_TRUE(quantized.ok()) << quantized.status();
+  Graph runtime_graph = quantized->graph;
+  auto rewrite = UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized));
+  ASSERT_TRUE(rewrite.ok()) << rewrite.status();
+  ASSERT_EQ(rewrite->int8_layers.size(), 1u);
+  const graph::Node* int8 = nullptr;
+  for (const auto& node : runtime_graph.nodes) {
+    if (node.op_type == kInt8QdqMatMulOp) int8 = &node;
+  }
+  ASSERT_NE(int8, nullptr);
+  EXPECT_EQ(runtime_graph.initializers.at(int8->inputs[2]).dtype(), DataType::kInt8);
+  auto cpu = kernels::cpu::CreateCpuBackend(1);
+  const auto test = Batches("x", {5, 24}, 1, 7, false)[0];
+  // One layer: the integer activations are identical, only summation order differs.
+  EXPECT_LT(MaxRelativeDifference(RunGraph(runtime_graph, CreateInt8QdqBackend(cpu, 1), test),
+                                  RunGraph(quantized->graph, cpu, test)),
+            1e-5);
+}
+
+TEST(QdqRuntimeTest, LeavesWeightOnlyAndInt4LayersAlone) {
+  const Graph original = SignedInputModel(8);
+  const auto batches = Batches("x", {16, 24}, 2, 9, false);
+  ptq::PtqOptions weight_only;
+  weight_only.weights.emplace();
+  weight_only.weights->format = {8, 0, false};
+  ptq::PtqOptions w4a8 = W8A8();
+  w4a8.weights->format = {4, 0, false};
+  for (const auto& [options, reason] : std::vector<std::pair<ptq::PtqOptions, std::string>>{
+           {weight_only, "no activation QDQ pair"}, {w4a8, "int8-pc-sym"}}) {
+    auto quantized = ptq::QuantizeGraph(original, batches, options);
+    ASSERT_TRUE(quantized.ok()) << quantized.status();
+    Graph runtime_graph = quantized->graph;
+    auto rewrite = UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized));
+    ASSERT_TRUE(rewrite.ok()) << rewrite.status();
+    EXPECT_TRUE(rewrite->int8_layers.empty());
+    ASSERT_EQ(rewrite->skipped.size(), 1u);
+    EXPECT_NE(rewrite->skipped[0].reason.find(reason), std::string::npos) << rewrite->skipped[0].reason;
+    EXPECT_EQ(runtime_graph.nodes.size(), quantized->graph.nodes.size());
+  }
+  // No packed weights at all: nothing changes.
+  Graph untouched = original;
+  auto rewrite = UseInt8Kernels(&untouched, {});
+  ASSERT_TRUE(rewrite.ok());
+  EXPECT_TRUE(rewrite->int8_layers.empty());
+  EXPECT_EQ(CountOps(untouched, "Gemm"), 1);
+}
+
+TEST(QdqRuntimeTest, PackedWeightThatDiffersFromTheGraphIsSkipped) {
+  const Graph original = SignedInputModel(10);
+  const auto batches = Batches("x", {16, 24}, 2, 11, false);
+  auto quantized = ptq::QuantizeGraph(original, batches, W8A8());
+  ASSERT_TRUE(quantized.ok());
+  Graph runtime_graph = quantized->graph;
+  runtime_graph.initializers.at("fc.weight").data<float>()[3] += 1.0f;
+  auto rewrite = UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized));
+  ASSERT_TRUE(rewrite.ok());
+  EXPECT_TRUE(rewrite->int8_layers.empty());
+  ASSERT_EQ(rewrite->skipped.size(), 1u);
+  EXPECT_NE(rewrite->skipped[0].reason.find("does not dequantize"), std::string::npos);
+}
+
+TEST(QdqRuntimeTest, FashionMnistMlpW8A8MatchesSimulatedGraph) {
+  auto original = onnx::LoadOnnxModel(std::string(SQUEEZE_SOURCE_DIR) + "/deploy/models/fashion_mnist_mlp.onnx");
+  ASSERT_TRUE(original.ok()) << original.status();
+  ASSERT_EQ(original->inputs.size(), 1u);
+  const auto& input = original->inputs[0];
+  ASSERT_TRUE(input.shape.has_value());
+  auto shape_for = [&](int64_t batch) {
+    std::vector<int64_t> shape;
+    for (const graph::Dim& dim : *input.shape) shape.push_back(dim.value.value_or(batch));
+    return shape;
+  };
+  // Pixel-like inputs in [0, 1).
+  const auto batches = Batches(input.name, shape_for(32), 4, 12, /*nonnegative=*/true);
+  auto quantized = ptq::QuantizeGraph(*original, batches, W8A8());
+  ASSERT_TRUE(quantized.ok()) << quantized.status();
+  Graph runtime_graph = quantized->graph;
+  auto rewrite = UseInt8Kernels(&runtime_graph, PackedByWeight(*original, *quantized));
+  ASSERT_TRUE(rewrite.ok()) << rewrite.status();
+  EXPECT_EQ(rewrite->int8_layers.size(), quantized->layers.size()) << DescribeInt8Rewrite(*rewrite);
+  EXPECT_TRUE(rewrite->skipped.empty()) << DescribeInt8Rewrite(*rewrite);
+  auto cpu = kernels::cpu::CreateCpuBackend(1);
+  auto int8_backend = CreateInt8QdqBackend(cpu, 1);
+  for (int64_t batch : {1, 8, 32}) {
+    const auto test = Batches(input.name, shape_for(batch), 1, 100 + static_cast<uint32_t>(batch), true)[0];
+    const std::vector<float> simulated = RunGraph(quantized->graph, cpu, test);
+    const std::vector<float> int8 = RunGraph(runtime_graph, int8_backend, test);
+    EXPECT_LT(MaxRelativeDifference(int8, simulated), 1e-2) << "batch " << batch;
+    // The predicted class agrees on (nearly) every example.
+    const int64_t classes = static_cast<int64_t>(simulated.size()) / batch;
+    int64_t agree = 0;
+    for (int64_t r = 0; r < batch; ++r) {
+      const auto s = simulated.begin() + r * classes, q = int8.begin() + r * classes;
+      agree += std::max_element(s, s + classes) - s == std::max_element(q, q + classes) - q;
+    }
+    EXPECT_GE(agree, batch - std::max<int64_t>(1, batch / 16)) << "batch " << batch;
+  }
+}
+
+}  // namespace
+}  // namespace squeeze::core::quant::gemm
