@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/kernels/cpu/fast_gemm.h"
 #include "core/kernels/cpu/kernel_util.h"
 #include "core/status_macros.h"
 
@@ -253,6 +254,7 @@ KernelResult Conv(const KernelCall& call, int threads) {
   const int64_t tiles = (out_size + tile - 1) / tile;
   const int64_t min_items = std::max<int64_t>(
       1, kMinMultiplyAddsPerThread / std::max<int64_t>(1, group_out * col_rows * tile));
+  const bool fast = FastGemmAvailable();
   ParallelFor(images * tiles, min_items, threads, [&](int64_t begin, int64_t end) {
     float* col = pointwise ? nullptr : ThreadScratch(static_cast<size_t>(col_rows * tile));
     for (int64_t item = begin; item < end; ++item) {
@@ -262,7 +264,10 @@ KernelResult Conv(const KernelCall& call, int threads) {
       StridedMatrixMap out(output.data() + (n * out_channels + g * group_out) * out_size + first,
                            group_out, width, Eigen::OuterStride<>(out_size));
       ConstMatrixMap w_g(weights.data() + g * group_out * col_rows, group_out, col_rows);
-      if (pointwise) {
+      if (pointwise && fast) {
+        FastGemm(false, group_out, width, col_rows, 1.0f, w_g.data(), col_rows, in + first,
+                 in_size, out.data(), out_size);
+      } else if (pointwise) {
         out.noalias() = w_g * ConstStridedMatrixMap(in + first, col_rows, width,
                                                     Eigen::OuterStride<>(in_size));
       } else {
@@ -276,7 +281,12 @@ KernelResult Conv(const KernelCall& call, int threads) {
             for (int64_t o = 0; o < width; ++o) dst[o] = offset[o] >= 0 ? plane[offset[o]] : 0.0f;
           }
         }
-        out.noalias() = w_g * ConstMatrixMap(col, col_rows, width);
+        if (fast) {
+          FastGemm(false, group_out, width, col_rows, 1.0f, w_g.data(), col_rows, col, width,
+                   out.data(), out_size);
+        } else {
+          out.noalias() = w_g * ConstMatrixMap(col, col_rows, width);
+        }
       }
       if (bias) {
         for (int64_t m = 0; m < group_out; ++m) out.row(m).array() += bias->data()[g * group_out + m];
@@ -525,9 +535,41 @@ KernelResult GlobalAveragePool(const KernelCall& call) {
   return std::vector<Tensor>{FloatTensorAs(x->dtype(), shape, output)};
 }
 
+// out[rows x cols] = alpha * a * op(b) through FastGemm (a is [rows, inner]
+// with row stride lda; op(b) is b [inner, cols], or b^T for b [cols, inner]
+// when trans_b), split across threads along the larger of rows and columns
+// (columns in tiles of 16) so a batch of a few rows still uses every thread.
+void ParallelFastGemm(bool trans_b, int64_t rows, int64_t cols, int64_t inner, float alpha,
+                      const float* a, int64_t lda, const float* b, int64_t ldb, float* out,
+                      int threads) {
+  if (cols > rows) {
+    constexpr int64_t kTile = 16;
+    const int64_t tiles = (cols + kTile - 1) / kTile;
+    ParallelFor(tiles,
+                std::max<int64_t>(1, kMinMultiplyAddsPerThread /
+                                         std::max<int64_t>(1, rows * inner * kTile)),
+                threads, [&](int64_t begin, int64_t end) {
+                  const int64_t first = begin * kTile, last = std::min(cols, end * kTile);
+                  FastGemm(trans_b, rows, last - first, inner, alpha, a, lda,
+                           trans_b ? b + first * ldb : b + first, ldb, out + first, cols);
+                });
+  } else {
+    ParallelFor(rows,
+                std::max<int64_t>(1, kMinMultiplyAddsPerThread / std::max<int64_t>(1, inner * cols)),
+                threads, [&](int64_t begin, int64_t end) {
+                  FastGemm(trans_b, end - begin, cols, inner, alpha, a + begin * lda, lda, b, ldb,
+                           out + begin * cols, cols);
+                });
+  }
+}
+
 // out[rows x cols] = a * b, rows split across threads.
 void ParallelMatMul(const float* a, const float* b, float* out, int64_t rows,
                     int64_t inner, int64_t cols, int threads) {
+  if (FastGemmAvailable()) {
+    ParallelFastGemm(false, rows, cols, inner, 1.0f, a, inner, b, cols, out, threads);
+    return;
+  }
   ParallelFor(rows,
               std::max<int64_t>(1, kMinMultiplyAddsPerThread / std::max<int64_t>(1, inner * cols)),
               threads, [&](int64_t begin, int64_t end) {
@@ -611,6 +653,34 @@ KernelResult Gemm(const KernelCall& call, int threads) {
   FloatOutput output(a->dtype(), shape);
   const ConstMatrixMap a_map(av.data(), a->shape()[0], a->shape()[1]);
   const ConstMatrixMap b_map(bv.data(), b->shape()[0], b->shape()[1]);
+  // Adds beta * C to rows [begin, end) of the output.
+  auto add_c = [&](int64_t begin, int64_t end) {
+    if (c == nullptr) return;
+    MatrixMap out(output.data() + begin * cols, end - begin, cols);
+    const float* cd = cv->data();
+    if (c_rows == 1 && c_cols == 1) {
+      out.array() += beta * cd[0];
+    } else if (c_rows == 1) {
+      out.rowwise() += beta * Eigen::Map<const Eigen::RowVectorXf>(cd, cols);
+    } else if (c_cols == 1) {
+      out.colwise() += beta * Eigen::Map<const Eigen::VectorXf>(cd + begin, end - begin);
+    } else {
+      out += beta * ConstMatrixMap(cd + begin * cols, end - begin, cols);
+    }
+  };
+  if (FastGemmAvailable()) {
+    // The kernels read A as [rows, inner]: a transposed A is copied once.
+    std::vector<float> a_transposed;
+    if (trans_a) {
+      a_transposed.resize(static_cast<size_t>(rows * inner));
+      MatrixMap(a_transposed.data(), rows, inner) = a_map.transpose();
+    }
+    ParallelFastGemm(trans_b, rows, cols, inner, alpha,
+                     trans_a ? a_transposed.data() : av.data(), inner, bv.data(),
+                     b->shape()[1], output.data(), threads);
+    add_c(0, rows);
+    return std::vector<Tensor>{output.Finish()};
+  }
   const int64_t min_rows = std::max<int64_t>(1, kMinMultiplyAddsPerThread /
                                                     std::max<int64_t>(1, inner * cols));
   ParallelFor(rows, min_rows, threads, [&](int64_t begin, int64_t end) {
@@ -632,17 +702,7 @@ KernelResult Gemm(const KernelCall& call, int threads) {
     } else {
       multiply(a_map, b_map);
     }
-    if (c == nullptr) return;
-    const float* cd = cv->data();
-    if (c_rows == 1 && c_cols == 1) {
-      out.array() += beta * cd[0];
-    } else if (c_rows == 1) {
-      out.rowwise() += beta * Eigen::Map<const Eigen::RowVectorXf>(cd, cols);
-    } else if (c_cols == 1) {
-      out.colwise() += beta * Eigen::Map<const Eigen::VectorXf>(cd + begin, end - begin);
-    } else {
-      out += beta * ConstMatrixMap(cd + begin * cols, end - begin, cols);
-    }
+    add_c(begin, end);
   });
   return std::vector<Tensor>{output.Finish()};
 }

@@ -1,0 +1,36 @@
+// Float32 GEMM for the CPU kernels (issue 3): AVX2+FMA register-tiled
+// micro-kernels, chosen at run time, that read A and B in place (no packing,
+// so nothing is copied per call and small batches stay cheap). Callers keep
+// their Eigen code as the fallback for CPUs without AVX2/FMA and for layouts
+// these kernels do not take. Single-threaded: callers split rows or columns
+// of C over their own threads.
+#ifndef SQUEEZE_CORE_KERNELS_CPU_FAST_GEMM_H_
+#define SQUEEZE_CORE_KERNELS_CPU_FAST_GEMM_H_
+
+#include <cstdint>
+
+namespace squeeze::core::kernels::cpu {
+
+// Whether FastGemm may be called: the CPU has AVX2 and FMA, and the
+// environment variable SQUEEZE_CPU_GEMM is not "eigen" (which forces the
+// Eigen fallback, for comparisons). Decided once per process.
+bool FastGemmAvailable();
+
+// c[i * ldc + j] = alpha * sum_k a[i * lda + k] * B(k, j) for i < m, j < n,
+// where B(k, j) = b[k * ldb + j], or b[j * ldb + k] when `trans_b` (B stored
+// as [n, k], the usual layout of a Gemm weight with transB = 1). Overwrites
+// c. Each element is summed in the same order whatever m, n and the split of
+// C between threads, so results do not depend on the thread count.
+// Precondition: FastGemmAvailable(); m, n, k >= 0.
+void FastGemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+              int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc);
+
+namespace internal {
+// The AVX2 kernels behind FastGemm (fast_gemm_avx2.cc); same contract.
+void FastGemmAvx2(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc);
+}  // namespace internal
+
+}  // namespace squeeze::core::kernels::cpu
+
+#endif  // SQUEEZE_CORE_KERNELS_CPU_FAST_GEMM_H_

@@ -1,0 +1,207 @@
+// FastGemm against a float64 reference on odd shapes, and the CPU backend's
+// Gemm / MatMul / Conv (which use it where the CPU has AVX2+FMA) against
+// naive loops: transposes, alpha/beta, every C broadcast, batch 1.
+#include "core/kernels/cpu/fast_gemm.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/kernels/cpu/cpu_backend.h"
+#include "gtest/gtest.h"
+
+namespace squeeze::core::kernels::cpu {
+namespace {
+
+using graph::DataType;
+using graph::Tensor;
+
+std::vector<float> RandomFloats(size_t count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> values(count);
+  for (float& v : values) v = dist(rng);
+  return values;
+}
+
+Tensor RandomTensor(std::vector<int64_t> shape, uint32_t seed) {
+  Tensor t(DataType::kFloat32, shape);
+  const std::vector<float> values = RandomFloats(t.num_elements(), seed);
+  std::copy(values.begin(), values.end(), t.data<float>());
+  return t;
+}
+
+// |got - want| <= 1e-5 * (1 + sum |terms|) elementwise.
+void ExpectNear(const std::vector<float>& got, const std::vector<double>& want,
+                const std::vector<double>& scale, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], 1e-5 * (1.0 + scale[i])) << what << " element " << i;
+  }
+}
+
+TEST(FastGemmTest, MatchesReferenceOnOddShapes) {
+  if (!FastGemmAvailable()) GTEST_SKIP() << "no AVX2+FMA (or SQUEEZE_CPU_GEMM=eigen)";
+  const std::vector<int64_t> sizes = {1, 3, 6, 7, 16, 17, 65};
+  uint32_t seed = 1;
+  for (bool trans_b : {false, true}) {
+    for (int64_t m : sizes) {
+      for (int64_t n : sizes) {
+        for (int64_t k : {int64_t{1}, int64_t{3}, int64_t{9}, int64_t{17}, int64_t{300}}) {
+          // Padded leading dimensions check the strides.
+          const int64_t lda = k + 2, ldb = (trans_b ? k : n) + 3, ldc = n + 1;
+          const std::vector<float> a = RandomFloats(m * lda, seed++);
+          const std::vector<float> b = RandomFloats((trans_b ? n : k) * ldb, seed++);
+          std::vector<float> c(m * ldc, 7.0f);
+          const float alpha = k == 3 ? 0.5f : 1.0f;
+          FastGemm(trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, c.data(), ldc);
+          std::vector<float> got;
+          std::vector<double> want, scale;
+          for (int64_t i = 0; i < m; ++i) {
+            for (int64_t j = 0; j < n; ++j) {
+              double sum = 0, abs_sum = 0;
+              for (int64_t p = 0; p < k; ++p) {
+                const double term =
+                    double{a[i * lda + p]} * (trans_b ? b[j * ldb + p] : b[p * ldb + j]);
+                sum += term;
+                abs_sum += std::abs(term);
+              }
+              got.push_back(c[i * ldc + j]);
+              want.push_back(alpha * sum);
+              scale.push_back(abs_sum);
+            }
+            // The padding column of C is untouched.
+            ASSERT_EQ(c[i * ldc + n], 7.0f);
+          }
+          ExpectNear(got, want, scale,
+                     "m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                         " k=" + std::to_string(k) + " trans_b=" + std::to_string(trans_b));
+        }
+      }
+    }
+  }
+}
+
+TEST(FastGemmTest, ZeroInnerSizeGivesZeros) {
+  if (!FastGemmAvailable()) GTEST_SKIP() << "no AVX2+FMA";
+  std::vector<float> c(6, 5.0f);
+  FastGemm(false, 2, 3, 0, 1.0f, nullptr, 0, nullptr, 3, c.data(), 3);
+  EXPECT_EQ(c, std::vector<float>(6, 0.0f));
+}
+
+absl::StatusOr<std::vector<Tensor>> RunNode(const graph::Node& node,
+                                            const std::vector<const Tensor*>& inputs,
+                                            int threads) {
+  return CreateCpuBackend(threads)->Run(runtime::KernelCall{node, 17, inputs});
+}
+
+TEST(FastGemmTest, GemmNodeMatchesNaiveLoops) {
+  uint32_t seed = 100;
+  for (int64_t rows : {1, 3, 8, 65}) {
+    for (int64_t cols : {1, 10, 17, 130}) {
+      for (int64_t inner : {1, 17, 784}) {
+        for (int trans = 0; trans < 4; ++trans) {
+          const bool trans_a = trans & 1, trans_b = trans & 2;
+          const float alpha = trans == 3 ? 0.25f : 1.0f, beta = trans == 1 ? 2.0f : 1.0f;
+          graph::Node gemm{"gemm", "Gemm", "", {"a", "b", "c"}, {"y"}, {}};
+          gemm.attributes["transA"] = int64_t{trans_a};
+          gemm.attributes["transB"] = int64_t{trans_b};
+          gemm.attributes["alpha"] = alpha;
+          gemm.attributes["beta"] = beta;
+          const Tensor a = RandomTensor(trans_a ? std::vector<int64_t>{inner, rows}
+                                                : std::vector<int64_t>{rows, inner}, seed++);
+          const Tensor b = RandomTensor(trans_b ? std::vector<int64_t>{cols, inner}
+                                                : std::vector<int64_t>{inner, cols}, seed++);
+          // C as a row, a column, a matrix and a scalar in turn.
+          const std::vector<std::vector<int64_t>> c_shapes = {{cols}, {rows, 1}, {rows, cols}, {}};
+          const Tensor c = RandomTensor(c_shapes[(rows + cols + inner + trans) % 4], seed++);
+          for (int threads : {1, 2}) {
+            auto result = RunNode(gemm, {&a, &b, &c}, threads);
+            ASSERT_TRUE(result.ok()) << result.status();
+            const std::vector<float> got = (*result)[0].ToFloats();
+            std::vector<double> want, scale;
+            const float* ad = a.data<float>();
+            const float* bd = b.data<float>();
+            const float* cd = c.data<float>();
+            for (int64_t i = 0; i < rows; ++i) {
+              for (int64_t j = 0; j < cols; ++j) {
+                double sum = 0, abs_sum = 0;
+                for (int64_t p = 0; p < inner; ++p) {
+                  const double term = double{trans_a ? ad[p * rows + i] : ad[i * inner + p]} *
+                                      (trans_b ? bd[j * inner + p] : bd[p * cols + j]);
+                  sum += term;
+                  abs_sum += std::abs(term);
+                }
+                int64_t ci = 0;
+                if (c.rank() == 1) ci = j;
+                if (c.rank() == 2) ci = c.shape()[1] == 1 ? i : i * cols + j;
+                want.push_back(alpha * sum + beta * cd[ci]);
+                scale.push_back(abs_sum + 2.0);
+              }
+            }
+            ExpectNear(got, want, scale,
+                       "Gemm rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
+                           " inner=" + std::to_string(inner) + " trans=" +
+                           std::to_string(trans) + " threads=" + std::to_string(threads));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(FastGemmTest, BatchedMatMulAndConvMatchNaiveLoops) {
+  graph::Node matmul{"mm", "MatMul", "", {"a", "b"}, {"y"}, {}};
+  const Tensor a = RandomTensor({2, 17, 65}, 7), b = RandomTensor({65, 3}, 8);
+  auto mm = RunNode(matmul, {&a, &b}, 2);
+  ASSERT_TRUE(mm.ok()) << mm.status();
+  std::vector<double> want, scale;
+  for (int64_t i = 0; i < 2 * 17; ++i) {
+    for (int64_t j = 0; j < 3; ++j) {
+      double sum = 0, abs_sum = 0;
+      for (int64_t p = 0; p < 65; ++p) {
+        const double term = double{a.data<float>()[i * 65 + p]} * b.data<float>()[p * 3 + j];
+        sum += term;
+        abs_sum += std::abs(term);
+      }
+      want.push_back(sum);
+      scale.push_back(abs_sum);
+    }
+  }
+  ExpectNear((*mm)[0].ToFloats(), want, scale, "MatMul");
+
+  // 3x3 convolution, pad 1, odd sizes: 3 -> 17 channels on 7x9, batch 1.
+  graph::Node conv{"conv", "Conv", "", {"x", "w", "b"}, {"y"}, {}};
+  conv.attributes["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+  const Tensor x = RandomTensor({1, 3, 7, 9}, 9), w = RandomTensor({17, 3, 3, 3}, 10);
+  const Tensor bias = RandomTensor({17}, 11);
+  auto y = RunNode(conv, {&x, &w, &bias}, 2);
+  ASSERT_TRUE(y.ok()) << y.status();
+  want.clear();
+  scale.clear();
+  for (int64_t o = 0; o < 17; ++o) {
+    for (int64_t r = 0; r < 7; ++r) {
+      for (int64_t s = 0; s < 9; ++s) {
+        double sum = bias.data<float>()[o], abs_sum = 1;
+        for (int64_t ch = 0; ch < 3; ++ch) {
+          for (int64_t kh = 0; kh < 3; ++kh) {
+            for (int64_t kw = 0; kw < 3; ++kw) {
+              const int64_t ih = r + kh - 1, iw = s + kw - 1;
+              if (ih < 0 || ih >= 7 || iw < 0 || iw >= 9) continue;
+              const double term = double{x.data<float>()[(ch * 7 + ih) * 9 + iw]} *
+                                  w.data<float>()[((o * 3 + ch) * 3 + kh) * 3 + kw];
+              sum += term;
+              abs_sum += std::abs(term);
+            }
+          }
+        }
+        want.push_back(sum);
+        scale.push_back(abs_sum);
+      }
+    }
+  }
+  ExpectNear((*y)[0].ToFloats(), want, scale, "Conv");
+}
+
+}  // namespace
+}  // namespace squeeze::core::kernels::cpu
