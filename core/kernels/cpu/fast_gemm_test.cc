@@ -1,9 +1,12 @@
 // FastGemm against a float64 reference on odd shapes, and the CPU backend's
 // Gemm / MatMul / Conv (which use it where the CPU has AVX2+FMA) against
-// naive loops: transposes, alpha/beta, every C broadcast, batch 1.
+// naive loops: transposes, alpha/beta, every C broadcast, batch 1, and the
+// 2x2 MaxPool path.
 #include "core/kernels/cpu/fast_gemm.h"
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -150,7 +153,7 @@ TEST(FastGemmTest, GemmNodeMatchesNaiveLoops) {
   }
 }
 
-TEST(FastGemmTest, BatchedMatMulAndConvMatchNaiveLoops) {
+TEST(FastGemmTest, BatchedMatMulMatchesNaiveLoops) {
   graph::Node matmul{"mm", "MatMul", "", {"a", "b"}, {"y"}, {}};
   const Tensor a = RandomTensor({2, 17, 65}, 7), b = RandomTensor({65, 3}, 8);
   auto mm = RunNode(matmul, {&a, &b}, 2);
@@ -170,37 +173,90 @@ TEST(FastGemmTest, BatchedMatMulAndConvMatchNaiveLoops) {
   }
   ExpectNear((*mm)[0].ToFloats(), want, scale, "MatMul");
 
-  // 3x3 convolution, pad 1, odd sizes: 3 -> 17 channels on 7x9, batch 1.
-  graph::Node conv{"conv", "Conv", "", {"x", "w", "b"}, {"y"}, {}};
-  conv.attributes["pads"] = std::vector<int64_t>{1, 1, 1, 1};
-  const Tensor x = RandomTensor({1, 3, 7, 9}, 9), w = RandomTensor({17, 3, 3, 3}, 10);
-  const Tensor bias = RandomTensor({17}, 11);
-  auto y = RunNode(conv, {&x, &w, &bias}, 2);
-  ASSERT_TRUE(y.ok()) << y.status();
-  want.clear();
-  scale.clear();
-  for (int64_t o = 0; o < 17; ++o) {
-    for (int64_t r = 0; r < 7; ++r) {
-      for (int64_t s = 0; s < 9; ++s) {
-        double sum = bias.data<float>()[o], abs_sum = 1;
-        for (int64_t ch = 0; ch < 3; ++ch) {
-          for (int64_t kh = 0; kh < 3; ++kh) {
-            for (int64_t kw = 0; kw < 3; ++kw) {
-              const int64_t ih = r + kh - 1, iw = s + kw - 1;
-              if (ih < 0 || ih >= 7 || iw < 0 || iw >= 9) continue;
-              const double term = double{x.data<float>()[(ch * 7 + ih) * 9 + iw]} *
-                                  w.data<float>()[((o * 3 + ch) * 3 + kh) * 3 + kw];
-              sum += term;
-              abs_sum += std::abs(term);
+}
+
+// Conv through im2col (including its same-width stride-1 copy path, with
+// symmetric and one-sided pads and tiles that start mid-row) against loops.
+TEST(FastGemmTest, ConvMatchesNaiveLoops) {
+  struct Case {
+    int64_t kernel;
+    std::vector<int64_t> pads;  // top, left, bottom, right
+    int64_t stride;
+  };
+  const std::vector<Case> cases = {{3, {1, 1, 1, 1}, 1}, {5, {2, 2, 2, 2}, 1}, {3, {0, 0, 2, 2}, 1},
+                                   {3, {2, 2, 0, 0}, 1}, {3, {0, 1, 2, 1}, 1}, {1, {0, 0, 0, 0}, 1},
+                                   {3, {1, 1, 1, 1}, 2}, {3, {0, 0, 0, 0}, 1}};
+  uint32_t seed = 200;
+  for (const Case& cs : cases) {
+    for (int64_t batch : {1, 3}) {
+      const int64_t channels = 3, out_channels = 17, in_h = 7, in_w = 9, k = cs.kernel;
+      graph::Node conv{"conv", "Conv", "", {"x", "w", "b"}, {"y"}, {}};
+      conv.attributes["pads"] = cs.pads;
+      conv.attributes["strides"] = std::vector<int64_t>{cs.stride, cs.stride};
+      const Tensor x = RandomTensor({batch, channels, in_h, in_w}, seed++);
+      const Tensor w = RandomTensor({out_channels, channels, k, k}, seed++);
+      const Tensor bias = RandomTensor({out_channels}, seed++);
+      const int64_t out_h = (in_h + cs.pads[0] + cs.pads[2] - k) / cs.stride + 1;
+      const int64_t out_w = (in_w + cs.pads[1] + cs.pads[3] - k) / cs.stride + 1;
+      std::vector<double> want, scale;
+      for (int64_t n = 0; n < batch; ++n) {
+        for (int64_t o = 0; o < out_channels; ++o) {
+          for (int64_t r = 0; r < out_h; ++r) {
+            for (int64_t s = 0; s < out_w; ++s) {
+              double sum = bias.data<float>()[o], abs_sum = 1;
+              for (int64_t ch = 0; ch < channels; ++ch) {
+                for (int64_t kh = 0; kh < k; ++kh) {
+                  for (int64_t kw = 0; kw < k; ++kw) {
+                    const int64_t ih = r * cs.stride + kh - cs.pads[0];
+                    const int64_t iw = s * cs.stride + kw - cs.pads[1];
+                    if (ih < 0 || ih >= in_h || iw < 0 || iw >= in_w) continue;
+                    const double term =
+                        double{x.data<float>()[((n * channels + ch) * in_h + ih) * in_w + iw]} *
+                        w.data<float>()[((o * channels + ch) * k + kh) * k + kw];
+                    sum += term;
+                    abs_sum += std::abs(term);
+                  }
+                }
+              }
+              want.push_back(sum);
+              scale.push_back(abs_sum);
             }
           }
         }
-        want.push_back(sum);
-        scale.push_back(abs_sum);
+      }
+      for (int threads : {1, 2, 5}) {
+        auto y = RunNode(conv, {&x, &w, &bias}, threads);
+        ASSERT_TRUE(y.ok()) << y.status();
+        EXPECT_EQ((*y)[0].shape(), (std::vector<int64_t>{batch, out_channels, out_h, out_w}));
+        ExpectNear((*y)[0].ToFloats(), want, scale,
+                   "Conv kernel " + std::to_string(k) + " case " +
+                       std::to_string(seed) + " threads " + std::to_string(threads));
       }
     }
   }
-  ExpectNear((*y)[0].ToFloats(), want, scale, "Conv");
+}
+
+TEST(FastGemmTest, MaxPoolTwoByTwoMatchesNaiveLoops) {
+  graph::Node pool{"pool", "MaxPool", "", {"x"}, {"y"}, {}};
+  pool.attributes["kernel_shape"] = std::vector<int64_t>{2, 2};
+  pool.attributes["strides"] = std::vector<int64_t>{2, 2};
+  const Tensor x = RandomTensor({2, 3, 7, 9}, 300);  // odd sizes: last row/column unused
+  auto y = RunNode(pool, {&x}, 2);
+  ASSERT_TRUE(y.ok()) << y.status();
+  ASSERT_EQ((*y)[0].shape(), (std::vector<int64_t>{2, 3, 3, 4}));
+  const std::vector<float> got = (*y)[0].ToFloats();
+  size_t index = 0;
+  for (int64_t plane = 0; plane < 6; ++plane) {
+    for (int64_t r = 0; r < 3; ++r) {
+      for (int64_t s = 0; s < 4; ++s, ++index) {
+        const float* in = x.data<float>() + plane * 63;
+        const float want = std::max(std::max(in[2 * r * 9 + 2 * s], in[2 * r * 9 + 2 * s + 1]),
+                                    std::max(in[(2 * r + 1) * 9 + 2 * s],
+                                             in[(2 * r + 1) * 9 + 2 * s + 1]));
+        EXPECT_EQ(got[index], want) << index;
+      }
+    }
+  }
 }
 
 }  // namespace

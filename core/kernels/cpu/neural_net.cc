@@ -163,6 +163,41 @@ void Im2Col2d(const float* in, int64_t channels, const std::vector<int64_t>& in_
   const int64_t in_h = in_spatial[0], in_w = in_spatial[1], out_w = out_spatial[1];
   const int64_t kernel_h = window.kernel[0], kernel_w = window.kernel[1];
   const int64_t stride_h = window.strides[0], stride_w = window.strides[1];
+  if (stride_h == 1 && stride_w == 1 && window.dilations[0] == 1 && window.dilations[1] == 1 &&
+      out_w == in_w) {
+    // Same-width stride-1 windows: output position p of kernel row (kh, kw)
+    // reads input p + shift, so each kernel row is one long copy; positions
+    // whose input lies in the padding are then set to 0 (a row above or
+    // below the input, or a column that would wrap into the next row).
+    const int64_t out_h = out_spatial[0], in_size = in_h * in_w;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* plane = in + c * in_size;
+      for (int64_t kh = 0; kh < kernel_h; ++kh) {
+        const int64_t dh = kh - window.pad_begin[0];
+        const int64_t row_begin = std::clamp<int64_t>(-dh, 0, out_h);
+        const int64_t row_end = std::clamp<int64_t>(in_h - dh, row_begin, out_h);
+        for (int64_t kw = 0; kw < kernel_w; ++kw, col += width) {
+          const int64_t dw = kw - window.pad_begin[1], shift = dh * in_w + dw;
+          const int64_t lo = std::clamp(std::max(row_begin * out_w, -shift), first, first + width);
+          const int64_t hi = std::clamp(std::min(row_end * out_w, in_size - shift), lo, first + width);
+          std::fill(col, col + (lo - first), 0.0f);
+          std::copy(plane + lo + shift, plane + hi + shift, col + (lo - first));
+          std::fill(col + (hi - first), col + width, 0.0f);
+          if (dw == 0 || lo == hi) continue;
+          // Columns ow < -dw (dw < 0) or ow >= in_w - dw (dw > 0) are padding.
+          const int64_t edge_begin = dw < 0 ? 0 : std::max<int64_t>(0, in_w - dw);
+          const int64_t edge_end = dw < 0 ? std::min(in_w, -dw) : in_w;
+          for (int64_t row_start = lo - lo % out_w; row_start < hi; row_start += out_w) {
+            for (int64_t ow = edge_begin; ow < edge_end; ++ow) {
+              const int64_t p = row_start + ow;
+              if (p >= lo && p < hi) col[p - first] = 0.0f;
+            }
+          }
+        }
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < channels; ++c) {
     const float* plane = in + c * in_h * in_w;
     for (int64_t kh = 0; kh < kernel_h; ++kh) {
@@ -392,11 +427,29 @@ void MaxPool2d(const float* input, int64_t planes, const std::vector<int64_t>& i
   const int64_t kernel_h = window.kernel[0], kernel_w = window.kernel[1];
   const int64_t stride_h = window.strides[0], stride_w = window.strides[1];
   const int64_t pad_h = window.pad_begin[0], pad_w = window.pad_begin[1];
+  // The common 2x2 window with stride 2 inside the input: a fixed four-way
+  // max in the same order as the general loop below.
+  const bool two_by_two = kernel_h == 2 && kernel_w == 2 && stride_h == 2 && stride_w == 2 &&
+                          pad_h == 0 && pad_w == 0 && 2 * out_h <= in_h && 2 * out_w <= in_w;
   ParallelFor(planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, out_h * out_w)),
               threads, [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const float* in = input + plane * in_h * in_w;
       float* out = output + plane * out_h * out_w;
+      if (two_by_two) {
+        for (int64_t oh = 0; oh < out_h; ++oh) {
+          const float* top = in + 2 * oh * in_w;
+          const float* bottom = top + in_w;
+          float* dst = out + oh * out_w;
+          for (int64_t ow = 0; ow < out_w; ++ow) {
+            float best = std::max(-std::numeric_limits<float>::infinity(), top[2 * ow]);
+            best = std::max(best, top[2 * ow + 1]);
+            best = std::max(best, bottom[2 * ow]);
+            dst[ow] = std::max(best, bottom[2 * ow + 1]);
+          }
+        }
+        continue;
+      }
       for (int64_t oh = 0; oh < out_h; ++oh) {
         const int64_t h0 = oh * stride_h - pad_h;
         const int64_t h_begin = std::max<int64_t>(0, h0);
