@@ -131,10 +131,7 @@ v1::Variant ToGraphVariant(const core::compress::GraphVariantReport& report,
     out->set_parameters(layer.out * layer.in);
   }
 
-  SetCostAxes(report,
-              "squeeze-cpu graph executor: quantized weights as dequantized fp32 (simulated, not an integer "
-              "kernel); N:M layers on the sparse kernel",
-              &variant);
+  SetCostAxes(report, report.runtime.empty() ? "squeeze-cpu graph executor" : report.runtime, &variant);
   // On the device: measured when it is this worker's hardware, else the
   // roofline's prediction; the local measurement stays in `points`.
   v1::LatencyAxis* latency = variant.mutable_latency();

@@ -17,6 +17,7 @@
 #include "core/onnx/onnx_model.h"
 #include "core/prune/nm_sparse.h"
 #include "core/quant/export/onnx_qdq.h"
+#include "core/quant/gemm/qdq_runtime.h"
 #include "core/runtime/executor.h"
 #include "core/status_macros.h"
 
@@ -415,9 +416,18 @@ absl::StatusOr<GraphVariantReport> GraphSession::Build(const Recipe& recipe, con
   // N:M-sparse layers run the sparse kernel from their compressed form.
   std::shared_ptr<const runtime::KernelBackend> variant_backend = backend;
   if (result.runtime_graph) variant_backend = prune::CreateNmSparseBackend(backend);
-  SQ_ASSIGN_OR_RETURN(runtime::Executor variant,
-                      runtime::Executor::Create(result.runtime_graph ? *result.runtime_graph : result.graph,
-                                                variant_backend));
+  graph::Graph runtime_graph = result.runtime_graph ? *result.runtime_graph : result.graph;
+  report.runtime = "squeeze-cpu graph executor";
+  if (result.runtime_graph) absl::StrAppend(&report.runtime, "; N:M layers on the sparse fp32 kernel");
+  // W8A8 layers run the int8 GEMM from their packed weights. A layer that is
+  // N:M-sparse as well was rewritten above and keeps the sparse kernel.
+  if (!result.packed.empty()) {
+    SQ_ASSIGN_OR_RETURN(quant::gemm::Int8Rewrite int8, quant::gemm::UseInt8Kernels(&runtime_graph, result.packed));
+    if (!int8.int8_layers.empty()) variant_backend = quant::gemm::CreateInt8QdqBackend(variant_backend);
+    absl::StrAppend(&report.runtime, "; ", quant::gemm::DescribeInt8Rewrite(int8),
+                    int8.skipped.empty() ? "" : " (quantized weights dequantized to fp32 there, simulated)");
+  }
+  SQ_ASSIGN_OR_RETURN(runtime::Executor variant, runtime::Executor::Create(std::move(runtime_graph), variant_backend));
   SQ_ASSIGN_OR_RETURN(model::Tensor outputs,
                       RunAll(variant, input_name_, evaluation_, EvaluationChunk(options_.metric)));
   SQ_ASSIGN_OR_RETURN(eval::OutputAgreement agreement, eval::CompareToReference(baseline_outputs_, outputs));

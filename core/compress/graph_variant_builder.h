@@ -108,6 +108,9 @@ struct GraphVariantReport : CostReport {
   std::vector<quant::ptq::LayerReport> layers;
   std::vector<quant::ptq::SkippedNode> skipped;
   std::vector<std::string> notes;  // one line per recipe step
+  // How our runtime executed the variant: which layers ran int8 / N:M
+  // kernels and which stayed fp32 (simulated quantization), for reports.
+  std::string runtime;
   // "top1_accuracy", "perplexity" or "top1_agreement" (baseline 1).
   std::string metric;
   bool higher_is_better = true;
