@@ -173,6 +173,9 @@ absl::Status ValidatePass(const v1::Pass& pass, int index) {
         return Invalid(absl::StrCat(field, ".distill.learning_rate must be in (0, 1] (0: default 1e-4), got ",
                                     d.learning_rate()));
       }
+      if (d.lora_rank() < 0 || d.lora_rank() > 256) {
+        return Invalid(absl::StrCat(field, ".distill.lora_rank must be in [0, 256] (0: off), got ", d.lora_rank()));
+      }
       if (d.batch_size() < 0 || d.batch_size() > 1024) {
         return Invalid(absl::StrCat(field, ".distill.batch_size must be in [1, 1024] (0: default 32), got ",
                                     d.batch_size()));

@@ -154,6 +154,7 @@ absl::StatusOr<compress::Recipe> CoreRecipe(const v1::Recipe& recipe, bool langu
         if (d.temperature() > 0) step.recovery.temperature = d.temperature();
         if (d.learning_rate() > 0) step.recovery.learning_rate = d.learning_rate();
         if (d.batch_size() > 0) step.recovery.batch_size = d.batch_size();
+        step.recovery.lora_rank = d.lora_rank();
         core_recipe.steps.push_back(step);
         break;
       }
@@ -220,6 +221,7 @@ v1::Recipe PassesFromRecipe(const compress::Recipe& recipe) {
       out->set_temperature(d->recovery.temperature);
       out->set_learning_rate(d->recovery.learning_rate);
       out->set_batch_size(static_cast<int32_t>(d->recovery.batch_size));
+      out->set_lora_rank(static_cast<int32_t>(d->recovery.lora_rank));
     }
   }
   return passes;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "core/distill/distill.h"
 #include "core/kernels/backends.h"
+#include "core/lora/lora.h"
 #include "core/prune/nm_sparse.h"
 #include "core/quant/ptq/layers.h"
 #include "core/runtime/executor.h"
@@ -60,9 +61,17 @@ absl::StatusOr<Tensor> FeedFor(const RecipeInputs& inputs, const std::vector<int
 
 // Output distillation of `student` from `original` (see RecoveryOptions).
 absl::Status Recover(const Graph& original, const RecoveryOptions& options, const RecipeInputs& inputs,
-                     const std::string& stage, const StepProgressFn& progress, Graph* student,
+                     const std::string& stage, const StepProgressFn& progress, bool keep_zeros, Graph* student,
                      std::vector<std::string>* notes) {
   if (options.steps <= 0) return absl::OkStatus();
+  std::optional<lora::LoraGraph> adapted;
+  if (options.lora_rank > 0) {
+    lora::LoraOptions lora_options;
+    lora_options.rank = options.lora_rank;
+    lora_options.alpha = 2.0 * static_cast<double>(options.lora_rank);
+    lora_options.seed = inputs.seed;
+    SQ_ASSIGN_OR_RETURN(adapted, lora::AddLoraAdapters(*student, lora_options));
+  }
   distill::DistillOptions distill_options;
   distill_options.output.steps = options.steps;
   distill_options.output.learning_rate = options.learning_rate;
@@ -70,9 +79,11 @@ absl::Status Recover(const Graph& original, const RecoveryOptions& options, cons
   const bool labels = inputs.examples->labels.has_value();
   distill_options.hard_label_weight = labels ? options.hard_label_weight : 0.0;
   distill_options.seed = inputs.seed;
-  // distill_options.trainable stays empty: core/distill's default trains the
-  // model's weights only (not BatchNormalization statistics, not the derived
-  // constants core/hf adds: rotary tables, the causal mask).
+  // Without LoRA, distill_options.trainable stays empty: core/distill's
+  // default trains the model's weights only (not BatchNormalization
+  // statistics, not the derived constants core/hf adds: rotary tables, the
+  // causal mask).
+  if (adapted) distill_options.trainable = adapted->trainable;
   auto batches = [&](int64_t step) -> absl::StatusOr<distill::DistillBatch> {
     const std::vector<int64_t> indices = BatchIndices(inputs, step, options.batch_size);
     distill::DistillBatch batch;
@@ -85,11 +96,20 @@ absl::Status Recover(const Graph& original, const RecoveryOptions& options, cons
   };
   const std::string recover_stage = absl::StrCat(stage, " recovery");
   SQ_ASSIGN_OR_RETURN(distill::DistillResult result,
-                      distill::Distill(original, *student, batches, distill_options,
+                      distill::Distill(original, adapted ? adapted->graph : *student, batches, distill_options,
                                        [&](const distill::DistillProgress& p) {
                                          return !progress || progress(recover_stage, p.step, p.total);
                                        }));
-  *student = std::move(result.student);
+  if (adapted) {
+    lora::MergeOptions merge;
+    merge.keep_zeros = keep_zeros;
+    SQ_ASSIGN_OR_RETURN(*student, lora::MergeLoraAdapters(result.student, adapted->adapters, merge));
+    notes->push_back(absl::StrFormat("%s: LoRA rank %d on %d layers (%d trainable parameters), merged%s",
+                                     stage, options.lora_rank, adapted->adapters.size(),
+                                     adapted->trainable_parameters, keep_zeros ? " keeping pruned zeros" : ""));
+  } else {
+    *student = std::move(result.student);
+  }
   const std::vector<double>& losses = result.curves.back().losses;
   notes->push_back(absl::StrFormat("%s: %d steps of output distillation (T %g, lr %g, batch %d%s), loss %.4g -> %.4g",
                                    recover_stage, options.steps, options.temperature, options.learning_rate,
@@ -146,7 +166,8 @@ absl::Status ApplyPrune(const Graph& original, const PruneStep& step, const Reci
     result->notes.push_back(absl::StrFormat("step %d prune: %s, %d of %d weights of %d layers are zero", index, label,
                                             pruned.zeros, pruned.params, pruned.layers.size()));
   }
-  return Recover(original, step.recovery, inputs, "prune", progress, &result->graph, &result->notes);
+  return Recover(original, step.recovery, inputs, "prune", progress, /*keep_zeros=*/result->nm_m > 0, &result->graph,
+                 &result->notes);
 }
 
 absl::Status ApplyLowRank(const Graph& original, const LowRankStep& step, const RecipeInputs& inputs, size_t index,
@@ -167,7 +188,8 @@ absl::Status ApplyLowRank(const Graph& original, const LowRankStep& step, const 
   result->techniques.push_back(label);
   result->notes.push_back(absl::StrFormat("step %d low_rank: %s, %d layers factorized, parameters %d -> %d", index,
                                           label, factorized_layers, factorized.params_before, factorized.params_after));
-  SQ_RETURN_IF_ERROR(Recover(original, step.recovery, inputs, "low_rank", progress, &result->graph, &result->notes));
+  SQ_RETURN_IF_ERROR(Recover(original, step.recovery, inputs, "low_rank", progress, /*keep_zeros=*/result->nm_m > 0,
+                             &result->graph, &result->notes));
   return lowrank::FoldRankScales(factorized.scales, &result->graph);
 }
 
@@ -257,8 +279,13 @@ absl::StatusOr<RecipeResult> ApplyRecipe(const graph::Graph& graph, const Recipe
     } else if (const auto* low_rank = std::get_if<LowRankStep>(&recipe.steps[i])) {
       status = ApplyLowRank(graph, *low_rank, inputs, i, progress, &result);
     } else if (const auto* distill_step = std::get_if<DistillStep>(&recipe.steps[i])) {
-      status = Recover(graph, distill_step->recovery, inputs, "distill", progress, &result.graph, &result.notes);
-      if (status.ok()) result.techniques.push_back(absl::StrCat("distill ", distill_step->recovery.steps, " steps"));
+      status = Recover(graph, distill_step->recovery, inputs, "distill", progress, /*keep_zeros=*/result.nm_m > 0,
+                       &result.graph, &result.notes);
+      if (status.ok()) {
+        result.techniques.push_back(absl::StrCat(
+            "distill ", distill_step->recovery.steps, " steps",
+            distill_step->recovery.lora_rank > 0 ? absl::StrCat(" (LoRA r", distill_step->recovery.lora_rank, ")") : ""));
+      }
     }
     if (!status.ok()) {
       if (status.code() == absl::StatusCode::kCancelled) return status;

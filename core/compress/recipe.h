@@ -42,6 +42,10 @@ struct RecoveryOptions {
   double learning_rate = 1e-4;
   double temperature = 4.0;
   double hard_label_weight = 0.5;
+  // > 0: train rank-`lora_rank` LoRA adapters (core/lora, alpha = 2 x rank)
+  // on the Gemm/MatMul layers instead of every weight, then merge them into
+  // the weights (keeping N:M-pruned zeros at zero).
+  int64_t lora_rank = 0;
 };
 
 // The recovery used when only a step count is given (service passes and the

@@ -117,6 +117,35 @@ TEST_F(RecipeTest, LowRankHalvesTheLinearLayers) {
   for (const auto& node : artifact->nodes) EXPECT_NE(node.op_type, "Mul") << node.name;
 }
 
+TEST_F(RecipeTest, LoraRecoveryAfterTwoFourKeepsThePattern) {
+  PruneStep prune;
+  prune.unstructured.method = prune::PruneMethod::kMagnitude;
+  prune.unstructured.nm_n = 2;
+  prune.unstructured.nm_m = 4;
+  DistillStep distill;
+  distill.recovery.steps = 10;
+  distill.recovery.learning_rate = 1e-3;
+  distill.recovery.lora_rank = 4;
+  auto report = Build(Recipe{{prune, distill}});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->technique, "magnitude 2:4 + distill 10 steps (LoRA r4)");
+  bool merged = false;
+  for (const std::string& note : report->notes) merged |= note.find("LoRA rank 4 on 3 layers") != std::string::npos;
+  EXPECT_TRUE(merged);
+  // The merged weights still hold the 2:4 pattern (the runtime rewrites them).
+  auto artifact = onnx::LoadOnnxModel(TempPath("recipe-variant.onnx"));
+  ASSERT_TRUE(artifact.ok()) << artifact.status();
+  for (const auto& [name, tensor] : artifact->initializers) {
+    if (tensor.rank() != 2 || tensor.shape()[1] % 4 != 0 || tensor.shape()[0] < 10) continue;
+    const float* w = tensor.data<float>();
+    for (int64_t g = 0; g < tensor.num_elements() / 4; ++g) {
+      int nonzero = 0;
+      for (int k = 0; k < 4; ++k) nonzero += w[g * 4 + k] != 0.0f;
+      ASSERT_LE(nonzero, 2) << name << " group " << g;
+    }
+  }
+}
+
 TEST_F(RecipeTest, RulesNameTheStep) {
   PruneStep prune;
   QuantizeStep gptq = W8A8();
