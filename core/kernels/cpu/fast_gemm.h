@@ -1,5 +1,5 @@
-// Float32 GEMM for the CPU kernels (issue 3): AVX2+FMA register-tiled
-// micro-kernels, chosen at run time, that read A and B in place (no packing,
+// Float32 GEMM for the CPU kernels (issue 3): AVX-512 or AVX2+FMA
+// register-tiled micro-kernels, chosen at run time, that read A and B in place (no packing,
 // so nothing is copied per call and small batches stay cheap). Callers keep
 // their Eigen code as the fallback for CPUs without AVX2/FMA and for layouts
 // these kernels do not take. Single-threaded: callers split rows or columns
@@ -16,6 +16,10 @@ namespace squeeze::core::kernels::cpu {
 // Eigen fallback, for comparisons). Decided once per process.
 bool FastGemmAvailable();
 
+// The kernels FastGemm runs: "avx512" (CPUs with AVX-512F), "avx2" (AVX2 and
+// FMA, or SQUEEZE_CPU_GEMM=avx2), or "eigen" when FastGemmAvailable() is false.
+const char* FastGemmKernelName();
+
 // c[i * ldc + j] = alpha * sum_k a[i * lda + k] * B(k, j) for i < m, j < n,
 // where B(k, j) = b[k * ldb + j], or b[j * ldb + k] when `trans_b` (B stored
 // as [n, k], the usual layout of a Gemm weight with transB = 1). Overwrites
@@ -26,9 +30,16 @@ void FastGemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const 
               int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc);
 
 namespace internal {
-// The AVX2 kernels behind FastGemm (fast_gemm_avx2.cc); same contract.
+// Whether this build has and this CPU runs each kernel set (ignores
+// SQUEEZE_CPU_GEMM); for tests.
+bool CpuRunsAvx2();
+bool CpuRunsAvx512();
+// The kernels behind FastGemm (fast_gemm_avx2.cc, fast_gemm_avx512.cc); same
+// contract, each only where its Cpu... function is true.
 void FastGemmAvx2(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                   int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc);
+void FastGemmAvx512(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                    int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc);
 }  // namespace internal
 
 }  // namespace squeeze::core::kernels::cpu

@@ -15,13 +15,18 @@
 // the same order wherever it sits in a tile.
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "core/kernels/cpu/fast_gemm.h"
 
 namespace squeeze::core::kernels::cpu::internal {
 namespace {
+
+// Only internal-linkage helpers here, no standard algorithm templates: an
+// inline template instantiated in this file would carry this file's
+// instruction set, and the linker may keep that copy for the whole program.
+int64_t Min(int64_t a, int64_t b) { return a < b ? a : b; }
+int64_t Max(int64_t a, int64_t b) { return a > b ? a : b; }
 
 constexpr int64_t kKBlock = 256;     // k per block, B as [k, n]
 constexpr int64_t kNBlock = 128;     // columns per block, B as [k, n]
@@ -82,15 +87,15 @@ void KernelNN(int64_t kc, const float* a, int64_t lda, const float* b, int64_t l
 void GemmNN(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
             const float* b, int64_t ldb, float* c, int64_t ldc) {
   for (int64_t jc = 0; jc < n; jc += kNBlock) {
-    const int64_t nc = std::min(kNBlock, n - jc);
+    const int64_t nc = Min(kNBlock, n - jc);
     for (int64_t pc = 0; pc < k; pc += kKBlock) {
-      const int64_t kc = std::min(kKBlock, k - pc);
+      const int64_t kc = Min(kKBlock, k - pc);
       const bool accumulate = pc > 0;
       for (int64_t ic = 0; ic < m; ic += 6) {
-        const int64_t mr = std::min<int64_t>(6, m - ic);
+        const int64_t mr = Min(6, m - ic);
         const float* a_tile = a + ic * lda + pc;
         for (int64_t jr = 0; jr < nc; jr += 16) {
-          const int nr = static_cast<int>(std::min<int64_t>(16, nc - jr));
+          const int nr = static_cast<int>(Min(16, nc - jr));
           const float* b_tile = b + pc * ldb + jc + jr;
           float* c_tile = c + ic * ldc + jc + jr;
           switch (mr) {
@@ -168,13 +173,13 @@ void KernelNTRows(int nr, int64_t k, const float* a, int64_t lda, const float* b
 void GemmNT(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
             const float* b, int64_t ldb, float* c, int64_t ldc) {
   const int64_t rows_per_block =
-      std::max<int64_t>(3, kNtBytes / static_cast<int64_t>(sizeof(float)) / std::max<int64_t>(1, k)) / 3 * 3;
+      Max(3, kNtBytes / static_cast<int64_t>(sizeof(float)) / Max(1, k)) / 3 * 3;
   for (int64_t jc = 0; jc < n; jc += rows_per_block) {
-    const int64_t nc = std::min(rows_per_block, n - jc);
+    const int64_t nc = Min(rows_per_block, n - jc);
     for (int64_t ic = 0; ic < m; ic += 4) {
-      const int64_t mr = std::min<int64_t>(4, m - ic);
+      const int64_t mr = Min(4, m - ic);
       for (int64_t jr = jc; jr < jc + nc; jr += 3) {
-        const int nr = static_cast<int>(std::min<int64_t>(3, jc + nc - jr));
+        const int nr = static_cast<int>(Min(3, jc + nc - jr));
         const float* a_tile = a + ic * lda;
         const float* b_tile = b + jr * ldb;
         float* c_tile = c + ic * ldc + jr;
@@ -195,7 +200,9 @@ void FastGemmAvx2(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, co
                   int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
-    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = 0.0f;
+    }
     return;
   }
   if (trans_b) {

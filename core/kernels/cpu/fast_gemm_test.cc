@@ -43,9 +43,11 @@ void ExpectNear(const std::vector<float>& got, const std::vector<double>& want,
   }
 }
 
-TEST(FastGemmTest, MatchesReferenceOnOddShapes) {
-  if (!FastGemmAvailable()) GTEST_SKIP() << "no AVX2+FMA (or SQUEEZE_CPU_GEMM=eigen)";
-  const std::vector<int64_t> sizes = {1, 3, 6, 7, 16, 17, 65};
+using GemmFunction = void (*)(bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                              const float*, int64_t, float*, int64_t);
+
+void CheckOddShapes(GemmFunction gemm) {
+  const std::vector<int64_t> sizes = {1, 3, 6, 7, 16, 17, 33, 65};
   uint32_t seed = 1;
   for (bool trans_b : {false, true}) {
     for (int64_t m : sizes) {
@@ -57,7 +59,7 @@ TEST(FastGemmTest, MatchesReferenceOnOddShapes) {
           const std::vector<float> b = RandomFloats((trans_b ? n : k) * ldb, seed++);
           std::vector<float> c(m * ldc, 7.0f);
           const float alpha = k == 3 ? 0.5f : 1.0f;
-          FastGemm(trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, c.data(), ldc);
+          gemm(trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, c.data(), ldc);
           std::vector<float> got;
           std::vector<double> want, scale;
           for (int64_t i = 0; i < m; ++i) {
@@ -85,11 +87,24 @@ TEST(FastGemmTest, MatchesReferenceOnOddShapes) {
   }
 }
 
+TEST(FastGemmTest, Avx2MatchesReferenceOnOddShapes) {
+  if (!internal::CpuRunsAvx2()) GTEST_SKIP() << "no AVX2+FMA";
+  CheckOddShapes(internal::FastGemmAvx2);
+}
+
+TEST(FastGemmTest, Avx512MatchesReferenceOnOddShapes) {
+  if (!internal::CpuRunsAvx512()) GTEST_SKIP() << "no AVX-512F";
+  CheckOddShapes(internal::FastGemmAvx512);
+}
+
 TEST(FastGemmTest, ZeroInnerSizeGivesZeros) {
-  if (!FastGemmAvailable()) GTEST_SKIP() << "no AVX2+FMA";
-  std::vector<float> c(6, 5.0f);
-  FastGemm(false, 2, 3, 0, 1.0f, nullptr, 0, nullptr, 3, c.data(), 3);
-  EXPECT_EQ(c, std::vector<float>(6, 0.0f));
+  if (!internal::CpuRunsAvx2()) GTEST_SKIP() << "no AVX2+FMA";
+  for (GemmFunction gemm : {internal::FastGemmAvx2, internal::FastGemmAvx512}) {
+    if (gemm == internal::FastGemmAvx512 && !internal::CpuRunsAvx512()) continue;
+    std::vector<float> c(6, 5.0f);
+    gemm(false, 2, 3, 0, 1.0f, nullptr, 0, nullptr, 3, c.data(), 3);
+    EXPECT_EQ(c, std::vector<float>(6, 0.0f));
+  }
 }
 
 absl::StatusOr<std::vector<Tensor>> RunNode(const graph::Node& node,
