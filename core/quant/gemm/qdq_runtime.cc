@@ -112,10 +112,13 @@ absl::Status CheckCall(const runtime::KernelCall& call, int64_t* in, int64_t* ou
   if (*in <= 0 || *out <= 0 || *in > kMaxInt8GemmDepth) {
     return absl::InvalidArgumentError(absl::StrCat(node.name, ": bad in/out attributes ", *in, ", ", *out));
   }
-  if ((x->dtype() != DataType::kUInt8 && x->dtype() != DataType::kInt8) || x->rank() < 1 ||
-      x->shape().back() != *in || x_zero->dtype() != x->dtype() || x_zero->num_elements() != 1 ||
+  const bool zero_ok = x->dtype() == DataType::kFloat32
+                           ? (x_zero->dtype() == DataType::kUInt8 || x_zero->dtype() == DataType::kInt8)
+                           : x_zero->dtype() == x->dtype();
+  if ((x->dtype() != DataType::kUInt8 && x->dtype() != DataType::kInt8 && x->dtype() != DataType::kFloat32) ||
+      x->rank() < 1 || x->shape().back() != *in || !zero_ok || x_zero->num_elements() != 1 ||
       x_scale->dtype() != DataType::kFloat32 || x_scale->num_elements() != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(node.name, ": Xq must be uint8/int8 [..., ", *in,
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": Xq must be uint8/int8 (or float32 X) [..., ", *in,
                                                    "] with a scalar scale and zero point of its type, got ",
                                                    graph::ShapeToString(x->shape())));
   }
@@ -127,6 +130,23 @@ absl::Status CheckCall(const runtime::KernelCall& call, int64_t* in, int64_t* ou
         absl::StrCat(node.name, ": int8 weight, scales, row sums or bias do not match [", *out, ", ", *in, "]"));
   }
   return absl::OkStatus();
+}
+
+// QuantizeLinear of the CPU backend, bit for bit, straight into the uint8
+// domain of the int8 GEMM: q = clamp(round_half_even(x / scale) + zero,
+// lo, hi), then + 128 for an int8 zero point (`zero_u8` = zero + 128, `lo`,
+// `hi` already shifted to [0, 255]). NaN goes to lo as there.
+void QuantizeToUint8(const float* x, int64_t n, float scale, int32_t zero_u8, uint8_t* q) {
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: (v + kRound) - kRound rounds half to even for |v| < 2^22
+  const float zero = static_cast<float>(zero_u8);
+  for (int64_t i = 0; i < n; ++i) {
+    float v = x[i] / scale;
+    v = v >= -512.0f ? v : -512.0f;  // also NaN
+    v = v <= 512.0f ? v : 512.0f;
+    v = (v + kRound) - kRound + zero;
+    v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+    q[i] = static_cast<uint8_t>(v);
+  }
 }
 
 class Int8QdqBackend : public runtime::KernelBackend {
@@ -151,7 +171,14 @@ class Int8QdqBackend : public runtime::KernelBackend {
     int32_t zx = 0;
     const uint8_t* xq = x.data<uint8_t>();
     std::vector<uint8_t> shifted;
-    if (x.dtype() == DataType::kInt8) {
+    if (x.dtype() == DataType::kFloat32) {
+      // The QuantizeLinear fused in: X is still float.
+      const Tensor& zero = *call.input(2);
+      zx = zero.dtype() == DataType::kInt8 ? int32_t{*zero.data<int8_t>()} + 128 : int32_t{*zero.data<uint8_t>()};
+      shifted.resize(x.num_elements());
+      QuantizeToUint8(x.data<float>(), x.num_elements(), sx, zx, shifted.data());
+      xq = shifted.data();
+    } else if (x.dtype() == DataType::kInt8) {
       // int8 q with zero z is uint8 q + 128 with zero z + 128 (flip the sign bit).
       shifted.resize(x.num_elements());
       for (size_t i = 0; i < shifted.size(); ++i) shifted[i] = static_cast<uint8_t>(xq[i] ^ 0x80u);
@@ -200,7 +227,7 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
   };
   for (const ptq::QuantizableLayer& layer : scan.layers) {
     if (layer.op_type == "Conv") {
-      skip(layer, "Conv (no int8 im2col path yet)");
+      skip(layer, "no int8 im2col path for Conv yet");
       continue;
     }
     const auto quantized = packed.find(layer.weight);
@@ -276,6 +303,36 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
     if (Uses(*graph, qdq.dequantize_output) == 0) EraseProducer(graph, qdq.dequantize_output);
     rewrite.int8_layers.push_back(layer.name);
   }
+  // Fuse each QuantizeLinear whose output only int8 nodes read into them:
+  // they then take the float X and quantize it themselves (the generic
+  // QuantizeLinear kernel costs more than the GEMM at these sizes).
+  for (Node& quantize : graph->nodes) {
+    if (quantize.op_type != "QuantizeLinear" || quantize.inputs.size() < 3 || quantize.outputs.size() != 1) continue;
+    const std::string q = quantize.outputs[0];
+    bool only_int8 = true;
+    int64_t int8_uses = 0;
+    for (const Node& node : graph->nodes) {
+      for (size_t i = 0; i < node.inputs.size(); ++i) {
+        if (node.inputs[i] != q) continue;
+        const bool fusable = node.op_type == kInt8QdqMatMulOp && i == 0 && node.inputs[1] == quantize.inputs[1] &&
+                             node.inputs[2] == quantize.inputs[2];
+        only_int8 &= fusable;
+        int8_uses += fusable;
+      }
+    }
+    for (const auto& output : graph->outputs) only_int8 &= output.name != q;
+    if (!only_int8 || int8_uses == 0) continue;
+    for (Node& node : graph->nodes) {
+      if (node.op_type == kInt8QdqMatMulOp && node.inputs[0] == q) node.inputs[0] = quantize.inputs[0];
+    }
+  }
+  std::vector<std::string> unused;
+  for (const Node& node : graph->nodes) {
+    if (node.op_type == "QuantizeLinear" && node.outputs.size() == 1 && Uses(*graph, node.outputs[0]) == 0) {
+      unused.push_back(node.outputs[0]);
+    }
+  }
+  for (const std::string& value : unused) EraseProducer(graph, value);
   SQ_RETURN_IF_ERROR(graph::SortTopologically(graph));
   return rewrite;
 }

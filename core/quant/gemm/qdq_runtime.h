@@ -8,7 +8,9 @@
 // whose input comes from such a DequantizeLinear (per-tensor scale and zero
 // point, uint8 or int8) and whose weight has an int8 per-channel symmetric
 // QuantizedLinear in `packed` into a kInt8QdqMatMulOp node fed by the
-// QuantizeLinear output (the integer activations) and the int8 weight:
+// QuantizeLinear output (the integer activations) and the int8 weight; a
+// QuantizeLinear that then feeds only such nodes is fused into them (they
+// take its float input and quantize it the same way, bit for bit):
 //
 //   Y [..., out] = (sx * sw[n]) * float(sum_k (xq[k] - zx) * wq[n, k]) + B[n]
 //
@@ -35,8 +37,8 @@
 
 namespace squeeze::core::quant::gemm {
 
-// Inputs (Xq [..., in] uint8 or int8, x_scale [] float32, x_zero_point []
-// of Xq's type, Wq [out, in] int8, w_scales [out] float32, w_row_sums [out]
+// Inputs (Xq [..., in] uint8 or int8, or float32 X that the node quantizes
+// as QuantizeLinear would; x_scale [] float32, x_zero_point [] uint8/int8, Wq [out, in] int8, w_scales [out] float32, w_row_sums [out]
 // int32, optional B [out] float32); int attributes in, out. NOT an ONNX
 // operator: graphs holding it are runtime-only and never exported (export
 // the simulated graph and the packed weights instead).

@@ -136,8 +136,8 @@ TEST(QdqRuntimeTest, RewritesGemmAndMatMulLeavesConvAndMatchesSimulatedGraph) {
   EXPECT_EQ(CountOps(runtime_graph, "Transpose"), 0);  // fc2's Transpose fed only the layer
   EXPECT_EQ(runtime_graph.initializers.count("fc1.weight"), 0u);
   EXPECT_EQ(runtime_graph.initializers.count("fc2.weight"), 0u);
-  // The Conv's QDQ pair stays; the two int8 layers' DequantizeLinear nodes go.
-  EXPECT_EQ(CountOps(runtime_graph, "QuantizeLinear"), 3);
+  // The Conv's QDQ pair stays; the int8 layers' pairs go (QuantizeLinear fused).
+  EXPECT_EQ(CountOps(runtime_graph, "QuantizeLinear"), 1);
   EXPECT_EQ(CountOps(runtime_graph, "DequantizeLinear"), 1);
   EXPECT_NE(DescribeInt8Rewrite(*rewrite).find("int8 kernels (W8A8, int32 accumulate): "),
             std::string::npos);
@@ -170,8 +170,17 @@ TEST(QdqRuntimeTest, SignedActivationsUseTheInt8ZeroPoint) {
   }
   ASSERT_NE(int8, nullptr);
   EXPECT_EQ(runtime_graph.initializers.at(int8->inputs[2]).dtype(), DataType::kInt8);
+  EXPECT_EQ(CountOps(runtime_graph, "QuantizeLinear"), 0);  // fused into the int8 node
+  EXPECT_EQ(runtime_graph.initializers.at(int8->inputs[1]).num_elements(), 1);
   auto cpu = kernels::cpu::CreateCpuBackend(1);
-  const auto test = Batches("x", {5, 24}, 1, 7, false)[0];
+  auto test = Batches("x", {5, 24}, 1, 7, false)[0];
+  // Ties (x / scale = k + 0.5, both signs) and values far outside the range:
+  // the fused quantization must round and clamp exactly as QuantizeLinear.
+  const float scale = *runtime_graph.initializers.at(int8->inputs[1]).data<float>();
+  float* x = test.at("x").data<float>();
+  for (int i = 0; i < 24; ++i) x[i] = (static_cast<float>(i - 12) + 0.5f) * scale;
+  x[24] = 1e6f;
+  x[25] = -1e6f;
   // One layer: the integer activations are identical, only summation order differs.
   EXPECT_LT(MaxRelativeDifference(RunGraph(runtime_graph, CreateInt8QdqBackend(cpu, 1), test),
                                   RunGraph(quantized->graph, cpu, test)),
