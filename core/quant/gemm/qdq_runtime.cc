@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -149,6 +150,45 @@ void QuantizeToUint8(const float* x, int64_t n, float scale, int32_t zero_u8, ui
   }
 }
 
+// The QDQ pairs left in front of fp32 layers (Conv, weight-only ones), per
+// tensor, in plain loops with the results of the CPU backend's generic
+// kernels bit for bit (tested); nullopt for anything else (per-axis, other
+// types), which goes to the base backend.
+std::optional<Tensor> RunQdqPerTensor(const runtime::KernelCall& call) {
+  const Tensor* x = call.input(0);
+  const Tensor* scale = call.input(1);
+  const Tensor* zero = call.input(2);
+  if (x == nullptr || scale == nullptr || zero == nullptr || scale->dtype() != DataType::kFloat32 ||
+      scale->num_elements() != 1 || zero->num_elements() != 1 ||
+      (zero->dtype() != DataType::kUInt8 && zero->dtype() != DataType::kInt8)) {
+    return std::nullopt;
+  }
+  const float s = *scale->data<float>();
+  const bool signed_q = zero->dtype() == DataType::kInt8;
+  const int32_t z = signed_q ? int32_t{*zero->data<int8_t>()} : int32_t{*zero->data<uint8_t>()};
+  if (call.node.op_type == "QuantizeLinear") {
+    if (x->dtype() != DataType::kFloat32) return std::nullopt;
+    Tensor q(zero->dtype(), x->shape());
+    uint8_t* out = q.data<uint8_t>();
+    QuantizeToUint8(x->data<float>(), x->num_elements(), s, signed_q ? z + 128 : z, out);
+    if (signed_q) {
+      for (int64_t i = 0; i < x->num_elements(); ++i) out[i] ^= 0x80u;
+    }
+    return q;
+  }
+  if (x->dtype() != zero->dtype()) return std::nullopt;
+  Tensor y(DataType::kFloat32, x->shape());
+  float* out = y.data<float>();
+  if (signed_q) {
+    const int8_t* q = x->data<int8_t>();
+    for (int64_t i = 0; i < x->num_elements(); ++i) out[i] = static_cast<float>(int32_t{q[i]} - z) * s;
+  } else {
+    const uint8_t* q = x->data<uint8_t>();
+    for (int64_t i = 0; i < x->num_elements(); ++i) out[i] = static_cast<float>(int32_t{q[i]} - z) * s;
+  }
+  return y;
+}
+
 class Int8QdqBackend : public runtime::KernelBackend {
  public:
   Int8QdqBackend(std::shared_ptr<const runtime::KernelBackend> base, int num_threads)
@@ -161,6 +201,10 @@ class Int8QdqBackend : public runtime::KernelBackend {
   }
 
   absl::StatusOr<std::vector<Tensor>> Run(const runtime::KernelCall& call) const override {
+    if (call.node.op_type == "QuantizeLinear" || call.node.op_type == "DequantizeLinear") {
+      std::optional<Tensor> fast = RunQdqPerTensor(call);
+      if (fast) return std::vector<Tensor>{*std::move(fast)};
+    }
     if (call.node.op_type != kInt8QdqMatMulOp) return base_->Run(call);
     int64_t in = 0, out = 0;
     SQ_RETURN_IF_ERROR(CheckCall(call, &in, &out));

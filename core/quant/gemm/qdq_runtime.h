@@ -62,8 +62,10 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(graph::Graph* graph,
 std::string DescribeInt8Rewrite(const Int8Rewrite& rewrite);
 
 // A backend that runs kInt8QdqMatMulOp nodes with Int8MatMulInt32 over
-// `num_threads` threads (0: hardware concurrency) and hands every other node
-// to `base`.
+// `num_threads` threads (0: hardware concurrency), per-tensor uint8/int8
+// QuantizeLinear / DequantizeLinear nodes (the pairs left in front of fp32
+// layers) in plain loops with the CPU backend's results bit for bit, and
+// hands every other node to `base`.
 std::shared_ptr<const runtime::KernelBackend> CreateInt8QdqBackend(
     std::shared_ptr<const runtime::KernelBackend> base, int num_threads = 0);
 

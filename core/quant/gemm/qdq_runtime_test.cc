@@ -187,6 +187,40 @@ TEST(QdqRuntimeTest, SignedActivationsUseTheInt8ZeroPoint) {
             1e-5);
 }
 
+// x -> QuantizeLinear -> DequantizeLinear -> y, per tensor, both zero point types.
+TEST(QdqRuntimeTest, PerTensorQdqMatchesTheCpuKernelsBitForBit) {
+  for (DataType type : {DataType::kUInt8, DataType::kInt8}) {
+    graph::GraphBuilder b("qdq");
+    const float scale = 0.037f;
+    b.Initializer("s", Tensor::FromVector<float>(DataType::kFloat32, {}, {scale}));
+    Tensor zero(type, {});
+    zero.data<uint8_t>()[0] = type == DataType::kInt8 ? static_cast<uint8_t>(-5) : 17;
+    b.Initializer("z", zero);
+    const std::string q = b.Add("QuantizeLinear", {"x", "s", "z"}, {}, "q");
+    b.Add("DequantizeLinear", {q, "s", "z"}, {}, "y");
+    b.AddInput({"x", DataType::kFloat32, std::nullopt});
+    b.AddOutput({"q", type, std::nullopt});
+    b.AddOutput({"y", DataType::kFloat32, std::nullopt});
+    const Graph graph = b.Finish();
+    std::mt19937 rng(1);
+    CalibrationBatch feed = {{"x", Random({3, 100}, &rng, 3.0f)}};
+    float* x = feed.at("x").data<float>();
+    for (int i = 0; i < 60; ++i) x[i] = (static_cast<float>(i - 30) + 0.5f) * scale;  // ties
+    x[60] = 1e9f;
+    x[61] = -1e9f;
+    x[62] = std::nanf("");
+    auto cpu = kernels::cpu::CreateCpuBackend(1);
+    auto reference = runtime::Executor::Create(graph, cpu)->Run(feed);
+    auto fast = runtime::Executor::Create(graph, CreateInt8QdqBackend(cpu, 1))->Run(feed);
+    ASSERT_TRUE(reference.ok() && fast.ok());
+    for (int output = 0; output < 2; ++output) {
+      ASSERT_EQ(reference->at(output).dtype(), fast->at(output).dtype());
+      const auto a = reference->at(output).ToDoubles(), c = fast->at(output).ToDoubles();
+      for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], c[i]) << "output " << output << " element " << i;
+    }
+  }
+}
+
 TEST(QdqRuntimeTest, LeavesWeightOnlyAndInt4LayersAlone) {
   const Graph original = SignedInputModel(8);
   const auto batches = Batches("x", {16, 24}, 2, 9, false);
