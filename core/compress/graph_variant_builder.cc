@@ -237,6 +237,20 @@ eval::EnergyEstimate EstimateLayers(const std::vector<eval::LayerCost>& costs, c
   return total;
 }
 
+// Initializer bytes with each matrix layer's weight counted as stored
+// (LayerCost.weight_bytes) instead of as fp32.
+int64_t MemoryBytes(const Graph& graph, const std::vector<eval::LayerCost>& costs) {
+  int64_t bytes = 0;
+  for (const auto& [name, tensor] : graph.initializers) bytes += tensor.byte_size();
+  absl::StatusOr<quant::ptq::LayerScan> scan = quant::ptq::FindQuantizableLayers(graph);
+  if (!scan.ok()) return bytes;
+  for (size_t i = 0; i < scan->layers.size() && i < costs.size(); ++i) {
+    const auto& layer = scan->layers[i];
+    bytes += costs[i].weight_bytes - layer.out * layer.in * static_cast<int64_t>(sizeof(float));
+  }
+  return bytes;
+}
+
 int64_t CountParameters(const Graph& graph) {
   int64_t count = 0;
   for (const auto& [name, tensor] : graph.initializers) {
@@ -461,6 +475,8 @@ absl::StatusOr<GraphVariantReport> GraphSession::Build(const Recipe& recipe, con
                       LayerCosts(graph_, input_name_, one_example, {}));
   SQ_ASSIGN_OR_RETURN(std::vector<eval::LayerCost> variant_costs,
                       LayerCosts(result.graph, input_name_, one_example, result.formats));
+  report.baseline_memory_bytes = MemoryBytes(graph_, baseline_costs);
+  report.memory_bytes = MemoryBytes(result.graph, variant_costs);
   if (!device.roofline.peak_ops_per_second.empty()) {
     report.predicted = eval::PredictRoofline(variant_costs, device.roofline, 1);
     report.predicted_baseline = eval::PredictRoofline(baseline_costs, device.roofline, 1);

@@ -123,6 +123,9 @@ struct GraphVariantReport : CostReport {
   int64_t evaluation_examples = 0;
   int64_t baseline_parameters = 0;
   int64_t parameters = 0;
+  // Weight bytes in memory in the variant's formats (see SizeAxis).
+  int64_t baseline_memory_bytes = 0;
+  int64_t memory_bytes = 0;
   std::vector<LatencyPoint> points;
   bool energy_measured = false;  // RAPL on the worker; else estimated
   // Roofline of the target device for the variant and the original

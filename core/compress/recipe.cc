@@ -156,7 +156,12 @@ absl::Status ApplyPrune(const Graph& original, const PruneStep& step, const Reci
       result->nm_n = o.nm_n;
       result->nm_m = o.nm_m;
       for (const prune::PruneLayerReport& layer : pruned.layers) {
-        result->formats[layer.weight].sparse_2_4 = o.nm_n * 2 <= o.nm_m && o.nm_m == 4;
+        WeightFormat& format = result->formats[layer.weight];
+        format.sparse_2_4 = o.nm_n * 2 <= o.nm_m && o.nm_m == 4;
+        // Held compressed: n of every m values plus their indices.
+        const int64_t groups = layer.out * (layer.in / o.nm_m);
+        format.stored_bytes = groups * o.nm_n * static_cast<int64_t>(sizeof(float)) +
+                              layer.out * ((layer.in / o.nm_m * o.nm_n * prune::NmIndexBits(o.nm_m) + 7) / 8);
       }
     } else {
       absl::StrAppend(&label, absl::StrFormat(" %.0f%%", 100 * o.sparsity),

@@ -132,6 +132,9 @@ TEST_F(RecipeTest, LoraRecoveryAfterTwoFourKeepsThePattern) {
   bool merged = false;
   for (const std::string& note : report->notes) merged |= note.find("LoRA rank 4 on 3 layers") != std::string::npos;
   EXPECT_TRUE(merged);
+  // In memory the 2:4 layers hold half their values plus 2-bit indices.
+  EXPECT_LT(report->memory_bytes, report->baseline_memory_bytes * 0.6);
+  EXPECT_GT(report->memory_bytes, report->baseline_memory_bytes * 0.5);
   // The merged weights still hold the 2:4 pattern (the runtime rewrites them).
   auto artifact = onnx::LoadOnnxModel(TempPath("recipe-variant.onnx"));
   ASSERT_TRUE(artifact.ok()) << artifact.status();
