@@ -131,6 +131,8 @@ v1::Variant ToGraphVariant(const core::compress::GraphVariantReport& report,
     out->set_parameters(layer.out * layer.in);
   }
 
+  variant.mutable_size()->set_baseline_memory_bytes(report.baseline_memory_bytes);
+  variant.mutable_size()->set_memory_bytes(report.memory_bytes);
   SetCostAxes(report, report.runtime.empty() ? "squeeze-cpu graph executor" : report.runtime, &variant);
   // On the device: measured when it is this worker's hardware, else the
   // roofline's prediction; the local measurement stays in `points`.
