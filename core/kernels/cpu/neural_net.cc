@@ -25,6 +25,10 @@ using ConstStridedMatrixMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<
 
 // Work below this many multiply-adds per thread is not worth a thread.
 constexpr int64_t kMinMultiplyAddsPerThread = 1 << 16;
+// The same through FastGemm, which does them several times faster: below
+// this, waking a second thread cost more than it saved on the 2-vCPU bench
+// machine (docs/benchmarks.md, issue 3).
+constexpr int64_t kMinFastMultiplyAddsPerThread = 1 << 19;
 
 int64_t Product(const std::vector<int64_t>& dims, size_t begin = 0,
                 size_t end = std::string::npos) {
@@ -287,9 +291,10 @@ KernelResult Conv(const KernelCall& call, int threads) {
   }
   tile = std::max<int64_t>(1, tile);
   const int64_t tiles = (out_size + tile - 1) / tile;
-  const int64_t min_items = std::max<int64_t>(
-      1, kMinMultiplyAddsPerThread / std::max<int64_t>(1, group_out * col_rows * tile));
   const bool fast = FastGemmAvailable();
+  const int64_t min_items = std::max<int64_t>(
+      1, (fast ? kMinFastMultiplyAddsPerThread : kMinMultiplyAddsPerThread) /
+             std::max<int64_t>(1, group_out * col_rows * tile));
   ParallelFor(images * tiles, min_items, threads, [&](int64_t begin, int64_t end) {
     float* col = pointwise ? nullptr : ThreadScratch(static_cast<size_t>(col_rows * tile));
     for (int64_t item = begin; item < end; ++item) {
@@ -599,7 +604,7 @@ void ParallelFastGemm(bool trans_b, int64_t rows, int64_t cols, int64_t inner, f
     constexpr int64_t kTile = 16;
     const int64_t tiles = (cols + kTile - 1) / kTile;
     ParallelFor(tiles,
-                std::max<int64_t>(1, kMinMultiplyAddsPerThread /
+                std::max<int64_t>(1, kMinFastMultiplyAddsPerThread /
                                          std::max<int64_t>(1, rows * inner * kTile)),
                 threads, [&](int64_t begin, int64_t end) {
                   const int64_t first = begin * kTile, last = std::min(cols, end * kTile);
@@ -608,7 +613,8 @@ void ParallelFastGemm(bool trans_b, int64_t rows, int64_t cols, int64_t inner, f
                 });
   } else {
     ParallelFor(rows,
-                std::max<int64_t>(1, kMinMultiplyAddsPerThread / std::max<int64_t>(1, inner * cols)),
+                std::max<int64_t>(1, kMinFastMultiplyAddsPerThread /
+                                         std::max<int64_t>(1, inner * cols)),
                 threads, [&](int64_t begin, int64_t end) {
                   FastGemm(trans_b, end - begin, cols, inner, alpha, a + begin * lda, lda, b, ldb,
                            out + begin * cols, cols);
