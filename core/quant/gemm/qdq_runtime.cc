@@ -117,7 +117,8 @@ absl::Status CheckCall(const runtime::KernelCall& call, int64_t* in, int64_t* ou
                            ? (x_zero->dtype() == DataType::kUInt8 || x_zero->dtype() == DataType::kInt8)
                            : x_zero->dtype() == x->dtype();
   if ((x->dtype() != DataType::kUInt8 && x->dtype() != DataType::kInt8 && x->dtype() != DataType::kFloat32) ||
-      x->rank() < 1 || x->shape().back() != *in || !zero_ok || x_zero->num_elements() != 1 ||
+      x->rank() < 1 || (node.op_type != kInt8QdqConvOp && x->shape().back() != *in) || !zero_ok ||
+      x_zero->num_elements() != 1 ||
       x_scale->dtype() != DataType::kFloat32 || x_scale->num_elements() != 1) {
     return absl::InvalidArgumentError(absl::StrCat(node.name, ": Xq must be uint8/int8 (or float32 X) [..., ", *in,
                                                    "] with a scalar scale and zero point of its type, got ",
@@ -189,6 +190,96 @@ std::optional<Tensor> RunQdqPerTensor(const runtime::KernelCall& call) {
   return y;
 }
 
+// X as uint8 with its zero point: the integer input itself, int8 shifted by
+// 128, or float32 quantized as QuantizeLinear would (the fused case).
+const uint8_t* UnsignedInput(const runtime::KernelCall& call, int32_t* zx, std::vector<uint8_t>* storage) {
+  const Tensor& x = *call.input(0);
+  const Tensor& zero = *call.input(2);
+  *zx = zero.dtype() == DataType::kInt8 ? int32_t{*zero.data<int8_t>()} + 128 : int32_t{*zero.data<uint8_t>()};
+  if (x.dtype() == DataType::kUInt8) return x.data<uint8_t>();
+  storage->resize(x.num_elements());
+  if (x.dtype() == DataType::kFloat32) {
+    QuantizeToUint8(x.data<float>(), x.num_elements(), *call.input(1)->data<float>(), *zx, storage->data());
+  } else {
+    // int8 q with zero z is uint8 q + 128 with zero z + 128 (flip the sign bit).
+    const uint8_t* q = x.data<uint8_t>();
+    for (size_t i = 0; i < storage->size(); ++i) (*storage)[i] = static_cast<uint8_t>(q[i] ^ 0x80u);
+  }
+  return storage->data();
+}
+
+// kInt8QdqConvOp: im2col of the uint8 input (padding with the zero point,
+// which is what the float 0 padding of the simulated graph quantizes to),
+// one int8 GEMM, rescale into [N, out, OH, OW].
+absl::StatusOr<std::vector<Tensor>> RunConv(const runtime::KernelCall& call, const uint8_t* xq, int32_t zx, float sx,
+                                            int64_t in, int64_t out, int num_threads) {
+  const Node& node = call.node;
+  const Tensor& x = *call.input(0);
+  const int64_t c = node.IntAttribute("c", 0), kh = node.IntAttribute("kernel_h", 0),
+                kw = node.IntAttribute("kernel_w", 0), sh = node.IntAttribute("stride_h", 1),
+                sw_ = node.IntAttribute("stride_w", 1), dh = node.IntAttribute("dilation_h", 1),
+                dw = node.IntAttribute("dilation_w", 1), pt = node.IntAttribute("pad_top", 0),
+                pl = node.IntAttribute("pad_left", 0), pb = node.IntAttribute("pad_bottom", 0),
+                pr = node.IntAttribute("pad_right", 0);
+  if (x.rank() != 4 || x.shape()[1] != c || c * kh * kw != in || sh < 1 || sw_ < 1 || dh < 1 || dw < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": ", kInt8QdqConvOp, " needs X [N, ", c,
+                                                   ", H, W] and c * kernel = in, got ",
+                                                   graph::ShapeToString(x.shape())));
+  }
+  const int64_t n = x.shape()[0], h = x.shape()[2], w = x.shape()[3];
+  const int64_t oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1;
+  const int64_t ow = (w + pl + pr - dw * (kw - 1) - 1) / sw_ + 1;
+  if (oh < 1 || ow < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": empty output for input ",
+                                                   graph::ShapeToString(x.shape())));
+  }
+  Tensor y(DataType::kFloat32, {n, out, oh, ow});
+  if (n == 0) return std::vector<Tensor>{std::move(y)};
+  const int64_t rows = n * oh * ow;
+  std::vector<uint8_t> patches(rows * in, static_cast<uint8_t>(zx));
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t yo = 0; yo < oh; ++yo) {
+      for (int64_t xo = 0; xo < ow; ++xo) {
+        uint8_t* row = patches.data() + ((b * oh + yo) * ow + xo) * in;
+        for (int64_t ch = 0; ch < c; ++ch) {
+          const uint8_t* plane = xq + (b * c + ch) * h * w;
+          for (int64_t i = 0; i < kh; ++i) {
+            const int64_t iy = yo * sh - pt + i * dh;
+            if (iy < 0 || iy >= h) continue;
+            for (int64_t j = 0; j < kw; ++j) {
+              const int64_t ix = xo * sw_ - pl + j * dw;
+              if (ix >= 0 && ix < w) row[(ch * kh + i) * kw + j] = plane[iy * w + ix];
+            }
+          }
+        }
+      }
+    }
+  }
+  std::vector<int32_t> acc(rows * out);
+  GemmOptions options;
+  options.num_threads = num_threads;
+  SQ_RETURN_IF_ERROR(Int8MatMulInt32(patches.data(), call.input(3)->data<int8_t>(), rows, out, in, acc.data(), options));
+  const float* scales = call.input(4)->data<float>();
+  const int32_t* row_sums = call.input(5)->data<int32_t>();
+  const Tensor* bias = call.input(6);
+  const float* bp = bias ? bias->data<float>() : nullptr;
+  float* yp = y.data<float>();
+  const int64_t plane = oh * ow;
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t p = 0; p < plane; ++p) {
+      const int32_t* a = acc.data() + (b * plane + p) * out;
+      for (int64_t o = 0; o < out; ++o) {
+        const int32_t centred =
+            static_cast<int32_t>(static_cast<uint32_t>(a[o]) - static_cast<uint32_t>(zx * row_sums[o]));
+        float v = (sx * scales[o]) * static_cast<float>(centred);
+        if (bp != nullptr) v += bp[o];
+        yp[(b * out + o) * plane + p] = v;
+      }
+    }
+  }
+  return std::vector<Tensor>{std::move(y)};
+}
+
 class Int8QdqBackend : public runtime::KernelBackend {
  public:
   Int8QdqBackend(std::shared_ptr<const runtime::KernelBackend> base, int num_threads)
@@ -197,7 +288,7 @@ class Int8QdqBackend : public runtime::KernelBackend {
   std::string name() const override { return absl::StrCat(base_->name(), "+int8"); }
 
   bool Supports(absl::string_view op_type) const override {
-    return op_type == kInt8QdqMatMulOp || base_->Supports(op_type);
+    return op_type == kInt8QdqMatMulOp || op_type == kInt8QdqConvOp || base_->Supports(op_type);
   }
 
   absl::StatusOr<std::vector<Tensor>> Run(const runtime::KernelCall& call) const override {
@@ -205,32 +296,17 @@ class Int8QdqBackend : public runtime::KernelBackend {
       std::optional<Tensor> fast = RunQdqPerTensor(call);
       if (fast) return std::vector<Tensor>{*std::move(fast)};
     }
-    if (call.node.op_type != kInt8QdqMatMulOp) return base_->Run(call);
+    if (call.node.op_type != kInt8QdqMatMulOp && call.node.op_type != kInt8QdqConvOp) return base_->Run(call);
     int64_t in = 0, out = 0;
     SQ_RETURN_IF_ERROR(CheckCall(call, &in, &out));
     const Tensor& x = *call.input(0);
     const Tensor* bias = call.input(6);
-    const int64_t rows = x.num_elements() / in;
     const float sx = *call.input(1)->data<float>();
     int32_t zx = 0;
-    const uint8_t* xq = x.data<uint8_t>();
     std::vector<uint8_t> shifted;
-    if (x.dtype() == DataType::kFloat32) {
-      // The QuantizeLinear fused in: X is still float.
-      const Tensor& zero = *call.input(2);
-      zx = zero.dtype() == DataType::kInt8 ? int32_t{*zero.data<int8_t>()} + 128 : int32_t{*zero.data<uint8_t>()};
-      shifted.resize(x.num_elements());
-      QuantizeToUint8(x.data<float>(), x.num_elements(), sx, zx, shifted.data());
-      xq = shifted.data();
-    } else if (x.dtype() == DataType::kInt8) {
-      // int8 q with zero z is uint8 q + 128 with zero z + 128 (flip the sign bit).
-      shifted.resize(x.num_elements());
-      for (size_t i = 0; i < shifted.size(); ++i) shifted[i] = static_cast<uint8_t>(xq[i] ^ 0x80u);
-      xq = shifted.data();
-      zx = int32_t{*call.input(2)->data<int8_t>()} + 128;
-    } else {
-      zx = *call.input(2)->data<uint8_t>();
-    }
+    const uint8_t* xq = UnsignedInput(call, &zx, &shifted);
+    if (call.node.op_type == kInt8QdqConvOp) return RunConv(call, xq, zx, sx, in, out, num_threads_);
+    const int64_t rows = x.num_elements() / in;
     std::vector<int64_t> shape = x.shape();
     shape.back() = out;
     Tensor y(DataType::kFloat32, shape);
@@ -270,10 +346,6 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
     rewrite.skipped.push_back({layer.name, std::move(reason)});
   };
   for (const ptq::QuantizableLayer& layer : scan.layers) {
-    if (layer.op_type == "Conv") {
-      skip(layer, "no int8 im2col path for Conv yet");
-      continue;
-    }
     const auto quantized = packed.find(layer.weight);
     if (quantized == packed.end()) {
       skip(layer, "weight not quantized");
@@ -314,9 +386,9 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
       skip(layer, "Gemm with transA, alpha or beta");
       continue;
     }
-    if (layer.op_type == "Gemm" && !layer.bias.empty() &&
+    if (layer.op_type != "MatMul" && !layer.bias.empty() &&
         graph->initializers.at(layer.bias).num_elements() != layer.out) {
-      skip(layer, "Gemm bias is not [out]");
+      skip(layer, absl::StrCat(layer.op_type, " bias is not [out]"));
       continue;
     }
     if (!MatchesGraphWeight(ptq::WeightMatrix(*graph, layer), *weights)) {
@@ -334,11 +406,18 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
 
     Node int8;
     int8.name = node->name;
-    int8.op_type = kInt8QdqMatMulOp;
+    int8.op_type = layer.op_type == "Conv" ? kInt8QdqConvOp : kInt8QdqMatMulOp;
     int8.inputs = {qdq.q, qdq.scale, qdq.zero, wq, scales, sums};
-    if (layer.op_type == "Gemm" && !layer.bias.empty()) int8.inputs.push_back(layer.bias);
+    if (layer.op_type != "MatMul" && !layer.bias.empty()) int8.inputs.push_back(layer.bias);
     int8.outputs = node->outputs;
     int8.attributes = {{"in", layer.in}, {"out", layer.out}};
+    if (layer.op_type == "Conv") {
+      const ptq::ConvGeometry& g = layer.conv;
+      int8.attributes.insert({{"c", layer.in_channels}, {"kernel_h", g.kernel_h}, {"kernel_w", g.kernel_w},
+                              {"stride_h", g.stride_h}, {"stride_w", g.stride_w}, {"dilation_h", g.dilation_h},
+                              {"dilation_w", g.dilation_w}, {"pad_top", g.pad_top}, {"pad_left", g.pad_left},
+                              {"pad_bottom", g.pad_bottom}, {"pad_right", g.pad_right}});
+    }
     *node = std::move(int8);
     if (layer.weight_input != layer.weight && Uses(*graph, layer.weight_input) == 0) {
       EraseProducer(graph, layer.weight_input);
@@ -358,7 +437,8 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
     for (const Node& node : graph->nodes) {
       for (size_t i = 0; i < node.inputs.size(); ++i) {
         if (node.inputs[i] != q) continue;
-        const bool fusable = node.op_type == kInt8QdqMatMulOp && i == 0 && node.inputs[1] == quantize.inputs[1] &&
+        const bool fusable = (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp) && i == 0 &&
+                             node.inputs[1] == quantize.inputs[1] &&
                              node.inputs[2] == quantize.inputs[2];
         only_int8 &= fusable;
         int8_uses += fusable;
@@ -367,7 +447,9 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
     for (const auto& output : graph->outputs) only_int8 &= output.name != q;
     if (!only_int8 || int8_uses == 0) continue;
     for (Node& node : graph->nodes) {
-      if (node.op_type == kInt8QdqMatMulOp && node.inputs[0] == q) node.inputs[0] = quantize.inputs[0];
+      if ((node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp) && node.inputs[0] == q) {
+        node.inputs[0] = quantize.inputs[0];
+      }
     }
   }
   std::vector<std::string> unused;

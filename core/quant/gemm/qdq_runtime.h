@@ -4,10 +4,10 @@
 // core/quant/ptq's simulated graph holds each quantized weight as its
 // dequantized floats and, with activation quantization, a QuantizeLinear ->
 // DequantizeLinear pair on the layer input. UseInt8Kernels rewrites every
-// Gemm (transA = 0, alpha = beta = 1, bias of [out] or none) and MatMul layer
-// whose input comes from such a DequantizeLinear (per-tensor scale and zero
+// Gemm (transA = 0, alpha = beta = 1, bias of [out] or none), MatMul and 2-D
+// Conv (group 1; as im2col + GEMM) layer whose input comes from such a DequantizeLinear (per-tensor scale and zero
 // point, uint8 or int8) and whose weight has an int8 per-channel symmetric
-// QuantizedLinear in `packed` into a kInt8QdqMatMulOp node fed by the
+// QuantizedLinear in `packed` into a kInt8QdqMatMulOp (kInt8QdqConvOp) node fed by the
 // QuantizeLinear output (the integer activations) and the int8 weight; a
 // QuantizeLinear that then feeds only such nodes is fused into them (they
 // take its float input and quantize it the same way, bit for bit):
@@ -18,9 +18,9 @@
 // simulated graph computes the same product with dequantized floats, so the
 // two differ only by float summation order. The float weight (and a
 // Transpose feeding only the layer), and a DequantizeLinear left without
-// consumers, are removed. Conv layers, weight-only or int4/grouped weights,
-// and layers without an activation QDQ pair are left alone (listed in
-// `skipped` with the reason).
+// consumers, are removed. Weight-only or int4/grouped weights and layers
+// without an activation QDQ pair are left alone (listed in `skipped` with
+// the reason).
 #ifndef SQUEEZE_CORE_QUANT_GEMM_QDQ_RUNTIME_H_
 #define SQUEEZE_CORE_QUANT_GEMM_QDQ_RUNTIME_H_
 
@@ -43,6 +43,12 @@ namespace squeeze::core::quant::gemm {
 // operator: graphs holding it are runtime-only and never exported (export
 // the simulated graph and the packed weights instead).
 inline constexpr char kInt8QdqMatMulOp[] = "SqueezeInt8QdqMatMul";
+
+// The same inputs for a 2-D Conv: X [N, c, H, W] -> Y [N, out, OH, OW], Wq
+// the [out, c * kernel_h * kernel_w] OIHW weight; int attributes in, out, c,
+// kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top,
+// pad_left, pad_bottom, pad_right. Runtime-only as above.
+inline constexpr char kInt8QdqConvOp[] = "SqueezeInt8QdqConv";
 
 struct Int8Rewrite {
   std::vector<std::string> int8_layers;           // layer names now on the int8 kernel

@@ -51,6 +51,23 @@ Graph ConvModel(uint32_t seed) {
   return b.Finish();
 }
 
+// image [N, 3, 9, 8] -> Conv 3x2 (stride 2x1, dilation 1x2, pads 1,0,2,1)
+// -> Relu -> Conv 1x1 -> y: strides, dilations, uneven padding, and
+// padding with the int8 zero point (signed input).
+Graph ConvGeometryModel(uint32_t seed) {
+  std::mt19937 rng(seed);
+  graph::GraphBuilder b("conv_geometry");
+  std::string x = b.Add("Conv", {"image", b.Initializer("c1.weight", Random({5, 3, 3, 2}, &rng, 0.4f)),
+                                 b.Initializer("c1.bias", Random({5}, &rng, 0.1f))},
+                        {{"pads", std::vector<int64_t>{1, 0, 2, 1}}, {"kernel_shape", std::vector<int64_t>{3, 2}},
+                         {"strides", std::vector<int64_t>{2, 1}}, {"dilations", std::vector<int64_t>{1, 2}}});
+  b.Add("Conv", {b.Add("Relu", {x}), b.Initializer("c2.weight", Random({4, 5, 1, 1}, &rng, 0.4f))},
+        {{"kernel_shape", std::vector<int64_t>{1, 1}}}, "y");
+  b.AddInput({"image", DataType::kFloat32, std::nullopt});
+  b.AddOutput({"y", DataType::kFloat32, std::nullopt});
+  return b.Finish();
+}
+
 // x [N, 24] (signed: int8 activations) -> Gemm [10, 24] without bias -> y.
 Graph SignedInputModel(uint32_t seed) {
   std::mt19937 rng(seed);
@@ -120,7 +137,7 @@ int CountOps(const Graph& graph, const std::string& op) {
                                         [&](const graph::Node& node) { return node.op_type == op; }));
 }
 
-TEST(QdqRuntimeTest, RewritesGemmAndMatMulLeavesConvAndMatchesSimulatedGraph) {
+TEST(QdqRuntimeTest, RewritesGemmMatMulAndConvAndMatchesSimulatedGraph) {
   const Graph original = ConvModel(3);
   const auto batches = Batches("image", {8, 2, 6, 6}, 3, 4, /*nonnegative=*/false);
   auto quantized = ptq::QuantizeGraph(original, batches, W8A8());
@@ -128,17 +145,17 @@ TEST(QdqRuntimeTest, RewritesGemmAndMatMulLeavesConvAndMatchesSimulatedGraph) {
   Graph runtime_graph = quantized->graph;
   auto rewrite = UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized));
   ASSERT_TRUE(rewrite.ok()) << rewrite.status();
-  EXPECT_EQ(rewrite->int8_layers.size(), 2u);
-  ASSERT_EQ(rewrite->skipped.size(), 1u);
-  EXPECT_NE(rewrite->skipped[0].reason.find("Conv"), std::string::npos);
+  EXPECT_EQ(rewrite->int8_layers.size(), 3u);
+  EXPECT_TRUE(rewrite->skipped.empty()) << DescribeInt8Rewrite(*rewrite);
   EXPECT_EQ(CountOps(runtime_graph, kInt8QdqMatMulOp), 2);
-  EXPECT_EQ(CountOps(runtime_graph, "Conv"), 1);
+  EXPECT_EQ(CountOps(runtime_graph, kInt8QdqConvOp), 1);
+  EXPECT_EQ(CountOps(runtime_graph, "Conv"), 0);
   EXPECT_EQ(CountOps(runtime_graph, "Transpose"), 0);  // fc2's Transpose fed only the layer
   EXPECT_EQ(runtime_graph.initializers.count("fc1.weight"), 0u);
   EXPECT_EQ(runtime_graph.initializers.count("fc2.weight"), 0u);
-  // The Conv's QDQ pair stays; the int8 layers' pairs go (QuantizeLinear fused).
-  EXPECT_EQ(CountOps(runtime_graph, "QuantizeLinear"), 1);
-  EXPECT_EQ(CountOps(runtime_graph, "DequantizeLinear"), 1);
+  // Every QDQ pair goes (QuantizeLinear fused into the int8 nodes).
+  EXPECT_EQ(CountOps(runtime_graph, "QuantizeLinear"), 0);
+  EXPECT_EQ(CountOps(runtime_graph, "DequantizeLinear"), 0);
   EXPECT_NE(DescribeInt8Rewrite(*rewrite).find("int8 kernels (W8A8, int32 accumulate): "),
             std::string::npos);
 
@@ -153,6 +170,26 @@ TEST(QdqRuntimeTest, RewritesGemmAndMatMulLeavesConvAndMatchesSimulatedGraph) {
   EXPECT_GE(close, static_cast<int>(int8.size() * 9 / 10));
   // Without the wrapper the runtime-only node is rejected.
   EXPECT_FALSE(runtime::Executor::Create(runtime_graph, cpu).ok());
+}
+
+TEST(QdqRuntimeTest, ConvGeometryMatchesSimulatedGraph) {
+  const Graph original = ConvGeometryModel(21);
+  const auto batches = Batches("image", {4, 3, 9, 8}, 2, 22, /*nonnegative=*/false);
+  auto quantized = ptq::QuantizeGraph(original, batches, W8A8());
+  ASSERT_TRUE(quantized.ok()) << quantized.status();
+  Graph runtime_graph = quantized->graph;
+  auto rewrite = UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized));
+  ASSERT_TRUE(rewrite.ok()) << rewrite.status();
+  EXPECT_EQ(CountOps(runtime_graph, kInt8QdqConvOp), 2) << DescribeInt8Rewrite(*rewrite);
+  auto cpu = kernels::cpu::CreateCpuBackend(1);
+  const auto test = Batches("image", {3, 3, 9, 8}, 1, 23, false)[0];
+  const std::vector<float> simulated = RunGraph(quantized->graph, cpu, test);
+  const std::vector<float> int8 = RunGraph(runtime_graph, CreateInt8QdqBackend(cpu, 1), test);
+  ASSERT_EQ(simulated.size(), int8.size());
+  EXPECT_LT(MaxRelativeDifference(int8, simulated), 1e-2);
+  int close = 0;
+  for (size_t i = 0; i < int8.size(); ++i) close += std::fabs(int8[i] - simulated[i]) <= 1e-4f * (1 + std::fabs(simulated[i]));
+  EXPECT_GE(close, static_cast<int>(int8.size() * 9 / 10));
 }
 
 TEST(QdqRuntimeTest, SignedActivationsUseTheInt8ZeroPoint) {
