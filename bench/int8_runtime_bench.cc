@@ -3,7 +3,8 @@
 // activation QuantizeLinear -> DequantizeLinear; what variants ran before)
 // and the same variant on the int8 kernels (quant::gemm::UseInt8Kernels +
 // CreateInt8QdqBackend), through the Executor at batch 1, 8 and 32, all on
-// one thread, in the same run. Each figure is the median over --repeats
+// one thread, in the same run; for the CNN also with its Conv layers on the
+// int8 im2col path (UseInt8Kernels conv=true, off by default). Each figure is the median over --repeats
 // alternating rounds of the per-round median latency. Calibration and
 // timing inputs are seeded uniform [0, 1) pixels (latency does not depend
 // on them); the int8 outputs are checked against the simulated graph's.
@@ -21,6 +22,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_format.h"
 #include "core/eval/latency.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/onnx/onnx_model.h"
@@ -85,13 +87,20 @@ void BenchModel(const std::string& file) {
   graph::Graph runtime_graph = ptq.graph;
   const quant::gemm::Int8Rewrite rewrite = Check(quant::gemm::UseInt8Kernels(&runtime_graph, packed));
   std::printf("\n%s: %s\n", file.c_str(), quant::gemm::DescribeInt8Rewrite(rewrite).c_str());
+  graph::Graph conv_graph = ptq.graph;
+  const quant::gemm::Int8Rewrite conv_rewrite =
+      Check(quant::gemm::UseInt8Kernels(&conv_graph, packed, {/*conv=*/true}));
+  const bool has_conv = conv_rewrite.int8_layers.size() > rewrite.int8_layers.size();
+  if (has_conv) std::printf("with conv=true: %s\n", quant::gemm::DescribeInt8Rewrite(conv_rewrite).c_str());
 
   auto cpu = kernels::cpu::CreateCpuBackend(1);
   const auto fp32 = Check(runtime::Executor::Create(original, cpu));
   const auto simulated = Check(runtime::Executor::Create(ptq.graph, cpu));
-  const auto int8 = Check(runtime::Executor::Create(runtime_graph, quant::gemm::CreateInt8QdqBackend(cpu, 1)));
-  std::printf("| batch | fp32 ms | W8A8 simulated ms | W8A8 int8 ms | fp32 / int8 | simulated / int8 | max |int8 - sim| / max |sim| |\n");
-  std::printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+  auto int8_backend = quant::gemm::CreateInt8QdqBackend(cpu, 1);
+  const auto int8 = Check(runtime::Executor::Create(runtime_graph, int8_backend));
+  const auto int8_conv = Check(runtime::Executor::Create(conv_graph, int8_backend));
+  std::printf("| batch | fp32 ms | W8A8 simulated ms | W8A8 int8 ms | fp32 / int8 | simulated / int8 | max |int8 - sim| / max |sim| | int8 incl. Conv ms |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (int64_t batch : {1, 8, 32}) {
     const std::map<std::string, graph::Tensor> feeds = {{input.name, Pixels(shape_for(batch), 100)}};
     const std::vector<float> sim_y = Check(simulated.Run(feeds))[0].ToFloats();
@@ -101,15 +110,17 @@ void BenchModel(const std::string& file) {
       diff = std::max(diff, std::fabs(double{int8_y[i]} - sim_y[i]));
       scale = std::max(scale, std::fabs(double{sim_y[i]}));
     }
-    std::vector<double> f, s, q;
+    std::vector<double> f, s, q, qc;
     for (int r = 0; r < absl::GetFlag(FLAGS_repeats); ++r) {
       f.push_back(RoundMs([&] { Check(fp32.Run(feeds)); }));
       s.push_back(RoundMs([&] { Check(simulated.Run(feeds)); }));
       q.push_back(RoundMs([&] { Check(int8.Run(feeds)); }));
+      if (has_conv) qc.push_back(RoundMs([&] { Check(int8_conv.Run(feeds)); }));
     }
     const double fm = MedianOf(f), sm = MedianOf(s), qm = MedianOf(q);
-    std::printf("| %lld | %.4f | %.4f | %.4f | %.2fx | %.2fx | %.1e |\n", static_cast<long long>(batch), fm, sm, qm,
-                fm / qm, sm / qm, scale > 0 ? diff / scale : diff);
+    std::printf("| %lld | %.4f | %.4f | %.4f | %.2fx | %.2fx | %.1e | %s |\n", static_cast<long long>(batch), fm, sm,
+                qm, fm / qm, sm / qm, scale > 0 ? diff / scale : diff,
+                has_conv ? absl::StrFormat("%.4f", MedianOf(qc)).c_str() : "-");
   }
 }
 

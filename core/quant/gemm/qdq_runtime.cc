@@ -339,13 +339,18 @@ class Int8QdqBackend : public runtime::KernelBackend {
 
 }  // namespace
 
-absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::string, QuantizedLinear>& packed) {
+absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::string, QuantizedLinear>& packed,
+                                           const Int8RewriteOptions& options) {
   SQ_ASSIGN_OR_RETURN(ptq::LayerScan scan, ptq::FindQuantizableLayers(*graph));
   Int8Rewrite rewrite;
   auto skip = [&](const ptq::QuantizableLayer& layer, std::string reason) {
     rewrite.skipped.push_back({layer.name, std::move(reason)});
   };
   for (const ptq::QuantizableLayer& layer : scan.layers) {
+    if (layer.op_type == "Conv" && !options.conv) {
+      skip(layer, "Conv kept on the fp32 kernel: int8 im2col measured slower");
+      continue;
+    }
     const auto quantized = packed.find(layer.weight);
     if (quantized == packed.end()) {
       skip(layer, "weight not quantized");

@@ -4,8 +4,8 @@
 // core/quant/ptq's simulated graph holds each quantized weight as its
 // dequantized floats and, with activation quantization, a QuantizeLinear ->
 // DequantizeLinear pair on the layer input. UseInt8Kernels rewrites every
-// Gemm (transA = 0, alpha = beta = 1, bias of [out] or none), MatMul and 2-D
-// Conv (group 1; as im2col + GEMM) layer whose input comes from such a DequantizeLinear (per-tensor scale and zero
+// Gemm (transA = 0, alpha = beta = 1, bias of [out] or none), MatMul and,
+// when asked, 2-D Conv (group 1; as im2col + GEMM) layer whose input comes from such a DequantizeLinear (per-tensor scale and zero
 // point, uint8 or int8) and whose weight has an int8 per-channel symmetric
 // QuantizedLinear in `packed` into a kInt8QdqMatMulOp (kInt8QdqConvOp) node fed by the
 // QuantizeLinear output (the integer activations) and the int8 weight; a
@@ -55,13 +55,20 @@ struct Int8Rewrite {
   std::vector<ptq::SkippedNode> skipped;          // Gemm/MatMul/Conv layers left as they were, with why
 };
 
+struct Int8RewriteOptions {
+  // Conv layers too (im2col + int8 GEMM). Off by default: on the reference
+  // CNN it measured 2-4x slower than the fp32 Conv (docs/benchmarks.md).
+  bool conv = false;
+};
+
 // Rewrites `graph` as the file comment says. `packed` maps weight
 // initializer names to their quantized form (RecipeResult::packed). A layer
 // whose packed weight does not dequantize to the graph's float weight (the
 // graph was changed after quantization) is skipped. Errors: those of
 // FindQuantizableLayers and SortTopologically.
 absl::StatusOr<Int8Rewrite> UseInt8Kernels(graph::Graph* graph,
-                                           const std::map<std::string, QuantizedLinear>& packed);
+                                           const std::map<std::string, QuantizedLinear>& packed,
+                                           const Int8RewriteOptions& options = {});
 
 // One line for reports: "int8 kernels (W8A8, int32 accumulate): fc1, fc2;
 // fp32: fc3 (no activation QDQ pair)".

@@ -143,10 +143,19 @@ TEST(QdqRuntimeTest, RewritesGemmMatMulAndConvAndMatchesSimulatedGraph) {
   auto quantized = ptq::QuantizeGraph(original, batches, W8A8());
   ASSERT_TRUE(quantized.ok()) << quantized.status();
   Graph runtime_graph = quantized->graph;
-  auto rewrite = UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized));
+  auto rewrite = UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized), {/*conv=*/true});
   ASSERT_TRUE(rewrite.ok()) << rewrite.status();
   EXPECT_EQ(rewrite->int8_layers.size(), 3u);
   EXPECT_TRUE(rewrite->skipped.empty()) << DescribeInt8Rewrite(*rewrite);
+  // By default the Conv stays fp32 (with its QDQ pair).
+  Graph default_graph = quantized->graph;
+  auto default_rewrite = UseInt8Kernels(&default_graph, PackedByWeight(original, *quantized));
+  ASSERT_TRUE(default_rewrite.ok());
+  EXPECT_EQ(default_rewrite->int8_layers.size(), 2u);
+  ASSERT_EQ(default_rewrite->skipped.size(), 1u);
+  EXPECT_NE(default_rewrite->skipped[0].reason.find("Conv kept on the fp32 kernel"), std::string::npos);
+  EXPECT_EQ(CountOps(default_graph, "Conv"), 1);
+  EXPECT_EQ(CountOps(default_graph, "QuantizeLinear"), 1);
   EXPECT_EQ(CountOps(runtime_graph, kInt8QdqMatMulOp), 2);
   EXPECT_EQ(CountOps(runtime_graph, kInt8QdqConvOp), 1);
   EXPECT_EQ(CountOps(runtime_graph, "Conv"), 0);
@@ -178,7 +187,7 @@ TEST(QdqRuntimeTest, ConvGeometryMatchesSimulatedGraph) {
   auto quantized = ptq::QuantizeGraph(original, batches, W8A8());
   ASSERT_TRUE(quantized.ok()) << quantized.status();
   Graph runtime_graph = quantized->graph;
-  auto rewrite = UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized));
+  auto rewrite = UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized), {/*conv=*/true});
   ASSERT_TRUE(rewrite.ok()) << rewrite.status();
   EXPECT_EQ(CountOps(runtime_graph, kInt8QdqConvOp), 2) << DescribeInt8Rewrite(*rewrite);
   auto cpu = kernels::cpu::CreateCpuBackend(1);
