@@ -439,7 +439,7 @@ absl::StatusOr<GraphVariantReport> GraphSession::Build(const Recipe& recipe, con
     SQ_ASSIGN_OR_RETURN(quant::gemm::Int8Rewrite int8, quant::gemm::UseInt8Kernels(&runtime_graph, result.packed));
     if (!int8.int8_layers.empty()) variant_backend = quant::gemm::CreateInt8QdqBackend(variant_backend);
     absl::StrAppend(&report.runtime, "; ", quant::gemm::DescribeInt8Rewrite(int8),
-                    int8.skipped.empty() ? "" : " (quantized weights dequantized to fp32 there, simulated)");
+                    int8.skipped.empty() ? "" : " (their quantized weights run dequantized to fp32, simulated)");
   }
   SQ_ASSIGN_OR_RETURN(runtime::Executor variant, runtime::Executor::Create(std::move(runtime_graph), variant_backend));
   SQ_ASSIGN_OR_RETURN(model::Tensor outputs,
