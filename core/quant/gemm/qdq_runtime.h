@@ -5,9 +5,10 @@
 // dequantized floats and, with activation quantization, a QuantizeLinear ->
 // DequantizeLinear pair on the layer input. UseInt8Kernels rewrites every
 // Gemm (transA = 0, alpha = beta = 1, bias of [out] or none), MatMul and,
-// when asked, 2-D Conv (group 1; as im2col + GEMM) layer whose input comes from such a DequantizeLinear (per-tensor scale and zero
-// point, uint8 or int8) and whose weight has an int8 per-channel symmetric
-// QuantizedLinear in `packed` into a kInt8QdqMatMulOp (kInt8QdqConvOp) node fed by the
+// when asked, 2-D Conv (group 1; as im2col + GEMM) layer whose input comes
+// from such a DequantizeLinear (per-tensor scale and zero point, uint8 or
+// int8) and whose weight has an int8 per-channel symmetric QuantizedLinear
+// in `packed` into a kInt8QdqMatMulOp (kInt8QdqConvOp) node fed by the
 // QuantizeLinear output (the integer activations) and the int8 weight; a
 // QuantizeLinear that then feeds only such nodes is fused into them (they
 // take its float input and quantize it the same way, bit for bit):
