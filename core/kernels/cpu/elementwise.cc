@@ -71,7 +71,7 @@ KernelResult Binary(const KernelCall& call, Fn fn,
       const std::vector<int64_t> ib = BroadcastIndex(b->shape(), shape);
       for (int64_t i = 0; i < count; ++i) dst[i] = apply(x[ia[i]], y[ib[i]]);
     }
-    return std::vector<Tensor>{std::move(out)};
+    return OneOutput(std::move(out));
   }
   if (a->dtype() == DataType::kFloat32 && b->dtype() == DataType::kFloat32) {
     std::vector<float> out = BroadcastApply<float>(
@@ -83,7 +83,7 @@ KernelResult Binary(const KernelCall& call, Fn fn,
   std::vector<double> out = BroadcastApply<double>(
       a->ToDoubles(), a->shape(), b->ToDoubles(), b->shape(), shape,
       [&](double x, double y) { return static_cast<double>(fn(x, y)); });
-  return std::vector<Tensor>{graph::TensorFromDoubles(out_dtype, shape, out)};
+  return OneOutput(graph::TensorFromDoubles(out_dtype, shape, out));
 }
 
 // A unary operator; `fn` is a generic lambda called with float or double.
@@ -95,11 +95,11 @@ KernelResult Unary(const KernelCall& call, Fn fn) {
     const float* in = x->data<float>();
     float* dst = out.data<float>();
     for (int64_t i = 0; i < x->num_elements(); ++i) dst[i] = fn(in[i]);
-    return std::vector<Tensor>{std::move(out)};
+    return OneOutput(std::move(out));
   }
   std::vector<double> values = x->ToDoubles();
   for (double& value : values) value = fn(value);
-  return std::vector<Tensor>{graph::TensorFromDoubles(x->dtype(), x->shape(), values)};
+  return OneOutput(graph::TensorFromDoubles(x->dtype(), x->shape(), values));
 }
 
 template <typename T>
@@ -134,7 +134,7 @@ KernelResult Where(const KernelCall& call) {
     const char* src = cb[ic[i]] ? xb + ix[i] * size : yb + iy[i] * size;
     std::memcpy(dst + i * size, src, size);
   }
-  return std::vector<Tensor>{std::move(out)};
+  return OneOutput(std::move(out));
 }
 
 KernelResult Clip(const KernelCall& call) {
@@ -149,20 +149,20 @@ KernelResult Clip(const KernelCall& call) {
   }
   std::vector<double> values = x->ToDoubles();
   for (double& value : values) value = std::min(high, std::max(low, value));
-  return std::vector<Tensor>{graph::TensorFromDoubles(x->dtype(), x->shape(), values)};
+  return OneOutput(graph::TensorFromDoubles(x->dtype(), x->shape(), values));
 }
 
 KernelResult Cast(const KernelCall& call) {
   SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
   SQ_ASSIGN_OR_RETURN(DataType to,
                       graph::DataTypeFromOnnxCode(call.node.IntAttribute("to", 0)));
-  return std::vector<Tensor>{graph::CastTensor(*x, to)};
+  return OneOutput(graph::CastTensor(*x, to));
 }
 
 KernelResult Constant(const KernelCall& call) {
   const graph::Node& node = call.node;
   if (const Tensor* value = node.TensorAttribute("value")) {
-    return std::vector<Tensor>{*value};
+    return OneOutput(*value);
   }
   if (node.HasAttribute("value_float")) {
     return std::vector<Tensor>{Tensor::FromVector<float>(
@@ -171,7 +171,7 @@ KernelResult Constant(const KernelCall& call) {
   if (node.HasAttribute("value_floats")) {
     std::vector<float> values = node.FloatsAttribute("value_floats");
     const int64_t n = static_cast<int64_t>(values.size());
-    return std::vector<Tensor>{Tensor::FromVector(DataType::kFloat32, {n}, values)};
+    return OneOutput(Tensor::FromVector(DataType::kFloat32, {n}, values));
   }
   if (node.HasAttribute("value_int")) {
     return std::vector<Tensor>{Tensor::FromVector<int64_t>(
@@ -180,7 +180,7 @@ KernelResult Constant(const KernelCall& call) {
   if (node.HasAttribute("value_ints")) {
     std::vector<int64_t> values = node.IntsAttribute("value_ints");
     const int64_t n = static_cast<int64_t>(values.size());
-    return std::vector<Tensor>{Tensor::FromVector(DataType::kInt64, {n}, values)};
+    return OneOutput(Tensor::FromVector(DataType::kInt64, {n}, values));
   }
   return absl::UnimplementedError(
       "Constant needs one of value, value_float(s), value_int(s)");
@@ -192,7 +192,7 @@ KernelResult ConstantOfShape(const KernelCall& call) {
   const Tensor* value = call.node.TensorAttribute("value");
   SQ_RETURN_IF_ERROR(
       CheckDataShapedSize(value ? value->dtype() : DataType::kFloat32, shape));
-  if (value == nullptr) return std::vector<Tensor>{Tensor(DataType::kFloat32, shape)};
+  if (value == nullptr) return OneOutput(Tensor(DataType::kFloat32, shape));
   if (value->num_elements() != 1) {
     return absl::InvalidArgumentError("ConstantOfShape value must have one element");
   }
@@ -202,7 +202,7 @@ KernelResult ConstantOfShape(const KernelCall& call) {
   for (int64_t i = 0; i < out.num_elements(); ++i) {
     std::memcpy(dst + i * size, value->raw_data(), size);
   }
-  return std::vector<Tensor>{std::move(out)};
+  return OneOutput(std::move(out));
 }
 
 KernelResult Shape(const KernelCall& call) {
@@ -217,7 +217,7 @@ KernelResult Shape(const KernelCall& call) {
   std::vector<int64_t> dims;
   for (int64_t i = start; i < end; ++i) dims.push_back(x->shape()[i]);
   const int64_t n = static_cast<int64_t>(dims.size());
-  return std::vector<Tensor>{Tensor::FromVector(DataType::kInt64, {n}, dims)};
+  return OneOutput(Tensor::FromVector(DataType::kInt64, {n}, dims));
 }
 
 KernelResult Size(const KernelCall& call) {
@@ -289,7 +289,7 @@ void RegisterElementwiseKernels(KernelRegistry* registry) {
   });
   add("Identity", [](const KernelCall& c) -> KernelResult {
     SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(c, 0));
-    return std::vector<Tensor>{*x};
+    return OneOutput(*x);
   });
   add("Where", Where);
   add("Clip", Clip);

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -27,6 +28,14 @@ void RegisterElementwiseKernels(KernelRegistry* registry);
 void RegisterNeuralNetKernels(KernelRegistry* registry);
 void RegisterTensorKernels(KernelRegistry* registry);
 void RegisterQuantizationKernels(KernelRegistry* registry);
+
+// A kernel's one output, moved into the result (std::vector<Tensor>{t}
+// copies t's elements, since an initializer list holds const elements).
+inline std::vector<Tensor> OneOutput(Tensor tensor) {
+  std::vector<Tensor> outputs;
+  outputs.push_back(std::move(tensor));
+  return outputs;
+}
 
 // INVALID_ARGUMENT unless input `index` is present.
 absl::StatusOr<const Tensor*> RequiredInput(const runtime::KernelCall& call,

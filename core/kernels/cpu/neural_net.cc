@@ -333,7 +333,7 @@ KernelResult Conv(const KernelCall& call, int threads) {
       }
     }
   });
-  return std::vector<Tensor>{output.Finish()};
+  return OneOutput(output.Finish());
 }
 
 KernelResult ConvTranspose(const KernelCall& call, int threads) {
@@ -419,7 +419,7 @@ KernelResult ConvTranspose(const KernelCall& call, int threads) {
       }
     }
   });
-  return std::vector<Tensor>{FloatTensorAs(x->dtype(), out_shape, output)};
+  return OneOutput(FloatTensorAs(x->dtype(), out_shape, output));
 }
 
 // MaxPool over `planes` float32 2-D planes without dilation: each output
@@ -516,7 +516,7 @@ KernelResult Pool(const KernelCall& call, int threads, bool is_max) {
     Tensor out(DataType::kFloat32, out_shape);
     MaxPool2d(x->data<float>(), planes, in_spatial, out_spatial, window,
               out.data<float>(), threads);
-    return std::vector<Tensor>{std::move(out)};
+    return OneOutput(std::move(out));
   }
   const std::vector<float> input = x->ToFloats();
   std::vector<float> output(static_cast<size_t>(planes * out_size));
@@ -590,7 +590,7 @@ KernelResult GlobalAveragePool(const KernelCall& call) {
   std::vector<int64_t> shape(x->shape().size(), 1);
   shape[0] = x->shape()[0];
   shape[1] = x->shape()[1];
-  return std::vector<Tensor>{FloatTensorAs(x->dtype(), shape, output)};
+  return OneOutput(FloatTensorAs(x->dtype(), shape, output));
 }
 
 // out[rows x cols] = alpha * a * op(b) through FastGemm (a is [rows, inner]
@@ -671,7 +671,7 @@ KernelResult MatMul(const KernelCall& call, int threads) {
     ParallelMatMul(av.data() + ia[i] * rows * inner, bv.data() + ib[i] * inner * cols,
                    output.data() + i * rows * cols, rows, inner, cols, threads);
   }
-  return std::vector<Tensor>{output.Finish()};
+  return OneOutput(output.Finish());
 }
 
 KernelResult Gemm(const KernelCall& call, int threads) {
@@ -738,7 +738,7 @@ KernelResult Gemm(const KernelCall& call, int threads) {
                      trans_a ? a_transposed.data() : av.data(), inner, bv.data(),
                      b->shape()[1], output.data(), threads);
     add_c(0, rows);
-    return std::vector<Tensor>{output.Finish()};
+    return OneOutput(output.Finish());
   }
   const int64_t min_rows = std::max<int64_t>(1, kMinMultiplyAddsPerThread /
                                                     std::max<int64_t>(1, inner * cols));
@@ -763,7 +763,7 @@ KernelResult Gemm(const KernelCall& call, int threads) {
     }
     add_c(begin, end);
   });
-  return std::vector<Tensor>{output.Finish()};
+  return OneOutput(output.Finish());
 }
 
 KernelResult Softmax(const KernelCall& call, bool log) {
@@ -791,7 +791,7 @@ KernelResult Softmax(const KernelCall& call, bool log) {
       }
     }
   }
-  return std::vector<Tensor>{FloatTensorAs(x->dtype(), x->shape(), values)};
+  return OneOutput(FloatTensorAs(x->dtype(), x->shape(), values));
 }
 
 KernelResult LayerNormalization(const KernelCall& call) {
@@ -902,7 +902,7 @@ KernelResult Reduce(const KernelCall& call, Reduction reduction) {
   if (call.input(1)) axes = call.input(1)->ToInt64s();
   const bool keepdims = call.node.IntAttribute("keepdims", 1) != 0;
   const bool noop_empty = call.node.IntAttribute("noop_with_empty_axes", 0) != 0;
-  if (axes.empty() && noop_empty) return std::vector<Tensor>{*x};
+  if (axes.empty() && noop_empty) return OneOutput(*x);
   std::vector<bool> reduced(x->rank(), axes.empty());
   for (int64_t axis : axes) {
     SQ_ASSIGN_OR_RETURN(int64_t normalized, NormalizeAxis(axis, x->rank()));
@@ -926,7 +926,7 @@ KernelResult Reduce(const KernelCall& call, Reduction reduction) {
     const double count = static_cast<double>(values.size()) / static_cast<double>(out_count);
     for (double& value : out) value /= count;
   }
-  return std::vector<Tensor>{graph::TensorFromDoubles(x->dtype(), out_shape, out)};
+  return OneOutput(graph::TensorFromDoubles(x->dtype(), out_shape, out));
 }
 
 }  // namespace

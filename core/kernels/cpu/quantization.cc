@@ -61,7 +61,7 @@ KernelResult QuantizeLinear(const KernelCall& call) {
     const double rounded = std::nearbyint(scaled) + zero_points[i];
     out[i] = std::min(high, std::max(low, rounded));
   }
-  return std::vector<Tensor>{graph::TensorFromDoubles(out_dtype, x->shape(), out)};
+  return OneOutput(graph::TensorFromDoubles(out_dtype, x->shape(), out));
 }
 
 KernelResult DequantizeLinear(const KernelCall& call) {
@@ -75,7 +75,7 @@ KernelResult DequantizeLinear(const KernelCall& call) {
   for (size_t i = 0; i < values.size(); ++i) {
     out[i] = static_cast<float>(values[i] - zero_points[i]) * static_cast<float>(scales[i]);
   }
-  return std::vector<Tensor>{FloatTensorAs(scale->dtype(), x->shape(), out)};
+  return OneOutput(FloatTensorAs(scale->dtype(), x->shape(), out));
 }
 
 KernelResult MatMulInteger(const KernelCall& call) {
@@ -124,7 +124,7 @@ KernelResult MatMulInteger(const KernelCall& call) {
   std::vector<int64_t> shape = batch;
   shape.push_back(rows);
   shape.push_back(cols);
-  return std::vector<Tensor>{Tensor::FromVector(DataType::kInt32, shape, out)};
+  return OneOutput(Tensor::FromVector(DataType::kInt32, shape, out));
 }
 
 }  // namespace

@@ -68,7 +68,7 @@ std::vector<int64_t> IntsFromAttributeOrInput(const KernelCall& call, const char
 KernelResult Reshaped(const Tensor& x, std::vector<int64_t> shape) {
   Tensor out = x;
   SQ_RETURN_IF_ERROR(out.Reshape(std::move(shape)));
-  return std::vector<Tensor>{std::move(out)};
+  return OneOutput(std::move(out));
 }
 
 KernelResult Reshape(const KernelCall& call) {
@@ -133,7 +133,7 @@ KernelResult Transpose(const KernelCall& call) {
     for (size_t d = 0; d < perm.size(); ++d) offset += index[d] * strides[perm[d]];
     source[flat] = offset;
   });
-  return std::vector<Tensor>{CopyBySource(*x, out_shape, source)};
+  return OneOutput(CopyBySource(*x, out_shape, source));
 }
 
 KernelResult Concat(const KernelCall& call) {
@@ -172,7 +172,7 @@ KernelResult Concat(const KernelCall& call) {
     }
     column += row;
   }
-  return std::vector<Tensor>{std::move(out)};
+  return OneOutput(std::move(out));
 }
 
 // The elements of x with index `begin + k * step` (k < count) along `axis`.
@@ -270,7 +270,7 @@ KernelResult Slice(const KernelCall& call) {
     for (int64_t d = 0; d < rank; ++d) offset += (begin[d] + index[d] * step[d]) * strides[d];
     source.push_back(offset);
   });
-  return std::vector<Tensor>{CopyBySource(*x, shape, source)};
+  return OneOutput(CopyBySource(*x, shape, source));
 }
 
 KernelResult Squeeze(const KernelCall& call) {
@@ -333,7 +333,7 @@ KernelResult Gather(const KernelCall& call) {
       for (int64_t i = 0; i < inner; ++i) source.push_back((o * dim + index) * inner + i);
     }
   }
-  return std::vector<Tensor>{CopyBySource(*x, shape, source)};
+  return OneOutput(CopyBySource(*x, shape, source));
 }
 
 KernelResult Expand(const KernelCall& call) {
@@ -343,7 +343,7 @@ KernelResult Expand(const KernelCall& call) {
   SQ_ASSIGN_OR_RETURN(std::vector<int64_t> shape,
                       BroadcastShapes(x->shape(), shape_tensor->ToInt64s()));
   SQ_RETURN_IF_ERROR(CheckDataShapedSize(x->dtype(), shape));
-  return std::vector<Tensor>{CopyBySource(*x, shape, BroadcastIndex(x->shape(), shape))};
+  return OneOutput(CopyBySource(*x, shape, BroadcastIndex(x->shape(), shape)));
 }
 
 KernelResult Pad(const KernelCall& call) {
@@ -404,7 +404,7 @@ KernelResult Pad(const KernelCall& call) {
     }
     source.push_back(offset);
   });
-  return std::vector<Tensor>{CopyBySource(*x, shape, source, &fill)};
+  return OneOutput(CopyBySource(*x, shape, source, &fill));
 }
 
 // Resize's map from an output coordinate to an input coordinate along one axis.
@@ -510,7 +510,7 @@ KernelResult Resize(const KernelCall& call) {
       }
       source.push_back(offset);
     });
-    return std::vector<Tensor>{CopyBySource(*x, shape, source, &fill)};
+    return OneOutput(CopyBySource(*x, shape, source, &fill));
   }
   SQ_RETURN_IF_ERROR(RequireFloat(call, *x));
   // Per axis and output index: the input indices the value mixes and their
@@ -579,7 +579,7 @@ KernelResult Resize(const KernelCall& call) {
     }
     out.push_back(extrapolated ? extrapolation : sum);
   });
-  return std::vector<Tensor>{graph::TensorFromDoubles(x->dtype(), shape, out)};
+  return OneOutput(graph::TensorFromDoubles(x->dtype(), shape, out));
 }
 
 }  // namespace
