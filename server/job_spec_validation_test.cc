@@ -210,3 +210,30 @@ TEST(ValidateDatasetHeaderTest, NamesTheDatasetAndTheShapes) {
 
 }  // namespace
 }  // namespace squeeze::server
+
+namespace squeeze::server {
+namespace {
+
+TEST(ValidateRecipeForGraphTest, NmPruningNamesTheLayerItDoesNotFit) {
+  core::quant::ptq::LayerScan scan;
+  scan.layers.resize(2);
+  scan.layers[0].name = "conv1";
+  scan.layers[0].in = 9;  // a 3x3 conv on one channel
+  scan.layers[1].name = "fc";
+  scan.layers[1].in = 128;
+  v1::Recipe recipe;
+  v1::PrunePass* prune = recipe.add_passes()->mutable_prune();
+  prune->set_structure(v1::PrunePass::N_M);
+  absl::Status status = ValidateRecipeForGraph(recipe, scan);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("passes[0].prune: 2:4 needs every layer's input width to be a multiple of 4; "
+                                  "layer conv1 has 9"),
+            std::string::npos)
+      << status;
+  // Fleet form: layers 2:4 does not fit stay dense instead.
+  prune->set_per_device(true);
+  EXPECT_TRUE(ValidateRecipeForGraph(recipe, scan).ok());
+}
+
+}  // namespace
+}  // namespace squeeze::server
