@@ -1,6 +1,7 @@
 #include "worker/recipe_mapping.h"
 
 #include "absl/strings/str_cat.h"
+#include "core/compress/search.h"
 #include "server/job_spec_validation.h"
 
 namespace squeeze::worker {
@@ -14,15 +15,6 @@ bool Runs(const v1::DeviceProfile& profile, const std::string& format) {
     if (f.format() == format) return true;
   }
   return false;
-}
-
-int GroupSizeFor(const ptq::LayerScan& scan) {
-  for (int group : {128, 64, 32}) {
-    bool fits = !scan.layers.empty();
-    for (const auto& layer : scan.layers) fits &= layer.in % group == 0;
-    if (fits) return group;
-  }
-  return 0;
 }
 
 }  // namespace
@@ -66,7 +58,7 @@ v1::Recipe ResolveForDevice(const v1::Recipe& recipe, const v1::DeviceProfile& p
       if (Runs(profile, "int4")) {
         q.set_bits(4);
         q.set_activation_bits(0);
-        const int group = GroupSizeFor(scan);
+        const int group = compress::GroupSizeFor(scan);
         q.set_granularity(group > 0 ? v1::QuantizePass::PER_GROUP : v1::QuantizePass::PER_CHANNEL);
         q.set_group_size(group);
         q.set_method(pruned ? v1::QuantizePass::RTN : v1::QuantizePass::GPTQ);

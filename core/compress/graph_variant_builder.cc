@@ -251,14 +251,6 @@ int64_t MemoryBytes(const Graph& graph, const std::vector<eval::LayerCost>& cost
   return bytes;
 }
 
-int64_t CountParameters(const Graph& graph) {
-  int64_t count = 0;
-  for (const auto& [name, tensor] : graph.initializers) {
-    if (tensor.dtype() == graph::DataType::kFloat32) count += tensor.num_elements();
-  }
-  return count;
-}
-
 }  // namespace
 
 double GraphVariantReport::AccuracyDrop() const {
@@ -397,6 +389,8 @@ absl::StatusOr<std::unique_ptr<GraphSession>> GraphSession::Open(const SessionOp
                                                         session->baseline_outputs_, session->evaluation_));
   SQ_RETURN_IF_ERROR(MeasurePoints(baseline, input->name, session->evaluation_, &session->baseline_points_,
                                    /*baseline=*/true, progress, "baseline"));
+  SQ_ASSIGN_OR_RETURN(Tensor one_example, BatchOf(session->evaluation_, 1));
+  SQ_ASSIGN_OR_RETURN(session->baseline_costs_, LayerCosts(graph, input->name, one_example, {}));
   return session;
 }
 
@@ -411,7 +405,7 @@ absl::StatusOr<GraphVariantReport> GraphSession::Build(const Recipe& recipe, con
   report.metric = MetricName(options_.metric);
   report.higher_is_better = options_.metric != EvalMetric::kPerplexity;
   report.baseline_metric = baseline_metric_;
-  report.baseline_parameters = CountParameters(graph_);
+  report.baseline_parameters = graph::CountFloatParameters(graph_);
 
   RecipeInputs inputs;
   inputs.batches = &batches_;
@@ -423,7 +417,7 @@ absl::StatusOr<GraphVariantReport> GraphSession::Build(const Recipe& recipe, con
   report.layers = result.layers;
   report.skipped = result.skipped;
   report.notes = result.notes;
-  report.parameters = CountParameters(result.graph);
+  report.parameters = graph::CountFloatParameters(result.graph);
 
   SQ_RETURN_IF_ERROR(Report(progress, "evaluate", 0, 1));
   SQ_ASSIGN_OR_RETURN(auto backend, kernels::CreateBackend("cpu"));
@@ -471,8 +465,7 @@ absl::StatusOr<GraphVariantReport> GraphSession::Build(const Recipe& recipe, con
 
   // Energy and the roofline, per example.
   SQ_ASSIGN_OR_RETURN(Tensor one_example, BatchOf(evaluation_, 1));
-  SQ_ASSIGN_OR_RETURN(std::vector<eval::LayerCost> baseline_costs,
-                      LayerCosts(graph_, input_name_, one_example, {}));
+  const std::vector<eval::LayerCost>& baseline_costs = baseline_costs_;
   SQ_ASSIGN_OR_RETURN(std::vector<eval::LayerCost> variant_costs,
                       LayerCosts(result.graph, input_name_, one_example, result.formats));
   report.baseline_memory_bytes = MemoryBytes(graph_, baseline_costs);

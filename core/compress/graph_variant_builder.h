@@ -177,6 +177,7 @@ class GraphSession {
   model::Tensor baseline_outputs_;
   double baseline_metric_ = 0.0;
   std::vector<LatencyPoint> baseline_points_;  // variant fields unset
+  std::vector<eval::LayerCost> baseline_costs_;  // per example, for energy and the roofline
   std::string hardware_;
 };
 

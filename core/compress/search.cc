@@ -18,16 +18,6 @@ bool DeviceRuns(const TargetDevice& device, const std::string& format) {
   return device.roofline.Runs(format);
 }
 
-// The largest group size in {128, 64, 32} dividing every layer's width; 0
-// (per channel) when none does.
-int GroupSizeFor(const quant::ptq::LayerScan& scan) {
-  for (int group : {128, 64, 32}) {
-    bool fits = true;
-    for (const auto& layer : scan.layers) fits &= layer.in % group == 0;
-    if (fits) return group;
-  }
-  return 0;
-}
 
 QuantizeStep Quantize(int bits, int group_size, bool activations, quant::ptq::WeightMethod method) {
   QuantizeStep step;
@@ -47,6 +37,15 @@ RecoveryOptions Recovery(EvalMetric metric) {
 double Excess(double value, double limit) { return limit > 0 && value > limit ? value / limit - 1.0 : 0.0; }
 
 }  // namespace
+
+int GroupSizeFor(const quant::ptq::LayerScan& scan) {
+  for (int group : {128, 64, 32}) {
+    bool fits = !scan.layers.empty();
+    for (const auto& layer : scan.layers) fits &= layer.in % group == 0;
+    if (fits) return group;
+  }
+  return 0;
+}
 
 std::vector<Candidate> SearchSpace(const GraphSession& session, const TargetDevice& device) {
   const int group = GroupSizeFor(session.scan());

@@ -46,6 +46,11 @@ struct SearchOptions {
   double max_seconds = 0.0;  // 0: no time limit
 };
 
+// The largest group size in {128, 64, 32} dividing every layer's width; 0
+// (per channel) when none does or there are no layers. The 4-bit formats
+// the search and per-device fleet passes choose use it.
+int GroupSizeFor(const quant::ptq::LayerScan& scan);
+
 struct Candidate {
   std::string label;   // e.g. "wanda 50% + w8a8"
   std::string family;  // candidates of a family are ordered mild -> aggressive

@@ -1,5 +1,6 @@
 #include "core/graph/graph.h"
 
+#include <algorithm>
 #include <deque>
 #include <set>
 
@@ -112,6 +113,31 @@ absl::Status SortTopologically(Graph* graph) {
   }
   graph->nodes = std::move(sorted);
   return absl::OkStatus();
+}
+
+std::string UniqueValueName(const Graph& graph, const std::string& base) {
+  std::set<std::string> used;
+  for (const auto& [name, tensor] : graph.initializers) used.insert(name);
+  for (const Node& node : graph.nodes) used.insert(node.outputs.begin(), node.outputs.end());
+  for (const auto& input : graph.inputs) used.insert(input.name);
+  std::string name = base;
+  for (int i = 1; used.count(name); ++i) name = absl::StrCat(base, "_", i);
+  return name;
+}
+
+int64_t CountUses(const Graph& graph, const std::string& value) {
+  int64_t uses = 0;
+  for (const Node& node : graph.nodes) uses += std::count(node.inputs.begin(), node.inputs.end(), value);
+  for (const auto& output : graph.outputs) uses += output.name == value;
+  return uses;
+}
+
+int64_t CountFloatParameters(const Graph& graph) {
+  int64_t count = 0;
+  for (const auto& [name, tensor] : graph.initializers) {
+    if (tensor.dtype() == DataType::kFloat32) count += tensor.num_elements();
+  }
+  return count;
 }
 
 }  // namespace squeeze::core::graph

@@ -81,6 +81,17 @@ struct Graph {
 // nodes form a cycle.
 absl::Status SortTopologically(Graph* graph);
 
+// `base`, or `base_1`, `base_2`, ... : the first name that is no
+// initializer, node output or graph input of `graph` (for values and
+// initializers a pass adds).
+std::string UniqueValueName(const Graph& graph, const std::string& base);
+
+// How many node inputs and graph outputs read `value`.
+int64_t CountUses(const Graph& graph, const std::string& value);
+
+// Elements of every float32 initializer.
+int64_t CountFloatParameters(const Graph& graph);
+
 }  // namespace squeeze::core::graph
 
 #endif  // SQUEEZE_CORE_GRAPH_GRAPH_H_

@@ -597,12 +597,4 @@ absl::Status FoldRankScales(const std::vector<RankScale>& scales, Graph* graph) 
   return absl::OkStatus();
 }
 
-int64_t CountParameters(const Graph& graph) {
-  int64_t count = 0;
-  for (const auto& [name, tensor] : graph.initializers) {
-    if (tensor.dtype() == DataType::kFloat32) count += tensor.num_elements();
-  }
-  return count;
-}
-
 }  // namespace squeeze::core::lowrank

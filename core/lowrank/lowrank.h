@@ -132,9 +132,6 @@ absl::StatusOr<LowRankResult> FactorizeGraph(const graph::Graph& graph, const Lo
 // factor or Mul node that is missing.
 absl::Status FoldRankScales(const std::vector<RankScale>& scales, graph::Graph* graph);
 
-// Parameters (elements of float initializers) of a graph.
-int64_t CountParameters(const graph::Graph& graph);
-
 }  // namespace squeeze::core::lowrank
 
 #endif  // SQUEEZE_CORE_LOWRANK_LOWRANK_H_

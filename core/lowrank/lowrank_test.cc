@@ -151,7 +151,7 @@ TEST(LowRankTest, ExactRankReproducesTheLinearLayersAndDropsTheTranspose) {
   EXPECT_EQ(CountOps(result->graph, "Mul"), 2);
   EXPECT_FALSE(result->graph.initializers.count("fc1.weight"));
   EXPECT_FALSE(result->graph.initializers.count("fc2.weight"));
-  EXPECT_EQ(CountParameters(graph) - CountParameters(result->graph),
+  EXPECT_EQ(graph::CountFloatParameters(graph) - graph::CountFloatParameters(result->graph),
             result->params_before - result->params_after);
   const CalibrationBatch batch = Batch(7);
   EXPECT_LT(MaxDifference(RunGraph(graph, batch), RunGraph(result->graph, batch)), 1e-4);
@@ -359,7 +359,7 @@ TEST(LowRankTest, OnnxExportOfTheFactorizedGraphIsSmallerAndRunsTheSame) {
   ASSERT_TRUE(onnx::SaveOnnxModel(result->graph, dir + "/lowrank.onnx").ok());
   auto reloaded = onnx::LoadOnnxModel(dir + "/lowrank.onnx");
   ASSERT_TRUE(reloaded.ok()) << reloaded.status();
-  EXPECT_LT(CountParameters(*reloaded), CountParameters(graph));
+  EXPECT_LT(graph::CountFloatParameters(*reloaded), graph::CountFloatParameters(graph));
   const CalibrationBatch batch = Batch(14);
   EXPECT_LT(MaxDifference(RunGraph(result->graph, batch), RunGraph(*reloaded, batch)), 1e-6);
 }

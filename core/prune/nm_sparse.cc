@@ -338,23 +338,6 @@ void NmSparseMatMul(const float* x, int64_t rows, const NmSparseView& w, const f
 
 namespace {
 
-std::string UniqueName(const Graph& graph, const std::string& base) {
-  std::set<std::string> used;
-  for (const auto& [name, tensor] : graph.initializers) used.insert(name);
-  for (const Node& node : graph.nodes) used.insert(node.outputs.begin(), node.outputs.end());
-  for (const auto& input : graph.inputs) used.insert(input.name);
-  std::string name = base;
-  for (int i = 1; used.count(name); ++i) name = absl::StrCat(base, "_", i);
-  return name;
-}
-
-int64_t Uses(const Graph& graph, const std::string& value) {
-  int64_t uses = 0;
-  for (const Node& node : graph.nodes) uses += std::count(node.inputs.begin(), node.inputs.end(), value);
-  for (const auto& output : graph.outputs) uses += output.name == value;
-  return uses;
-}
-
 // The compressed weight of a kNmSparseMatMulOp node, checked against its
 // attributes.
 absl::StatusOr<NmSparseView> ViewOfNode(const runtime::KernelCall& call) {
@@ -444,9 +427,9 @@ absl::StatusOr<std::vector<std::string>> UseNmSparseKernels(Graph* graph, int n,
     const std::vector<float> dense = quant::ptq::WeightMatrix(*graph, layer);
     if (!HasNmPattern(dense, layer.out, layer.in, n, m)) continue;
     SQ_ASSIGN_OR_RETURN(NmSparseMatrix w, CompressNm(dense, layer.out, layer.in, n, m, layer.name));
-    const std::string values = UniqueName(*graph, absl::StrCat(layer.weight, ".nm_values"));
+    const std::string values = graph::UniqueValueName(*graph, absl::StrCat(layer.weight, ".nm_values"));
     graph->initializers[values] = Tensor::FromVector<float>(DataType::kFloat32, {w.out, w.kept_per_row()}, w.values);
-    const std::string indices = UniqueName(*graph, absl::StrCat(layer.weight, ".nm_indices"));
+    const std::string indices = graph::UniqueValueName(*graph, absl::StrCat(layer.weight, ".nm_indices"));
     Tensor index_tensor(DataType::kUInt8, {w.out, w.row_index_bytes});
     std::memcpy(index_tensor.data<uint8_t>(), w.indices.data(), w.indices.size());
     graph->initializers[indices] = std::move(index_tensor);
@@ -458,7 +441,7 @@ absl::StatusOr<std::vector<std::string>> UseNmSparseKernels(Graph* graph, int n,
     sparse.outputs = node->outputs;
     sparse.attributes = {{"n", int64_t{n}}, {"m", int64_t{m}}, {"in", layer.in}, {"out", layer.out}};
     *node = std::move(sparse);
-    if (layer.weight_input != layer.weight && Uses(*graph, layer.weight_input) == 0) {
+    if (layer.weight_input != layer.weight && graph::CountUses(*graph, layer.weight_input) == 0) {
       graph->nodes.erase(std::remove_if(graph->nodes.begin(), graph->nodes.end(),
                                         [&](const Node& candidate) {
                                           return candidate.outputs.size() == 1 &&
@@ -466,7 +449,7 @@ absl::StatusOr<std::vector<std::string>> UseNmSparseKernels(Graph* graph, int n,
                                         }),
                          graph->nodes.end());
     }
-    if (Uses(*graph, layer.weight) == 0) graph->initializers.erase(layer.weight);
+    if (graph::CountUses(*graph, layer.weight) == 0) graph->initializers.erase(layer.weight);
     rewritten.push_back(layer.name);
   }
   SQ_RETURN_IF_ERROR(graph::SortTopologically(graph));

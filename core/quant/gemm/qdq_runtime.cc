@@ -19,23 +19,6 @@ using graph::Graph;
 using graph::Node;
 using graph::Tensor;
 
-std::string UniqueName(const Graph& graph, const std::string& base) {
-  std::set<std::string> used;
-  for (const auto& [name, tensor] : graph.initializers) used.insert(name);
-  for (const Node& node : graph.nodes) used.insert(node.outputs.begin(), node.outputs.end());
-  for (const auto& input : graph.inputs) used.insert(input.name);
-  std::string name = base;
-  for (int i = 1; used.count(name); ++i) name = absl::StrCat(base, "_", i);
-  return name;
-}
-
-int64_t Uses(const Graph& graph, const std::string& value) {
-  int64_t uses = 0;
-  for (const Node& node : graph.nodes) uses += std::count(node.inputs.begin(), node.inputs.end(), value);
-  for (const auto& output : graph.outputs) uses += output.name == value;
-  return uses;
-}
-
 void EraseProducer(Graph* graph, const std::string& value) {
   graph->nodes.erase(std::remove_if(graph->nodes.begin(), graph->nodes.end(),
                                     [&](const Node& node) {
@@ -400,13 +383,13 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
       skip(layer, "packed weight does not dequantize to the graph's weight");
       continue;
     }
-    const std::string wq = UniqueName(*graph, absl::StrCat(layer.weight, ".int8_q"));
+    const std::string wq = graph::UniqueValueName(*graph, absl::StrCat(layer.weight, ".int8_q"));
     Tensor q_tensor(DataType::kInt8, {weights->out, weights->in});
     std::memcpy(q_tensor.data<int8_t>(), weights->q.data(), weights->q.size());
     graph->initializers[wq] = std::move(q_tensor);
-    const std::string scales = UniqueName(*graph, absl::StrCat(layer.weight, ".int8_scales"));
+    const std::string scales = graph::UniqueValueName(*graph, absl::StrCat(layer.weight, ".int8_scales"));
     graph->initializers[scales] = Tensor::FromVector<float>(DataType::kFloat32, {weights->out}, weights->scales);
-    const std::string sums = UniqueName(*graph, absl::StrCat(layer.weight, ".int8_row_sums"));
+    const std::string sums = graph::UniqueValueName(*graph, absl::StrCat(layer.weight, ".int8_row_sums"));
     graph->initializers[sums] = Tensor::FromVector<int32_t>(DataType::kInt32, {weights->out}, weights->row_sums);
 
     Node int8;
@@ -424,11 +407,11 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
                               {"pad_bottom", g.pad_bottom}, {"pad_right", g.pad_right}});
     }
     *node = std::move(int8);
-    if (layer.weight_input != layer.weight && Uses(*graph, layer.weight_input) == 0) {
+    if (layer.weight_input != layer.weight && graph::CountUses(*graph, layer.weight_input) == 0) {
       EraseProducer(graph, layer.weight_input);
     }
-    if (Uses(*graph, layer.weight) == 0) graph->initializers.erase(layer.weight);
-    if (Uses(*graph, qdq.dequantize_output) == 0) EraseProducer(graph, qdq.dequantize_output);
+    if (graph::CountUses(*graph, layer.weight) == 0) graph->initializers.erase(layer.weight);
+    if (graph::CountUses(*graph, qdq.dequantize_output) == 0) EraseProducer(graph, qdq.dequantize_output);
     rewrite.int8_layers.push_back(layer.name);
   }
   // Fuse each QuantizeLinear whose output only int8 nodes read into them:
@@ -459,7 +442,7 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
   }
   std::vector<std::string> unused;
   for (const Node& node : graph->nodes) {
-    if (node.op_type == "QuantizeLinear" && node.outputs.size() == 1 && Uses(*graph, node.outputs[0]) == 0) {
+    if (node.op_type == "QuantizeLinear" && node.outputs.size() == 1 && graph::CountUses(*graph, node.outputs[0]) == 0) {
       unused.push_back(node.outputs[0]);
     }
   }

@@ -39,23 +39,13 @@ std::vector<std::vector<size_t>> GroupByInput(const std::vector<QuantizableLayer
   return groups;
 }
 
-std::string UniqueName(const Graph& graph, const std::string& base) {
-  std::set<std::string> used;
-  for (const auto& [name, tensor] : graph.initializers) used.insert(name);
-  for (const Node& node : graph.nodes) used.insert(node.outputs.begin(), node.outputs.end());
-  for (const auto& input : graph.inputs) used.insert(input.name);
-  std::string name = base;
-  for (int i = 1; used.count(name); ++i) name = absl::StrCat(base, "_", i);
-  return name;
-}
-
 // Multiplies a group's shared input by 1/s (a new Mul node feeding every
 // layer of the group) and its weights' columns by s.
 absl::Status ApplyInputScales(Graph* graph, const std::vector<QuantizableLayer>& layers,
                               const std::vector<size_t>& group, const std::vector<float>& scales) {
   const QuantizableLayer& first = layers[group[0]];
-  const std::string inverse = UniqueName(*graph, absl::StrCat(first.input, ".ptq_inverse_scale"));
-  const std::string scaled = UniqueName(*graph, absl::StrCat(first.input, ".ptq_scaled"));
+  const std::string inverse = graph::UniqueValueName(*graph, absl::StrCat(first.input, ".ptq_inverse_scale"));
+  const std::string scaled = graph::UniqueValueName(*graph, absl::StrCat(first.input, ".ptq_scaled"));
   std::vector<int64_t> shape = {static_cast<int64_t>(scales.size())};
   if (first.op_type == "Conv") shape = {static_cast<int64_t>(scales.size()), 1, 1};
   Tensor inv(DataType::kFloat32, shape);
@@ -70,7 +60,7 @@ absl::Status ApplyInputScales(Graph* graph, const std::vector<QuantizableLayer>&
                     ScaleColumns(WeightMatrix(*graph, layer), layer.out, layer.in, layer.kernel_size, scales));
   }
   Node mul;
-  mul.name = UniqueName(*graph, absl::StrCat(first.name, ".ptq_input_scale"));
+  mul.name = graph::UniqueValueName(*graph, absl::StrCat(first.name, ".ptq_input_scale"));
   mul.op_type = "Mul";
   mul.inputs = {first.input, inverse};
   mul.outputs = {scaled};
@@ -141,7 +131,7 @@ absl::Status CorrectBias(Graph* graph, const QuantizableLayer& layer, const std:
   if (bias.empty()) {
     Node* node = FindNode(graph, layer);
     if (node == nullptr) return absl::InternalError(absl::StrCat("ptq: lost the node of layer ", layer.name));
-    bias = UniqueName(*graph, absl::StrCat(layer.weight, ".ptq_bias"));
+    bias = graph::UniqueValueName(*graph, absl::StrCat(layer.weight, ".ptq_bias"));
     graph->initializers[bias] = Tensor(DataType::kFloat32, {layer.out});
     node->inputs.resize(3);
     node->inputs[2] = bias;
@@ -160,16 +150,16 @@ absl::Status CorrectBias(Graph* graph, const QuantizableLayer& layer, const std:
 // QuantizeLinear -> DequantizeLinear on `value`, rewiring the given nodes.
 void InsertQdq(Graph* graph, const std::string& value, const ActivationRange& range,
                const std::vector<QuantizableLayer>& consumers) {
-  const std::string scale = UniqueName(*graph, absl::StrCat(value, ".ptq_act_scale"));
-  const std::string zero = UniqueName(*graph, absl::StrCat(value, ".ptq_act_zero"));
-  const std::string q = UniqueName(*graph, absl::StrCat(value, ".ptq_q"));
-  const std::string dq = UniqueName(*graph, absl::StrCat(value, ".ptq_dq"));
+  const std::string scale = graph::UniqueValueName(*graph, absl::StrCat(value, ".ptq_act_scale"));
+  const std::string zero = graph::UniqueValueName(*graph, absl::StrCat(value, ".ptq_act_zero"));
+  const std::string q = graph::UniqueValueName(*graph, absl::StrCat(value, ".ptq_q"));
+  const std::string dq = graph::UniqueValueName(*graph, absl::StrCat(value, ".ptq_dq"));
   graph->initializers[scale] = Tensor::FromVector<float>(DataType::kFloat32, {}, {range.Scale()});
   graph->initializers[zero] = Tensor(range.is_unsigned ? DataType::kUInt8 : DataType::kInt8, {});
   for (const QuantizableLayer& layer : consumers) FindNode(graph, layer)->inputs[0] = dq;
-  Node quantize{UniqueName(*graph, absl::StrCat(value, ".ptq_quantize")), "QuantizeLinear", "",
+  Node quantize{graph::UniqueValueName(*graph, absl::StrCat(value, ".ptq_quantize")), "QuantizeLinear", "",
                 {value, scale, zero}, {q}, {}};
-  Node dequantize{UniqueName(*graph, absl::StrCat(value, ".ptq_dequantize")), "DequantizeLinear", "",
+  Node dequantize{graph::UniqueValueName(*graph, absl::StrCat(value, ".ptq_dequantize")), "DequantizeLinear", "",
                   {q, scale, zero}, {dq}, {}};
   graph->nodes.push_back(std::move(quantize));
   graph->nodes.push_back(std::move(dequantize));
