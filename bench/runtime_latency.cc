@@ -7,21 +7,31 @@
 //    "p95_ms":..,"mean_ms":..}, ...]}
 //
 // "threads":0 is the backend's default (std::thread::hardware_concurrency).
-// The model must have exactly one graph input, float32, whose first dimension
-// is the batch and whose other dimensions are known. Its values are uniform in
-// [0, 1) from --seed (core::eval::SeededNormal), drawn once for the largest
-// batch; batch B uses the first B examples.
+// The model must have exactly one fed graph input, float32 or int64 (token
+// ids), whose first dimension is the batch; its other dimensions must be
+// known or are set by --seq_len. Float values are uniform in [0, 1), int64
+// values uniform in [0, --int_high), from --seed (core::eval::SeededNormal),
+// drawn once for the largest batch; batch B uses the first B examples. The
+// JSON then also carries "input_dtype":"float32" or "int64".
 //
-// --parity_dir=DIR also writes, as raw little-endian float32, the input
-// (DIR/input.f32, the largest batch) and the first output of every
-// configuration (DIR/output_t<threads>_b<batch>.f32), so that another runtime
-// can time the same inputs and compare its outputs (bench/ort/time_ort.js).
+// --parity_dir=DIR also writes, as raw little-endian data, the input
+// (DIR/input.f32 or DIR/input.i64, the largest batch) and the first output of
+// every configuration as float32 (DIR/output_t<threads>_b<batch>.f32), so
+// that another runtime can time the same inputs and compare its outputs
+// (bench/ort/time_ort.js).
+//
+// --profile prints to stderr, per configuration, the time spent in each
+// operator type (a backend wrapper times every node call), to see where a
+// model's time goes.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -53,6 +63,10 @@ ABSL_FLAG(int, warmup, 5, "Untimed runs before timing each configuration.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the input values.");
 ABSL_FLAG(std::string, parity_dir, "",
           "When set, write the input and every configuration's first output here.");
+ABSL_FLAG(int64_t, seq_len, 0,
+          "Size of the input's symbolic dimensions after the first (e.g. an LM's sequence).");
+ABSL_FLAG(int64_t, int_high, 0, "int64 inputs are uniform in [0, int_high) (e.g. the vocabulary).");
+ABSL_FLAG(bool, profile, false, "Print the time per operator type to stderr.");
 
 namespace {
 
@@ -61,6 +75,60 @@ using squeeze::core::graph::Graph;
 using squeeze::core::graph::Tensor;
 using squeeze::core::graph::ValueInfo;
 using squeeze::core::runtime::Executor;
+using squeeze::core::runtime::KernelBackend;
+using squeeze::core::runtime::KernelCall;
+
+// Times every node call of a wrapped backend, per operator type.
+class ProfilingBackend : public KernelBackend {
+ public:
+  explicit ProfilingBackend(std::shared_ptr<const KernelBackend> base) : base_(std::move(base)) {}
+
+  std::string name() const override { return base_->name(); }
+  bool Supports(absl::string_view op_type) const override { return base_->Supports(op_type); }
+  bool FusesActivation(const squeeze::core::graph::Node& node,
+                       absl::string_view activation) const override {
+    return base_->FusesActivation(node, activation);
+  }
+
+  absl::StatusOr<std::vector<Tensor>> Run(const KernelCall& call) const override {
+    const auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<std::vector<Tensor>> result = base_->Run(call);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::string key = call.node.op_type;
+    if (!call.fused_activation.empty()) absl::StrAppend(&key, "+", call.fused_activation);
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto& [total, count] = totals_[key];
+    total += seconds;
+    ++count;
+    return result;
+  }
+
+  // Prints the totals since the last Print, largest first, and clears them.
+  void Print(const std::string& title, int64_t runs) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<std::pair<double, std::string>> rows;
+    double all = 0;
+    for (const auto& [op, entry] : totals_) {
+      rows.emplace_back(entry.first, op);
+      all += entry.first;
+    }
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr, "profile %s: %.3f ms per run in kernels\n", title.c_str(),
+                 all * 1e3 / std::max<int64_t>(1, runs));
+    for (const auto& [seconds, op] : rows) {
+      std::fprintf(stderr, "  %-24s %8.3f ms/run %5.1f%%  (%lld calls/run)\n", op.c_str(),
+                   seconds * 1e3 / std::max<int64_t>(1, runs), 100.0 * seconds / std::max(all, 1e-12),
+                   static_cast<long long>(totals_.at(op).second / std::max<int64_t>(1, runs)));
+    }
+    totals_.clear();
+  }
+
+ private:
+  std::shared_ptr<const KernelBackend> base_;
+  mutable std::mutex mutex_;
+  mutable std::map<std::string, std::pair<double, int64_t>> totals_;
+};
 
 absl::StatusOr<std::vector<int>> ParsePositiveList(const std::string& flag,
                                                    const std::string& text, int min_value) {
@@ -77,9 +145,15 @@ absl::StatusOr<std::vector<int>> ParsePositiveList(const std::string& flag,
   return values;
 }
 
+struct FedInputInfo {
+  std::string name;
+  DataType dtype;
+  std::vector<int64_t> example_shape;  // dimensions after the first
+};
+
 // The one fed input of `graph` (graph inputs that are initializers are
-// weights, not feeds) and its per-example shape (dimensions after the first).
-absl::StatusOr<std::pair<std::string, std::vector<int64_t>>> FedInput(const Graph& graph) {
+// weights, not feeds); symbolic dimensions after the first become seq_len.
+absl::StatusOr<FedInputInfo> FedInput(const Graph& graph, int64_t seq_len) {
   std::vector<const ValueInfo*> fed;
   for (const ValueInfo& input : graph.inputs) {
     if (graph.initializers.count(input.name) == 0) fed.push_back(&input);
@@ -89,23 +163,28 @@ absl::StatusOr<std::pair<std::string, std::vector<int64_t>>> FedInput(const Grap
         absl::StrCat("the model has ", fed.size(), " fed inputs; this benchmark feeds exactly one"));
   }
   const ValueInfo& input = *fed[0];
-  if (input.dtype != DataType::kFloat32 || !input.shape || input.shape->empty()) {
+  if ((input.dtype != DataType::kFloat32 && input.dtype != DataType::kInt64) || !input.shape ||
+      input.shape->empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("input ", input.name, ": expected float32 with a known rank >= 1, got ",
+        absl::StrCat("input ", input.name, ": expected float32 or int64 with a known rank >= 1, got ",
                      squeeze::core::graph::DataTypeName(input.dtype),
                      input.shape ? "" : " of unknown rank"));
   }
   std::vector<int64_t> example_shape;
   for (size_t i = 1; i < input.shape->size(); ++i) {
     const auto& dim = (*input.shape)[i];
-    if (!dim.value || *dim.value <= 0) {
+    if (dim.value && *dim.value > 0) {
+      example_shape.push_back(*dim.value);
+      continue;
+    }
+    if (seq_len <= 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "input ", input.name, ": dimension ", i, " is not a known size (symbol \"",
-          dim.symbol, "\"); only the first (batch) dimension may be symbolic"));
+          dim.symbol, "\"); give --seq_len"));
     }
-    example_shape.push_back(*dim.value);
+    example_shape.push_back(seq_len);
   }
-  return std::make_pair(input.name, example_shape);
+  return FedInputInfo{input.name, input.dtype, example_shape};
 }
 
 std::string FloatBytes(const Tensor& tensor) {
@@ -123,38 +202,61 @@ absl::Status Run() {
   SQ_ASSIGN_OR_RETURN(std::vector<int> thread_counts,
                       ParsePositiveList("threads", absl::GetFlag(FLAGS_threads), 0));
   SQ_ASSIGN_OR_RETURN(Graph graph, squeeze::core::onnx::LoadOnnxModel(model_path));
-  SQ_ASSIGN_OR_RETURN(auto fed, FedInput(graph));
-  const auto& [input_name, example_shape] = fed;
+  SQ_ASSIGN_OR_RETURN(const FedInputInfo fed, FedInput(graph, absl::GetFlag(FLAGS_seq_len)));
+  const std::string& input_name = fed.name;
+  const std::vector<int64_t>& example_shape = fed.example_shape;
+  const bool int_input = fed.dtype == DataType::kInt64;
+  const int64_t int_high = absl::GetFlag(FLAGS_int_high);
+  if (int_input && int_high <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("input ", input_name,
+                                                   " is int64: --int_high must be positive, got ",
+                                                   int_high));
+  }
 
   const int max_batch = *std::max_element(batches.begin(), batches.end());
   std::vector<int64_t> full_shape = {max_batch};
   full_shape.insert(full_shape.end(), example_shape.begin(), example_shape.end());
   SQ_ASSIGN_OR_RETURN(const int64_t full_count, squeeze::core::graph::CountElements(full_shape));
   const int64_t example_count = full_count / max_batch;
-  std::vector<float> values(static_cast<size_t>(full_count));
+  std::vector<float> values(int_input ? 0 : static_cast<size_t>(full_count));
+  std::vector<int64_t> ids(int_input ? static_cast<size_t>(full_count) : 0);
   squeeze::core::eval::SeededNormal random(absl::GetFlag(FLAGS_seed));
   for (float& value : values) value = static_cast<float>(random.NextUniform());
+  for (int64_t& id : ids) {
+    id = std::min(int_high - 1, static_cast<int64_t>(random.NextUniform() * int_high));
+  }
 
   const std::string parity_dir = absl::GetFlag(FLAGS_parity_dir);
   if (!parity_dir.empty()) {
     SQ_RETURN_IF_ERROR(squeeze::core::model::WriteFileAtomically(
-        parity_dir + "/input.f32",
-        std::string_view(reinterpret_cast<const char*>(values.data()),
-                         values.size() * sizeof(float))));
+        parity_dir + (int_input ? "/input.i64" : "/input.f32"),
+        int_input ? std::string_view(reinterpret_cast<const char*>(ids.data()),
+                                     ids.size() * sizeof(int64_t))
+                  : std::string_view(reinterpret_cast<const char*>(values.data()),
+                                     values.size() * sizeof(float))));
   }
 
   std::string results;
   for (const int threads : thread_counts) {
-    SQ_ASSIGN_OR_RETURN(
-        Executor executor,
-        Executor::Create(graph, squeeze::core::kernels::cpu::CreateCpuBackend(threads)));
+    std::shared_ptr<const KernelBackend> backend =
+        squeeze::core::kernels::cpu::CreateCpuBackend(threads);
+    std::shared_ptr<const ProfilingBackend> profiler;
+    if (absl::GetFlag(FLAGS_profile)) {
+      profiler = std::make_shared<const ProfilingBackend>(backend);
+      backend = profiler;
+    }
+    SQ_ASSIGN_OR_RETURN(Executor executor, Executor::Create(graph, backend));
     for (const int batch : batches) {
       std::vector<int64_t> shape = {batch};
       shape.insert(shape.end(), example_shape.begin(), example_shape.end());
-      const std::vector<float> batch_values(values.begin(),
-                                            values.begin() + batch * example_count);
       const std::map<std::string, Tensor> feeds = {
-          {input_name, Tensor::FromVector(DataType::kFloat32, shape, batch_values)}};
+          {input_name,
+           int_input ? Tensor::FromVector(DataType::kInt64, shape,
+                                          std::vector<int64_t>(ids.begin(),
+                                                               ids.begin() + batch * example_count))
+                     : Tensor::FromVector(DataType::kFloat32, shape,
+                                          std::vector<float>(values.begin(),
+                                                             values.begin() + batch * example_count))}};
 
       // One checked run first: MeasureLatency's callable cannot report errors.
       SQ_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, executor.Run(feeds));
@@ -163,19 +265,27 @@ absl::Status Run() {
             absl::StrCat(parity_dir, "/output_t", threads, "_b", batch, ".f32"),
             FloatBytes(outputs[0])));
       }
+      const int warmup = absl::GetFlag(FLAGS_warmup);
+      if (profiler) profiler->Print("(checked run, discarded)", 1);
       const squeeze::core::eval::LatencyStats stats = squeeze::core::eval::MeasureLatency(
-          [&] { (void)executor.Run(feeds); }, absl::GetFlag(FLAGS_warmup),
-          absl::GetFlag(FLAGS_min_iterations), absl::GetFlag(FLAGS_seconds));
+          [&] { (void)executor.Run(feeds); }, warmup, absl::GetFlag(FLAGS_min_iterations),
+          absl::GetFlag(FLAGS_seconds));
+      if (profiler) {
+        profiler->Print(absl::StrCat("threads ", threads, " batch ", batch, ", p50 ",
+                                     stats.p50 * 1e3, " ms"),
+                        warmup + stats.iterations);
+      }
       absl::StrAppend(&results, results.empty() ? "" : ",", "{\"threads\":", threads,
                       ",\"batch\":", batch, ",\"iterations\":", stats.iterations,
                       ",\"p50_ms\":", stats.p50 * 1e3, ",\"p95_ms\":", stats.p95 * 1e3,
                       ",\"mean_ms\":", stats.mean * 1e3, "}");
     }
   }
-  std::printf("{\"runtime\":\"squeeze\",\"model\":%s,\"input\":%s,\"input_shape\":[%s],"
-              "\"seed\":%llu,\"results\":[%s]}\n",
+  std::printf("{\"runtime\":\"squeeze\",\"model\":%s,\"input\":%s,\"input_dtype\":\"%s\","
+              "\"input_shape\":[%s],\"seed\":%llu,\"results\":[%s]}\n",
               squeeze::core::model::JsonQuote(model_path).c_str(),
               squeeze::core::model::JsonQuote(input_name).c_str(),
+              int_input ? "int64" : "float32",
               absl::StrJoin(full_shape, ",").c_str(),
               static_cast<unsigned long long>(absl::GetFlag(FLAGS_seed)), results.c_str());
   return absl::OkStatus();

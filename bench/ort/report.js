@@ -1,7 +1,8 @@
 // Folds time_ort.js outputs (one JSON object per file: one model, one run)
 // into one Markdown table: per model, batch and thread setting, the median
 // over runs of our p50, ORT's p50 and the per-run ratio ours/ORT, and the
-// largest parity difference seen in any run.
+// largest parity difference seen in any run (absolute, and relative to the
+// largest ORT output magnitude).
 //
 //   node report.js run1_mlp.json run1_cnn.json run2_mlp.json ...
 'use strict';
@@ -24,7 +25,7 @@ for (const file of process.argv.slice(2)) {
     const key = `${run.model}\t${result.batch}\t${result.threads}`;
     if (!rows.has(key)) {
       rows.set(key, {model: path.basename(run.model), batch: result.batch, threads: result.threads,
-                     ours: [], ort: [], ratio: [], diff: 0});
+                     ours: [], ort: [], ratio: [], diff: 0, rel: 0});
     }
     const row = rows.get(key);
     row.ours.push(result.ours_p50_ms);
@@ -32,17 +33,18 @@ for (const file of process.argv.slice(2)) {
     row.ratio.push(result.ratio);
     // null (NaN in JSON) poisons the row on purpose: parity failed.
     row.diff = result.max_abs_diff === null ? NaN : Math.max(row.diff, result.max_abs_diff);
+    row.rel = result.max_rel_diff === null ? NaN : Math.max(row.rel, result.max_rel_diff ?? 0);
   }
 }
 
 const runs = Math.max(0, ...[...rows.values()].map((row) => row.ratio.length));
-console.log(`| model | batch | threads | ours p50 ms | ORT p50 ms | ours/ORT | ≤ ${kGoalRatio}× | max abs diff |`);
-console.log('| --- | ---: | --- | ---: | ---: | ---: | --- | ---: |');
+console.log(`| model | batch | threads | ours p50 ms | ORT p50 ms | ours/ORT | ≤ ${kGoalRatio}× | max abs diff | max rel diff |`);
+console.log('| --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: |');
 for (const row of rows.values()) {
   const ratio = median(row.ratio);
   console.log(`| ${row.model} | ${row.batch} | ${row.threads === 0 ? 'default' : row.threads} | ` +
               `${median(row.ours).toFixed(3)} | ${median(row.ort).toFixed(3)} | ` +
               `${ratio.toFixed(2)}× | ${ratio <= kGoalRatio ? 'yes' : 'no'} | ` +
-              `${row.diff.toExponential(1)} |`);
+              `${row.diff.toExponential(1)} | ${row.rel.toExponential(1)} |`);
 }
-console.log(`(medians of ${runs} run${runs === 1 ? '' : 's'}; max abs diff: largest over runs)`);
+console.log(`(medians of ${runs} run${runs === 1 ? '' : 's'}; max abs/rel diff: largest over runs; rel = abs / max |ORT output|)`);

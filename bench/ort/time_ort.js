@@ -13,9 +13,13 @@
 // timed seconds are reached; nearest-rank percentiles. ORT's times include
 // the Node binding (one N-API call and the output tensor per run).
 //
+// The input is DIR/input.f32 (float32) or DIR/input.i64 (int64 token ids),
+// as ours.json's "input_dtype" says (float32 when absent).
+//
 // Prints one JSON object: per configuration our p50 and ORT's p50/p95, the
-// ratio ours/ORT of the p50s, and the largest absolute difference between
-// the two runtimes' first outputs.
+// ratio ours/ORT of the p50s, the largest absolute difference between the
+// two runtimes' first outputs, and that difference relative to the largest
+// magnitude among ORT's outputs (max_rel_diff).
 'use strict';
 
 const fs = require('node:fs');
@@ -36,6 +40,12 @@ function parseArgs(argv) {
 function readFloats(file) {
   const bytes = fs.readFileSync(file);
   return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+}
+
+function readInt64s(file) {
+  const bytes = fs.readFileSync(file);
+  const copy = new Uint8Array(bytes);  // BigInt64Array needs 8-byte alignment
+  return new BigInt64Array(copy.buffer, 0, copy.byteLength / 8);
 }
 
 function nearestRank(sorted, percent) {
@@ -71,7 +81,9 @@ function sessionOptions(threads) {
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const ours = JSON.parse(fs.readFileSync(args.ours, 'utf8'));
-  const input = readFloats(path.join(args.parity_dir, 'input.f32'));
+  const int64 = ours.input_dtype === 'int64';
+  const input = int64 ? readInt64s(path.join(args.parity_dir, 'input.i64'))
+                      : readFloats(path.join(args.parity_dir, 'input.f32'));
   const exampleShape = ours.input_shape.slice(1);
   const exampleSize = exampleShape.reduce((a, b) => a * b, 1);
   const results = [];
@@ -81,7 +93,7 @@ async function main() {
       sessions.set(row.threads, await ort.InferenceSession.create(ours.model, sessionOptions(row.threads)));
     }
     const session = sessions.get(row.threads);
-    const tensor = new ort.Tensor('float32', input.subarray(0, row.batch * exampleSize),
+    const tensor = new ort.Tensor(int64 ? 'int64' : 'float32', input.subarray(0, row.batch * exampleSize),
                                   [row.batch, ...exampleShape]);
     const feeds = {[ours.input]: tensor};
     const output = (await session.run(feeds))[session.outputNames[0]].data;
@@ -91,8 +103,10 @@ async function main() {
                       `output values, ours ${expected.length}`);
     }
     let maxAbsDiff = 0;
+    let maxAbsOrt = 0;
     for (let i = 0; i < output.length; ++i) {
       maxAbsDiff = Math.max(maxAbsDiff, Math.abs(output[i] - expected[i]));
+      maxAbsOrt = Math.max(maxAbsOrt, Math.abs(output[i]));
     }
     const stats = await measure(session, feeds, args);
     results.push({
@@ -105,6 +119,7 @@ async function main() {
       ort_p95_ms: stats.p95_ms,
       ratio: row.p50_ms / stats.p50_ms,
       max_abs_diff: maxAbsDiff,
+      max_rel_diff: maxAbsOrt > 0 ? maxAbsDiff / maxAbsOrt : maxAbsDiff,
     });
   }
   console.log(JSON.stringify({

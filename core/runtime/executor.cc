@@ -34,7 +34,42 @@ absl::StatusOr<Executor> Executor::Create(
   }
   std::vector<std::vector<std::string>> release_after(graph.nodes.size());
   for (const auto& [name, index] : last_use) release_after[index].push_back(name);
-  return Executor(std::move(graph), std::move(backend), std::move(release_after));
+
+  // Activation fusion: node i's only output X feeds only node j, a one-input
+  // one-output activation the backend fuses into node i. Node j then runs as
+  // part of node i (earlier than its sorted place, which is safe: it reads
+  // nothing but X) and X is never stored.
+  std::map<std::string, int> uses;
+  std::map<std::string, size_t> consumer;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    for (const std::string& input : graph.nodes[i].inputs) {
+      if (input.empty()) continue;
+      ++uses[input];
+      consumer[input] = i;
+    }
+  }
+  std::set<std::string> graph_outputs;
+  for (const graph::ValueInfo& output : graph.outputs) graph_outputs.insert(output.name);
+  std::vector<Step> steps(graph.nodes.size());
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    steps[i].outputs_of = i;
+    const graph::Node& node = graph.nodes[i];
+    if (steps[i].skipped || node.outputs.size() != 1 || node.outputs[0].empty()) continue;
+    const std::string& x = node.outputs[0];
+    if (uses[x] != 1 || graph_outputs.count(x) || graph.initializers.count(x)) continue;
+    const size_t j = consumer[x];
+    const graph::Node& next = graph.nodes[j];
+    if (j <= i || (!next.domain.empty() && next.domain != "ai.onnx") || next.op_type != "Relu" || next.inputs.size() != 1 ||
+        next.outputs.size() != 1 || next.outputs[0].empty() ||
+        !backend->FusesActivation(node, next.op_type)) {
+      continue;
+    }
+    steps[i].activation = next.op_type;
+    steps[i].outputs_of = j;
+    steps[j].skipped = true;
+  }
+  return Executor(std::move(graph), std::move(backend), std::move(release_after),
+                  std::move(steps));
 }
 
 absl::StatusOr<std::vector<graph::Tensor>> Executor::Run(
@@ -69,7 +104,9 @@ absl::StatusOr<std::vector<graph::Tensor>> Executor::Run(
   };
   for (size_t i = 0; i < graph_.nodes.size(); ++i) {
     const graph::Node& node = graph_.nodes[i];
-    KernelCall call{node, graph_.opset_version, {}};
+    const Step& step = steps_[i];
+    if (step.skipped) continue;  // its release_after_ entries are never stored
+    KernelCall call{node, graph_.opset_version, {}, step.activation};
     for (const std::string& input : node.inputs) {
       if (input.empty()) {
         call.inputs.push_back(nullptr);
@@ -98,10 +135,9 @@ absl::StatusOr<std::vector<graph::Tensor>> Executor::Run(
                           absl::StrCat("node '", node.name, "' (", node.op_type,
                                        "): ", outputs.status().message()));
     }
-    for (size_t k = 0; k < node.outputs.size() && k < outputs->size(); ++k) {
-      if (!node.outputs[k].empty()) {
-        values.insert_or_assign(node.outputs[k], std::move((*outputs)[k]));
-      }
+    const std::vector<std::string>& names = graph_.nodes[step.outputs_of].outputs;
+    for (size_t k = 0; k < names.size() && k < outputs->size(); ++k) {
+      if (!names[k].empty()) values.insert_or_assign(names[k], std::move((*outputs)[k]));
     }
     for (const std::string& name : release_after_[i]) values.erase(name);
   }

@@ -1,5 +1,7 @@
 // Runs a Graph on a KernelBackend, node by node in topological order,
-// releasing each intermediate after its last use.
+// releasing each intermediate after its last use. A node followed by an
+// activation that the backend fuses (KernelBackend::FusesActivation), whose
+// intermediate has no other use and is not a graph output, runs as one call.
 #ifndef SQUEEZE_CORE_RUNTIME_EXECUTOR_H_
 #define SQUEEZE_CORE_RUNTIME_EXECUTOR_H_
 
@@ -35,16 +37,27 @@ class Executor {
   const graph::Graph& graph() const { return graph_; }
 
  private:
+  // How node i runs: `activation` is fused into it (then its results are
+  // named by node `outputs_of`'s outputs), or it is `skipped` because it was
+  // fused into an earlier node.
+  struct Step {
+    std::string activation;
+    size_t outputs_of = 0;
+    bool skipped = false;
+  };
+
   Executor(graph::Graph graph, std::shared_ptr<const KernelBackend> backend,
-           std::vector<std::vector<std::string>> release_after)
+           std::vector<std::vector<std::string>> release_after, std::vector<Step> steps)
       : graph_(std::move(graph)),
         backend_(std::move(backend)),
-        release_after_(std::move(release_after)) {}
+        release_after_(std::move(release_after)),
+        steps_(std::move(steps)) {}
 
   graph::Graph graph_;
   std::shared_ptr<const KernelBackend> backend_;
   // release_after_[i]: intermediates whose last consumer is node i.
   std::vector<std::vector<std::string>> release_after_;
+  std::vector<Step> steps_;  // one per node
 };
 
 }  // namespace squeeze::core::runtime

@@ -1,5 +1,10 @@
 #include "core/runtime/executor.h"
 
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "core/kernels/cpu/cpu_backend.h"
 #include "gtest/gtest.h"
 
@@ -67,6 +72,115 @@ TEST(ExecutorTest, AbsurdShapeIsAnErrorNotACrash) {
       graph::DataType::kInt64, {3}, {int64_t{1} << 20, int64_t{1} << 20, 16});
   auto outputs = executor->Run({{"shape", shape}});
   EXPECT_EQ(outputs.status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+}  // namespace
+}  // namespace squeeze::core::runtime
+
+namespace squeeze::core::runtime {
+namespace {
+
+// Passes calls to the CPU backend and records their operator types (with
+// "+Relu" for a fused call); fuses activations only when `fuse`.
+class RecordingBackend : public KernelBackend {
+ public:
+  explicit RecordingBackend(bool fuse) : base_(kernels::cpu::CreateCpuBackend(1)), fuse_(fuse) {}
+  std::string name() const override { return "recording"; }
+  bool Supports(absl::string_view op_type) const override { return base_->Supports(op_type); }
+  bool FusesActivation(const graph::Node& node, absl::string_view activation) const override {
+    return fuse_ && base_->FusesActivation(node, activation);
+  }
+  absl::StatusOr<std::vector<graph::Tensor>> Run(const KernelCall& call) const override {
+    calls_.push_back(call.fused_activation.empty()
+                         ? call.node.op_type
+                         : call.node.op_type + "+" + std::string(call.fused_activation));
+    return base_->Run(call);
+  }
+  mutable std::vector<std::string> calls_;
+
+ private:
+  std::shared_ptr<const KernelBackend> base_;
+  bool fuse_;
+};
+
+// x [2, 1, 5, 5] -> Conv(3x3, pad 1, bias) -> Relu -> Flatten -> Gemm(transB,
+// bias) -> Relu -> MatMul -> Relu = y, with mixed-sign weights so that every
+// Relu clips something.
+graph::Graph ConvGemmMatMulRelu() {
+  graph::Graph g;
+  g.opset_version = 17;
+  g.inputs.push_back({"x", DataType::kFloat32, std::nullopt});
+  g.outputs.push_back({"y", DataType::kFloat32, std::nullopt});
+  auto values = [](int64_t count, float scale) {
+    std::vector<float> v(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) v[i] = scale * static_cast<float>((i * 7) % 11 - 5);
+    return v;
+  };
+  g.initializers["cw"] = Tensor::FromVector(DataType::kFloat32, {3, 1, 3, 3}, values(27, 0.1f));
+  g.initializers["cb"] = Tensor::FromVector<float>(DataType::kFloat32, {3}, {0.5f, -0.25f, 0});
+  g.initializers["gw"] = Tensor::FromVector(DataType::kFloat32, {4, 75}, values(300, 0.05f));
+  g.initializers["gb"] = Tensor::FromVector<float>(DataType::kFloat32, {4}, {0.1f, -0.2f, 0.3f, 0});
+  g.initializers["mw"] = Tensor::FromVector(DataType::kFloat32, {4, 3}, values(12, 0.3f));
+  graph::Node conv{"conv", "Conv", "", {"x", "cw", "cb"}, {"c"}, {}};
+  conv.attributes["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+  graph::Node gemm{"gemm", "Gemm", "", {"f", "gw", "gb"}, {"h"}, {}};
+  gemm.attributes["transB"] = int64_t{1};
+  g.nodes = {conv,
+             {"relu1", "Relu", "", {"c"}, {"r"}, {}},
+             {"flatten", "Flatten", "", {"r"}, {"f"}, {}},
+             gemm,
+             {"relu2", "Relu", "", {"h"}, {"s"}, {}},
+             {"matmul", "MatMul", "", {"s", "mw"}, {"m"}, {}},
+             {"relu3", "Relu", "", {"m"}, {"y"}, {}}};
+  return g;
+}
+
+Tensor ConvInput() {
+  std::vector<float> x(50);
+  for (int i = 0; i < 50; ++i) x[i] = static_cast<float>((i * 13) % 17) / 8.0f - 1.0f;
+  return Tensor::FromVector(DataType::kFloat32, {2, 1, 5, 5}, x);
+}
+
+TEST(ExecutorTest, FusedReluGivesTheSameOutputsAsSeparateNodes) {
+  auto fused_backend = std::make_shared<RecordingBackend>(true);
+  auto plain_backend = std::make_shared<RecordingBackend>(false);
+  auto fused = Executor::Create(ConvGemmMatMulRelu(), fused_backend);
+  auto plain = Executor::Create(ConvGemmMatMulRelu(), plain_backend);
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  auto fused_out = fused->Run({{"x", ConvInput()}});
+  auto plain_out = plain->Run({{"x", ConvInput()}});
+  ASSERT_TRUE(fused_out.ok()) << fused_out.status();
+  ASSERT_TRUE(plain_out.ok()) << plain_out.status();
+  EXPECT_EQ(fused_backend->calls_,
+            (std::vector<std::string>{"Conv+Relu", "Flatten", "Gemm+Relu", "MatMul+Relu"}));
+  EXPECT_EQ(plain_backend->calls_.size(), 7u);
+  EXPECT_EQ((*fused_out)[0].shape(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ((*fused_out)[0].ToFloats(), (*plain_out)[0].ToFloats());
+  // The Relus clip: some outputs are 0, some positive.
+  const std::vector<float> y = (*fused_out)[0].ToFloats();
+  EXPECT_NE(std::count(y.begin(), y.end(), 0.0f), 0);
+  EXPECT_NE(std::count_if(y.begin(), y.end(), [](float v) { return v > 0; }), 0);
+}
+
+TEST(ExecutorTest, DoesNotFuseAnIntermediateWithOtherUses) {
+  graph::Graph g = ConvGemmMatMulRelu();
+  // "c" also becomes a graph output, "h" feeds a second node.
+  g.outputs.push_back({"c", DataType::kFloat32, std::nullopt});
+  g.outputs.push_back({"h2", DataType::kFloat32, std::nullopt});
+  g.nodes.push_back({"neg", "Neg", "", {"h"}, {"h2"}, {}});
+  auto backend = std::make_shared<RecordingBackend>(true);
+  auto executor = Executor::Create(g, backend);
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  auto outputs = executor->Run({{"x", ConvInput()}});
+  ASSERT_TRUE(outputs.ok()) << outputs.status();
+  EXPECT_EQ(std::count(backend->calls_.begin(), backend->calls_.end(), "Conv"), 1);
+  EXPECT_EQ(std::count(backend->calls_.begin(), backend->calls_.end(), "Gemm"), 1);
+  EXPECT_EQ(std::count(backend->calls_.begin(), backend->calls_.end(), "MatMul+Relu"), 1);
+  ASSERT_EQ(outputs->size(), 3u);
+  // The stored Conv output is before its Relu: it has negative values.
+  const std::vector<float> c = (*outputs)[1].ToFloats();
+  EXPECT_NE(std::count_if(c.begin(), c.end(), [](float v) { return v < 0; }), 0);
 }
 
 }  // namespace

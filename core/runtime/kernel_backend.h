@@ -20,6 +20,10 @@ struct KernelCall {
   const graph::Node& node;
   int64_t opset_version;
   std::vector<const graph::Tensor*> inputs;
+  // Empty, or an elementwise activation ("Relu") that the executor fused
+  // into this node: the kernel returns activation(result) as its single
+  // output. Set only when the backend's FusesActivation(node, ...) is true.
+  absl::string_view fused_activation = {};
 
   // Number of inputs the node names, omitted ones included.
   size_t num_inputs() const { return inputs.size(); }
@@ -46,6 +50,16 @@ class KernelBackend {
   // Thread-safe: the executor may call it concurrently.
   virtual absl::StatusOr<std::vector<graph::Tensor>> Run(
       const KernelCall& call) const = 0;
+
+  // Whether Run applies `activation` (an ONNX operator type of one input and
+  // one output, e.g. "Relu") to the single output of `node` when a call
+  // names it in fused_activation. The executor then runs a node followed by
+  // that activation, whose input has no other use, as one call. Backends
+  // that wrap another must forward this only if they pass such calls on.
+  virtual bool FusesActivation(const graph::Node& node,
+                               absl::string_view activation) const {
+    return false;
+  }
 };
 
 }  // namespace squeeze::core::runtime

@@ -47,6 +47,13 @@ class CpuBackend : public runtime::KernelBackend {
     return it->second(call, num_threads_);
   }
 
+  // Conv, Gemm and MatMul apply a fused Relu to their output tile while it
+  // is in cache (core/kernels/cpu/neural_net.cc).
+  bool FusesActivation(const graph::Node& node, absl::string_view activation) const override {
+    return activation == "Relu" &&
+           (node.op_type == "Conv" || node.op_type == "Gemm" || node.op_type == "MatMul");
+  }
+
  private:
   int num_threads_;
 };

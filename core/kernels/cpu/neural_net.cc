@@ -107,6 +107,33 @@ std::vector<int64_t> BatchChannelShape(int64_t batch, int64_t channels,
   return shape;
 }
 
+// Whether the executor fused a Relu into this Conv, Gemm or MatMul call
+// (CpuBackend::FusesActivation); INVALID_ARGUMENT for another activation.
+absl::StatusOr<bool> FusedRelu(const KernelCall& call) {
+  if (call.fused_activation.empty()) return false;
+  if (call.fused_activation == "Relu") return true;
+  return absl::InvalidArgumentError(absl::StrCat(call.node.op_type, " cannot fuse activation '",
+                                                 call.fused_activation, "'"));
+}
+
+// rows x width floats at `data` (row stride `stride`) become
+// max(0, x + bias[row]) with `relu`, x + bias[row] without; bias may be null.
+// The same expressions as the Add and Relu kernels, so fusing changes no bit.
+void BiasRelu(float* data, int64_t rows, int64_t width, int64_t stride, const float* bias,
+              bool relu) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = data + r * stride;
+    const float b = bias == nullptr ? 0.0f : bias[r];
+    if (bias != nullptr && relu) {
+      for (int64_t i = 0; i < width; ++i) row[i] = std::max(0.0f, row[i] + b);
+    } else if (bias != nullptr) {
+      for (int64_t i = 0; i < width; ++i) row[i] += b;
+    } else if (relu) {
+      for (int64_t i = 0; i < width; ++i) row[i] = std::max(0.0f, row[i]);
+    }
+  }
+}
+
 // The float32 elements of an optional input (empty when omitted).
 std::vector<float> OptionalFloats(const Tensor* tensor) {
   return tensor == nullptr ? std::vector<float>{} : tensor->ToFloats();
@@ -239,6 +266,7 @@ KernelResult Conv(const KernelCall& call, int threads) {
   SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
   SQ_ASSIGN_OR_RETURN(const Tensor* w, RequiredInput(call, 1));
   SQ_RETURN_IF_ERROR(RequireFloat(call, *x));
+  SQ_ASSIGN_OR_RETURN(const bool relu, FusedRelu(call));
   if (x->rank() < 3 || w->rank() != x->rank()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Conv needs X and W of equal rank >= 3, got ", graph::ShapeToString(x->shape()),
@@ -328,9 +356,8 @@ KernelResult Conv(const KernelCall& call, int threads) {
           out.noalias() = w_g * ConstMatrixMap(col, col_rows, width);
         }
       }
-      if (bias) {
-        for (int64_t m = 0; m < group_out; ++m) out.row(m).array() += bias->data()[g * group_out + m];
-      }
+      BiasRelu(out.data(), group_out, width, out_size,
+               bias ? bias->data() + g * group_out : nullptr, relu);
     }
   });
   return OneOutput(output.Finish());
@@ -643,6 +670,7 @@ KernelResult MatMul(const KernelCall& call, int threads) {
   SQ_ASSIGN_OR_RETURN(const Tensor* a, RequiredInput(call, 0));
   SQ_ASSIGN_OR_RETURN(const Tensor* b, RequiredInput(call, 1));
   SQ_RETURN_IF_ERROR(RequireFloat(call, *a));
+  SQ_ASSIGN_OR_RETURN(const bool relu, FusedRelu(call));
   std::vector<int64_t> a_shape = a->shape(), b_shape = b->shape();
   if (a_shape.empty() || b_shape.empty()) {
     return absl::InvalidArgumentError("MatMul inputs must have rank >= 1");
@@ -671,6 +699,9 @@ KernelResult MatMul(const KernelCall& call, int threads) {
     ParallelMatMul(av.data() + ia[i] * rows * inner, bv.data() + ib[i] * inner * cols,
                    output.data() + i * rows * cols, rows, inner, cols, threads);
   }
+  if (relu) {
+    BiasRelu(output.data(), 1, static_cast<int64_t>(ia.size()) * rows * cols, 0, nullptr, true);
+  }
   return OneOutput(output.Finish());
 }
 
@@ -678,6 +709,7 @@ KernelResult Gemm(const KernelCall& call, int threads) {
   SQ_ASSIGN_OR_RETURN(const Tensor* a, RequiredInput(call, 0));
   SQ_ASSIGN_OR_RETURN(const Tensor* b, RequiredInput(call, 1));
   SQ_RETURN_IF_ERROR(RequireFloat(call, *a));
+  SQ_ASSIGN_OR_RETURN(const bool relu, FusedRelu(call));
   if (a->rank() != 2 || b->rank() != 2) {
     return absl::InvalidArgumentError("Gemm needs 2-D A and B");
   }
@@ -712,11 +744,29 @@ KernelResult Gemm(const KernelCall& call, int threads) {
   FloatOutput output(a->dtype(), shape);
   const ConstMatrixMap a_map(av.data(), a->shape()[0], a->shape()[1]);
   const ConstMatrixMap b_map(bv.data(), b->shape()[0], b->shape()[1]);
-  // Adds beta * C to rows [begin, end) of the output.
+  // Adds beta * C to rows [begin, end) of the output, then the fused Relu.
   auto add_c = [&](int64_t begin, int64_t end) {
-    if (c == nullptr) return;
-    MatrixMap out(output.data() + begin * cols, end - begin, cols);
+    float* rows_begin = output.data() + begin * cols;
+    if (c == nullptr) {
+      if (relu) BiasRelu(rows_begin, 1, (end - begin) * cols, 0, nullptr, true);
+      return;
+    }
     const float* cd = cv->data();
+    if (c_rows == 1 && beta == 1.0f) {
+      // The usual bias row: one pass for bias and Relu.
+      for (int64_t r = begin; r < end; ++r) {
+        float* row = output.data() + r * cols;
+        if (c_cols == 1) {
+          BiasRelu(row, 1, cols, 0, cd, relu);
+        } else if (relu) {
+          for (int64_t j = 0; j < cols; ++j) row[j] = std::max(0.0f, row[j] + cd[j]);
+        } else {
+          for (int64_t j = 0; j < cols; ++j) row[j] += cd[j];
+        }
+      }
+      return;
+    }
+    MatrixMap out(rows_begin, end - begin, cols);
     if (c_rows == 1 && c_cols == 1) {
       out.array() += beta * cd[0];
     } else if (c_rows == 1) {
@@ -726,6 +776,7 @@ KernelResult Gemm(const KernelCall& call, int threads) {
     } else {
       out += beta * ConstMatrixMap(cd + begin * cols, end - begin, cols);
     }
+    if (relu) BiasRelu(rows_begin, 1, (end - begin) * cols, 0, nullptr, true);
   };
   if (FastGemmAvailable()) {
     // The kernels read A as [rows, inner]: a transposed A is copied once.
