@@ -22,33 +22,65 @@ bool CpuHasAvx2Fma() {
 #endif
 }
 
+bool CpuRunsGemmPath(GemmPath path) {
+#if defined(__x86_64__) || defined(__i386__)
+  switch (path) {
+    case GemmPath::kAuto:
+    case GemmPath::kScalar:
+      return true;
+    case GemmPath::kAvx2:
+      return CpuHasAvx2Fma();
+    case GemmPath::kAvxVnni: {
+      static const bool has = CpuHasAvx2Fma() && __builtin_cpu_supports("avxvnni");
+      return has;
+    }
+    case GemmPath::kAvx512Vnni: {
+      static const bool has = CpuHasAvx2Fma() && __builtin_cpu_supports("avx512f") &&
+                              __builtin_cpu_supports("avx512vnni");
+      return has;
+    }
+  }
+  return false;
+#else
+  return path == GemmPath::kAuto || path == GemmPath::kScalar;
+#endif
+}
+
 const char* GemmPathName(GemmPath path) {
   switch (path) {
     case GemmPath::kAuto: return "auto";
     case GemmPath::kScalar: return "scalar";
     case GemmPath::kAvx2: return "avx2";
+    case GemmPath::kAvxVnni: return "avxvnni";
+    case GemmPath::kAvx512Vnni: return "avx512vnni";
   }
   return "unknown";
 }
 
 absl::StatusOr<GemmPath> ResolveGemmPath(GemmPath requested) {
+  constexpr GemmPath kConcrete[] = {GemmPath::kAvx512Vnni, GemmPath::kAvxVnni, GemmPath::kAvx2,
+                                    GemmPath::kScalar};
   if (requested == GemmPath::kAuto) {
     const char* env = std::getenv("SQUEEZE_GEMM_PATH");
     const std::string value = env == nullptr ? "" : env;
-    if (value == "scalar") {
-      requested = GemmPath::kScalar;
-    } else if (value == "avx2") {
-      requested = GemmPath::kAvx2;
-    } else if (value.empty() || value == "auto") {
-      return CpuHasAvx2Fma() ? GemmPath::kAvx2 : GemmPath::kScalar;
-    } else {
+    if (value.empty() || value == "auto") {
+      for (GemmPath path : kConcrete) {
+        if (CpuRunsGemmPath(path)) return path;
+      }
+    }
+    for (GemmPath path : kConcrete) {
+      if (value == GemmPathName(path)) requested = path;
+    }
+    if (requested == GemmPath::kAuto) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "gemm: SQUEEZE_GEMM_PATH must be scalar, avx2 or auto, got \"", value, "\""));
+          "gemm: SQUEEZE_GEMM_PATH must be scalar, avx2, avxvnni, avx512vnni or auto, got \"",
+          value, "\""));
     }
   }
-  if (requested == GemmPath::kAvx2 && !CpuHasAvx2Fma()) {
-    return absl::FailedPreconditionError(
-        "gemm: the avx2 path was requested but this CPU lacks AVX2 or FMA");
+  if (!CpuRunsGemmPath(requested)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "gemm: the ", GemmPathName(requested),
+        " path was requested but this CPU lacks its instructions"));
   }
   return requested;
 }
@@ -63,12 +95,28 @@ absl::StatusOr<ResolvedGemm> Resolve(const GemmOptions& options) {
   absl::StatusOr<GemmPath> path = ResolveGemmPath(options.path);
   if (!path.ok()) return path.status();
   ResolvedGemm resolved;
-  resolved.kernels = *path == GemmPath::kAvx2
-                         ? GemmKernels{Int8TileAvx2, PanelGemmAvx2}
-                         : GemmKernels{Int8TileScalar, PanelGemmScalar};
-  resolved.threads = options.num_threads > 0
-                         ? options.num_threads
-                         : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  resolved.path = *path;
+  switch (*path) {
+    case GemmPath::kAvx512Vnni:
+      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2, Int8PanelTileAvx512Vnni,
+                          MinMaxAvx512, QuantizeRowAvx512};
+      break;
+    case GemmPath::kAvxVnni:
+      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2, Int8PanelTileAvxVnni, MinMaxScalar,
+                          QuantizeRowScalar};
+      break;
+    case GemmPath::kAvx2:
+      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2, nullptr, MinMaxScalar, QuantizeRowScalar};
+      break;
+    default:
+      resolved.kernels = {Int8TileScalar, PanelGemmScalar, nullptr, MinMaxScalar,
+                          QuantizeRowScalar};
+      break;
+  }
+  // hardware_concurrency() reads /sys on Linux: once per process, not per call.
+  static const int hardware_threads =
+      std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  resolved.threads = options.num_threads > 0 ? options.num_threads : hardware_threads;
   return resolved;
 }
 

@@ -1,7 +1,12 @@
 // Which implementation the low-bit GEMMs of core/quant/gemm run, chosen at
 // run time. The scalar path is portable C++ and always available; the AVX2
-// path needs a CPU with AVX2 and FMA. Callers pass GemmOptions and never test
-// the CPU or a macro themselves.
+// path needs a CPU with AVX2 and FMA; the two VNNI paths add the int8
+// dot-product instruction vpdpbusd (u8 x s8 -> s32, 4 products per 32-bit
+// lane) for the int8 GEMM on packed weight panels: AVX-VNNI on ymm registers
+// (AVX2 + FMA + AVX-VNNI) and AVX-512 VNNI on zmm (AVX-512F + AVX512_VNNI,
+// plus AVX2 + FMA for the float kernels, which they share with the AVX2
+// path). Callers pass GemmOptions and never test the CPU or a macro
+// themselves.
 #ifndef SQUEEZE_CORE_QUANT_GEMM_GEMM_DISPATCH_H_
 #define SQUEEZE_CORE_QUANT_GEMM_GEMM_DISPATCH_H_
 
@@ -10,11 +15,14 @@
 namespace squeeze::core::quant::gemm {
 
 enum class GemmPath {
-  // The environment variable SQUEEZE_GEMM_PATH ("scalar" or "avx2") when set,
-  // else AVX2 where the CPU has it, else scalar.
+  // The environment variable SQUEEZE_GEMM_PATH ("scalar", "avx2", "avxvnni"
+  // or "avx512vnni") when set, else the first of avx512vnni, avxvnni, avx2,
+  // scalar that the CPU runs.
   kAuto,
   kScalar,
   kAvx2,
+  kAvxVnni,
+  kAvx512Vnni,
 };
 
 struct GemmOptions {
@@ -26,12 +34,15 @@ struct GemmOptions {
 // Whether this CPU runs the AVX2 path (it needs both AVX2 and FMA).
 bool CpuHasAvx2Fma();
 
-// The concrete path (kScalar or kAvx2) for `requested`. FAILED_PRECONDITION
-// when kAvx2 is asked for (directly or through SQUEEZE_GEMM_PATH) on a CPU
-// without it; INVALID_ARGUMENT for an unknown SQUEEZE_GEMM_PATH value.
+// Whether this CPU runs `path` (kAuto and kScalar: always).
+bool CpuRunsGemmPath(GemmPath path);
+
+// The concrete path (not kAuto) for `requested`. FAILED_PRECONDITION when a
+// path is asked for (directly or through SQUEEZE_GEMM_PATH) on a CPU without
+// it; INVALID_ARGUMENT for an unknown SQUEEZE_GEMM_PATH value.
 absl::StatusOr<GemmPath> ResolveGemmPath(GemmPath requested);
 
-// "scalar" or "avx2" ("auto" for kAuto), for reports.
+// "scalar", "avx2", "avxvnni" or "avx512vnni" ("auto" for kAuto), for reports.
 const char* GemmPathName(GemmPath path);
 
 }  // namespace squeeze::core::quant::gemm

@@ -14,6 +14,7 @@
 namespace squeeze::core::quant::gemm::internal {
 
 struct ResolvedGemm {
+  GemmPath path = GemmPath::kScalar;
   GemmKernels kernels;
   int threads = 1;
 };

@@ -84,10 +84,28 @@ void ForEachTile(int64_t m, int64_t n, int64_t k, int threads,
       });
 }
 
+// The int32 sums of rows [r0, r0 + rows) x columns [c0, c0 + cols) into
+// out[r * ldout + c]: the packed kernel where the path has one (packing `wq`
+// on the fly into `scratch_panels` when `panels` is null), else the plain one.
+void TileSums(const internal::ResolvedGemm& gemm, const uint8_t* xq, const int8_t* wq,
+              const int8_t* panels, int64_t k, int64_t r0, int64_t rows, int64_t c0,
+              int64_t cols, int32_t* out, int64_t ldout) {
+  if (gemm.kernels.int8_panel_tile != nullptr && panels != nullptr) {
+    gemm.kernels.int8_panel_tile(xq + r0 * k, k,
+                                 panels + (c0 / internal::kInt8PanelWidth) *
+                                              internal::Int8PanelBytes(k),
+                                 rows, cols, k, out, ldout);
+    return;
+  }
+  gemm.kernels.int8_tile(xq + r0 * k, k, wq + c0 * k, k, rows, cols, k, out, ldout);
+}
+
 absl::StatusOr<Int8Activations> Quantize(const float* x, int64_t rows,
                                          int64_t depth, bool per_row,
-                                         float scale, int32_t zero_point) {
+                                         float scale, int32_t zero_point,
+                                         const GemmOptions& options) {
   SQ_RETURN_IF_ERROR(CheckShape(rows, 1, depth));
+  SQ_ASSIGN_OR_RETURN(const internal::ResolvedGemm gemm, internal::Resolve(options));
   Int8Activations a;
   a.rows = rows;
   a.depth = depth;
@@ -97,13 +115,7 @@ absl::StatusOr<Int8Activations> Quantize(const float* x, int64_t rows,
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * depth;
     float lo = 0.0f, hi = 0.0f;
-    bool finite = true;
-    for (int64_t c = 0; c < depth; ++c) {
-      finite &= std::isfinite(row[c]);
-      lo = std::min(lo, row[c]);
-      hi = std::max(hi, row[c]);
-    }
-    if (!finite) {
+    if (!gemm.kernels.min_max(row, depth, &lo, &hi)) {
       for (int64_t c = 0; c < depth; ++c) {
         if (!std::isfinite(row[c])) {
           return absl::InvalidArgumentError(absl::StrCat(
@@ -126,15 +138,7 @@ absl::StatusOr<Int8Activations> Quantize(const float* x, int64_t rows,
       std::fill(q, q + depth, static_cast<uint8_t>(z));
       continue;
     }
-    const float inverse = 1.0f / s;
-    // Round half to even by the 1.5 * 2^23 trick (exact for |v| < 2^22, which
-    // the clamp to +-512 ensures) instead of a libm call, so that it vectorizes.
-    constexpr float kRounder = 12582912.0f;
-    for (int64_t c = 0; c < depth; ++c) {
-      const float v = std::clamp(row[c] * inverse, -512.0f, 512.0f);
-      const float rounded = (v + kRounder) - kRounder + static_cast<float>(z);
-      q[c] = static_cast<uint8_t>(std::clamp(rounded, 0.0f, float{kActivationQuantMax}));
-    }
+    gemm.kernels.quantize_row(row, depth, 1.0f / s, /*divide=*/false, static_cast<float>(z), q);
   }
   return a;
 }
@@ -143,20 +147,47 @@ absl::StatusOr<Int8Activations> Quantize(const float* x, int64_t rows,
 
 absl::StatusOr<Int8Activations> QuantizeActivationsPerRow(const float* x,
                                                           int64_t rows,
-                                                          int64_t depth) {
-  return Quantize(x, rows, depth, /*per_row=*/true, 0.0f, 0);
+                                                          int64_t depth,
+                                                          const GemmOptions& options) {
+  return Quantize(x, rows, depth, /*per_row=*/true, 0.0f, 0, options);
 }
 
 absl::StatusOr<Int8Activations> QuantizeActivationsPerTensor(
     const float* x, int64_t rows, int64_t depth, float scale,
-    int32_t zero_point) {
+    int32_t zero_point, const GemmOptions& options) {
   if (!(scale > 0.0f) || !std::isfinite(scale) || zero_point < 0 ||
       zero_point > kActivationQuantMax) {
     return absl::InvalidArgumentError(absl::StrCat(
         "int8 gemm: activation scale must be finite and > 0 and the zero point "
         "in [0, 255], got scale ", scale, ", zero point ", zero_point));
   }
-  return Quantize(x, rows, depth, /*per_row=*/false, scale, zero_point);
+  return Quantize(x, rows, depth, /*per_row=*/false, scale, zero_point, options);
+}
+
+absl::Status QuantizeLinearToUint8(const float* x, int64_t n, float scale,
+                                   int32_t zero_point, uint8_t* q,
+                                   const GemmOptions& options) {
+  SQ_ASSIGN_OR_RETURN(const internal::ResolvedGemm gemm, internal::Resolve(options));
+  gemm.kernels.quantize_row(x, n, scale, /*divide=*/true, static_cast<float>(zero_point), q);
+  return absl::OkStatus();
+}
+
+int64_t Int8PanelsSize(int64_t out, int64_t in) {
+  return (out + internal::kInt8PanelWidth - 1) / internal::kInt8PanelWidth *
+         internal::Int8PanelBytes(in);
+}
+
+std::vector<int8_t> PackInt8Panels(const int8_t* q, int64_t out, int64_t in) {
+  constexpr int64_t kWidth = internal::kInt8PanelWidth, kDepth = internal::kInt8PanelDepth;
+  const int64_t groups = (in + kDepth - 1) / kDepth;
+  std::vector<int8_t> panels(Int8PanelsSize(out, in), 0);
+  for (int64_t n = 0; n < out; ++n) {
+    const int64_t p = n / kWidth, c = n % kWidth;
+    for (int64_t kk = 0; kk < in; ++kk) {
+      panels[((p * groups + kk / kDepth) * kWidth + c) * kDepth + kk % kDepth] = q[n * in + kk];
+    }
+  }
+  return panels;
 }
 
 absl::StatusOr<Int8Weights> Int8Weights::FromQuantized(
@@ -196,18 +227,30 @@ absl::StatusOr<Int8Weights> Int8Weights::FromQuantized(
       w.row_sums[r] += q;
     }
   }
+  w.panels = PackInt8Panels(w.q.data(), w.out, w.in);
   return w;
 }
 
 absl::Status Int8MatMulInt32(const uint8_t* xq, const int8_t* wq, int64_t m,
                              int64_t n, int64_t k, int32_t* acc,
                              const GemmOptions& options) {
+  return Int8MatMulInt32Prepacked(xq, wq, nullptr, m, n, k, acc, options);
+}
+
+absl::Status Int8MatMulInt32Prepacked(const uint8_t* xq, const int8_t* wq,
+                                      const int8_t* panels, int64_t m, int64_t n,
+                                      int64_t k, int32_t* acc,
+                                      const GemmOptions& options) {
   SQ_RETURN_IF_ERROR(CheckShape(m, n, k));
   SQ_ASSIGN_OR_RETURN(const internal::ResolvedGemm gemm, internal::Resolve(options));
+  std::vector<int8_t> packed_here;
+  if (gemm.kernels.int8_panel_tile != nullptr && panels == nullptr) {
+    packed_here = PackInt8Panels(wq, n, k);
+    panels = packed_here.data();
+  }
   ForEachTile(m, n, k, gemm.threads,
               [&](int64_t r0, int64_t rows, int64_t c0, int64_t cols, int32_t*) {
-                gemm.kernels.int8_tile(xq + r0 * k, k, wq + c0 * k, k, rows, cols, k,
-                                       acc + r0 * n + c0, n);
+                TileSums(gemm, xq, wq, panels, k, r0, rows, c0, cols, acc + r0 * n + c0, n);
               });
   return absl::OkStatus();
 }
@@ -224,10 +267,16 @@ absl::Status Int8Gemm(const Int8Activations& x, const Int8Weights& w, float* y,
   SQ_RETURN_IF_ERROR(CheckActivations(x, w));
   SQ_ASSIGN_OR_RETURN(const internal::ResolvedGemm gemm, internal::Resolve(options));
   const int64_t k = w.in;
+  const int8_t* panels = w.panels.empty() ? nullptr : w.panels.data();
+  std::vector<int8_t> packed_here;
+  if (gemm.kernels.int8_panel_tile != nullptr && panels == nullptr) {
+    packed_here = PackInt8Panels(w.q.data(), w.out, k);
+    panels = packed_here.data();
+  }
   ForEachTile(x.rows, w.out, k, gemm.threads,
               [&](int64_t r0, int64_t rows, int64_t c0, int64_t cols, int32_t* acc) {
-                gemm.kernels.int8_tile(x.q.data() + r0 * k, k, w.q.data() + c0 * k, k,
-                                       rows, cols, k, acc, kTileCols);
+                TileSums(gemm, x.q.data(), w.q.data(), panels, k, r0, rows, c0, cols, acc,
+                         kTileCols);
                 Epilogue(x, w, r0, rows, c0, cols, acc, kTileCols, y);
               });
   return absl::OkStatus();
@@ -245,7 +294,7 @@ absl::Status Int8GemmRef(const Int8Activations& x, const Int8Weights& w,
 
 absl::Status Int8GemmDynamic(const float* x, int64_t m, const Int8Weights& w,
                              float* y, const GemmOptions& options) {
-  SQ_ASSIGN_OR_RETURN(const Int8Activations a, QuantizeActivationsPerRow(x, m, w.in));
+  SQ_ASSIGN_OR_RETURN(const Int8Activations a, QuantizeActivationsPerRow(x, m, w.in, options));
   return Int8Gemm(a, w, y, options);
 }
 

@@ -16,6 +16,11 @@
 // < 2^31). Every path gives the same int32 sums as the scalar reference and,
 // because the float epilogue is shared code, bit-identical Y.
 //
+// Paths (gemm_dispatch.h): scalar and AVX2 (vpmaddwd on int16-widened
+// operands) read the [out, in] weights; the VNNI paths (vpdpbusd, u8 x s8 ->
+// s32, 64 MACs per AVX-512 instruction) read weight panels packed once per
+// layer (PackInt8Panels, Int8Weights::panels).
+//
 // All matrices are row-major and dense; outputs are overwritten, never read.
 #ifndef SQUEEZE_CORE_QUANT_GEMM_INT8_GEMM_H_
 #define SQUEEZE_CORE_QUANT_GEMM_INT8_GEMM_H_
@@ -47,17 +52,35 @@ struct Int8Activations {
 // q = clamp(round_half_even(x * (1 / scale)) + zero, 0, 255); a row of zeros gets
 // scale 0 and zero point 0. INVALID_ARGUMENT for rows or depth outside
 // [1, ...] (depth <= kMaxInt8GemmDepth) or a non-finite x (naming row and
-// column).
+// column). options.path picks the loops (AVX-512 on the avx512vnni path), all
+// with the same bytes; threads are not used.
 absl::StatusOr<Int8Activations> QuantizeActivationsPerRow(const float* x,
                                                           int64_t rows,
-                                                          int64_t depth);
+                                                          int64_t depth,
+                                                          const GemmOptions& options = {});
 
 // Static per-tensor quantization with a calibrated scale (> 0, finite) and
 // zero point in [0, 255]: q = clamp(round_half_even(x * (1 / scale)) + zero, 0, 255).
 // INVALID_ARGUMENT as above and for a bad scale or zero point.
 absl::StatusOr<Int8Activations> QuantizeActivationsPerTensor(
     const float* x, int64_t rows, int64_t depth, float scale,
-    int32_t zero_point);
+    int32_t zero_point, const GemmOptions& options = {});
+
+// QuantizeLinear's arithmetic (the CPU backend's kernel, bit for bit) into
+// the uint8 domain: q[i] = clamp(round_half_even(clamp(x[i] / scale, -512,
+// 512)) + zero_point, 0, 255), NaN as -512. For an int8 QuantizeLinear pass
+// its zero point + 128 and flip the sign bit of q afterwards. `scale` is not
+// checked (the callers did). Errors: those of ResolveGemmPath.
+absl::Status QuantizeLinearToUint8(const float* x, int64_t n, float scale,
+                                   int32_t zero_point, uint8_t* q,
+                                   const GemmOptions& options = {});
+
+// The weight layout of the VNNI paths: ceil(out / 16) panels of 16 output
+// columns, each ceil(in / 4) groups of [16 columns][4 depths], zero past the
+// last column and depth: panels[((p * groups + g) * 16 + c) * 4 + d] =
+// q[(16 p + c) * in + 4 g + d]. `q` is [out, in] int8.
+int64_t Int8PanelsSize(int64_t out, int64_t in);
+std::vector<int8_t> PackInt8Panels(const int8_t* q, int64_t out, int64_t in);
 
 // Weights prepared for Int8Gemm: a copy of the int8 values plus their row
 // sums (for the activation zero point). Build once per layer.
@@ -69,6 +92,9 @@ struct Int8Weights {
   std::vector<float> scales;     // [out]
   std::vector<int32_t> row_sums; // [out]: sum over k of q[n, k]
   std::vector<float> bias;       // [out], or empty
+  // PackInt8Panels(q): what the VNNI paths read (the other paths read q).
+  // Empty in a hand-built Int8Weights: the VNNI paths then pack per call.
+  std::vector<int8_t> panels;
 
   // INVALID_ARGUMENT naming the layer unless `layer` is int8, symmetric, per
   // channel, with consistent sizes, in <= kMaxInt8GemmDepth, and no stored
@@ -83,6 +109,14 @@ absl::Status Int8MatMulInt32(const uint8_t* xq, const int8_t* wq, int64_t m,
                              int64_t n, int64_t k, int32_t* acc,
                              const GemmOptions& options = {});
 
+// Int8MatMulInt32 with the weights also as PackInt8Panels(wq, n, k), which
+// the VNNI paths read instead of packing per call (`panels` may be null:
+// then they pack per call, as Int8MatMulInt32 does).
+absl::Status Int8MatMulInt32Prepacked(const uint8_t* xq, const int8_t* wq,
+                                      const int8_t* panels, int64_t m, int64_t n,
+                                      int64_t k, int32_t* acc,
+                                      const GemmOptions& options = {});
+
 // The scalar oracle of Int8MatMulInt32: plain loops, one thread.
 absl::Status Int8MatMulInt32Ref(const uint8_t* xq, const int8_t* wq, int64_t m,
                                 int64_t n, int64_t k, int32_t* acc);
@@ -96,7 +130,7 @@ absl::Status Int8Gemm(const Int8Activations& x, const Int8Weights& w, float* y,
 absl::Status Int8GemmRef(const Int8Activations& x, const Int8Weights& w,
                          float* y);
 
-// QuantizeActivationsPerRow(x, m, w.in) followed by Int8Gemm.
+// QuantizeActivationsPerRow(x, m, w.in, options) followed by Int8Gemm.
 absl::Status Int8GemmDynamic(const float* x, int64_t m, const Int8Weights& w,
                              float* y, const GemmOptions& options = {});
 

@@ -1,7 +1,9 @@
 // Internal to core/quant/gemm: the inner kernels every GEMM in this folder is
-// built from, one implementation per path behind one table. The AVX2 versions
-// live alone in avx2_kernels.cc (compiled with -mavx2 -mfma); this header
-// therefore includes nothing but <cstdint>.
+// built from, one implementation per path behind one table. Each instruction
+// set's versions live alone in their file, compiled with only its flags
+// (avx2_kernels.cc: -mavx2 -mfma; avxvnni_kernels.cc: + -mavxvnni;
+// avx512vnni_kernels.cc: -mavx512f -mavx512vnni); this header therefore
+// includes nothing but <cstdint>.
 #ifndef SQUEEZE_CORE_QUANT_GEMM_KERNELS_H_
 #define SQUEEZE_CORE_QUANT_GEMM_KERNELS_H_
 
@@ -27,9 +29,39 @@ using PanelGemmFn = void (*)(const float* x, int64_t ldx, int64_t rows,
                              const float* panel, int64_t depth, float* y,
                              int64_t ldy, int64_t cols);
 
+// The int8 weight panels of int8_gemm.h (PackInt8Panels): a panel holds
+// kInt8PanelWidth output columns, as ceil(depth / 4) groups of
+// [kInt8PanelWidth columns][kInt8PanelDepth depths] int8, zero past the last
+// column and depth, which is the operand layout of vpdpbusd.
+inline constexpr int kInt8PanelWidth = 16;
+inline constexpr int kInt8PanelDepth = 4;
+inline constexpr int64_t Int8PanelBytes(int64_t depth) {
+  return (depth + kInt8PanelDepth - 1) / kInt8PanelDepth * kInt8PanelWidth * kInt8PanelDepth;
+}
+
+// As Int8TileFn, with the weights of columns [0, cols) as consecutive panels
+// starting at `panels` (Int8PanelBytes(depth) bytes each). Reads exactly the
+// x bytes of rows < rows and depths < depth.
+using Int8PanelTileFn = void (*)(const uint8_t* x, int64_t ldx, const int8_t* panels,
+                                 int64_t rows, int64_t cols, int64_t depth, int32_t* acc,
+                                 int64_t ldacc);
+
+// Activation quantization of int8_gemm.cc. MinMax: *lo = min(0, min x),
+// *hi = max(0, max x) with std::min/std::max's results; returns whether every
+// x is finite (lo/hi are then meaningless otherwise). QuantizeRow:
+// q[i] = clamp(round_half_even(clamp(v, -512, 512)) + zero, 0, 255) with
+// v = x[i] / factor when `divide`, else x[i] * factor; NaN v counts as -512.
+// Every path gives the scalar kernels' bytes.
+using MinMaxFn = bool (*)(const float* x, int64_t n, float* lo, float* hi);
+using QuantizeRowFn = void (*)(const float* x, int64_t n, float factor, bool divide,
+                               float zero, uint8_t* q);
+
 struct GemmKernels {
   Int8TileFn int8_tile;
   PanelGemmFn panel_gemm;
+  Int8PanelTileFn int8_panel_tile;  // null on paths without VNNI
+  MinMaxFn min_max;
+  QuantizeRowFn quantize_row;
 };
 
 // The portable kernels (scalar_kernels.cc); Int8TileScalar is also the
@@ -40,6 +72,9 @@ void Int8TileScalar(const uint8_t* x, int64_t ldx, const int8_t* w, int64_t ldw,
 void PanelGemmScalar(const float* x, int64_t ldx, int64_t rows,
                      const float* panel, int64_t depth, float* y, int64_t ldy,
                      int64_t cols);
+bool MinMaxScalar(const float* x, int64_t n, float* lo, float* hi);
+void QuantizeRowScalar(const float* x, int64_t n, float factor, bool divide, float zero,
+                       uint8_t* q);
 
 // The AVX2 + FMA kernels (avx2_kernels.cc). Call only where CpuHasAvx2Fma().
 void Int8TileAvx2(const uint8_t* x, int64_t ldx, const int8_t* w, int64_t ldw,
@@ -48,6 +83,20 @@ void Int8TileAvx2(const uint8_t* x, int64_t ldx, const int8_t* w, int64_t ldw,
 void PanelGemmAvx2(const float* x, int64_t ldx, int64_t rows,
                    const float* panel, int64_t depth, float* y, int64_t ldy,
                    int64_t cols);
+
+// The AVX-VNNI kernel (avxvnni_kernels.cc). Call only where
+// CpuRunsGemmPath(GemmPath::kAvxVnni).
+void Int8PanelTileAvxVnni(const uint8_t* x, int64_t ldx, const int8_t* panels, int64_t rows,
+                          int64_t cols, int64_t depth, int32_t* acc, int64_t ldacc);
+
+// The AVX-512 kernels (avx512vnni_kernels.cc). Call only where
+// CpuRunsGemmPath(GemmPath::kAvx512Vnni).
+void Int8PanelTileAvx512Vnni(const uint8_t* x, int64_t ldx, const int8_t* panels,
+                             int64_t rows, int64_t cols, int64_t depth, int32_t* acc,
+                             int64_t ldacc);
+bool MinMaxAvx512(const float* x, int64_t n, float* lo, float* hi);
+void QuantizeRowAvx512(const float* x, int64_t n, float factor, bool divide, float zero,
+                       uint8_t* q);
 
 }  // namespace squeeze::core::quant::gemm::internal
 

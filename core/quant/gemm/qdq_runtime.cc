@@ -114,24 +114,13 @@ absl::Status CheckCall(const runtime::KernelCall& call, int64_t* in, int64_t* ou
     return absl::InvalidArgumentError(
         absl::StrCat(node.name, ": int8 weight, scales, row sums or bias do not match [", *out, ", ", *in, "]"));
   }
-  return absl::OkStatus();
-}
-
-// QuantizeLinear of the CPU backend, bit for bit, straight into the uint8
-// domain of the int8 GEMM: q = clamp(round_half_even(x / scale) + zero,
-// lo, hi), then + 128 for an int8 zero point (`zero_u8` = zero + 128, `lo`,
-// `hi` already shifted to [0, 255]). NaN goes to lo as there.
-void QuantizeToUint8(const float* x, int64_t n, float scale, int32_t zero_u8, uint8_t* q) {
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: (v + kRound) - kRound rounds half to even for |v| < 2^22
-  const float zero = static_cast<float>(zero_u8);
-  for (int64_t i = 0; i < n; ++i) {
-    float v = x[i] / scale;
-    v = v >= -512.0f ? v : -512.0f;  // also NaN
-    v = v <= 512.0f ? v : 512.0f;
-    v = (v + kRound) - kRound + zero;
-    v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
-    q[i] = static_cast<uint8_t>(v);
+  const Tensor* panels = call.input(7);
+  if (panels != nullptr && (panels->dtype() != DataType::kInt8 || panels->num_elements() != Int8PanelsSize(*out, *in))) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": Wq_panels must be int8 [", Int8PanelsSize(*out, *in),
+                                                   "] (PackInt8Panels of [", *out, ", ", *in, "]), got ",
+                                                   panels->num_elements(), " values"));
   }
+  return absl::OkStatus();
 }
 
 // The QDQ pairs left in front of fp32 layers (Conv, weight-only ones), per
@@ -154,7 +143,10 @@ std::optional<Tensor> RunQdqPerTensor(const runtime::KernelCall& call) {
     if (x->dtype() != DataType::kFloat32) return std::nullopt;
     Tensor q(zero->dtype(), x->shape());
     uint8_t* out = q.data<uint8_t>();
-    QuantizeToUint8(x->data<float>(), x->num_elements(), s, signed_q ? z + 128 : z, out);
+    // int8 q with zero z is uint8 q + 128 with zero z + 128 (flip the sign bit).
+    if (!QuantizeLinearToUint8(x->data<float>(), x->num_elements(), s, signed_q ? z + 128 : z, out).ok()) {
+      return std::nullopt;  // a bad SQUEEZE_GEMM_PATH: the base backend's kernel
+    }
     if (signed_q) {
       for (int64_t i = 0; i < x->num_elements(); ++i) out[i] ^= 0x80u;
     }
@@ -175,14 +167,16 @@ std::optional<Tensor> RunQdqPerTensor(const runtime::KernelCall& call) {
 
 // X as uint8 with its zero point: the integer input itself, int8 shifted by
 // 128, or float32 quantized as QuantizeLinear would (the fused case).
-const uint8_t* UnsignedInput(const runtime::KernelCall& call, int32_t* zx, std::vector<uint8_t>* storage) {
+absl::StatusOr<const uint8_t*> UnsignedInput(const runtime::KernelCall& call, int32_t* zx,
+                                             std::vector<uint8_t>* storage) {
   const Tensor& x = *call.input(0);
   const Tensor& zero = *call.input(2);
   *zx = zero.dtype() == DataType::kInt8 ? int32_t{*zero.data<int8_t>()} + 128 : int32_t{*zero.data<uint8_t>()};
   if (x.dtype() == DataType::kUInt8) return x.data<uint8_t>();
   storage->resize(x.num_elements());
   if (x.dtype() == DataType::kFloat32) {
-    QuantizeToUint8(x.data<float>(), x.num_elements(), *call.input(1)->data<float>(), *zx, storage->data());
+    SQ_RETURN_IF_ERROR(QuantizeLinearToUint8(x.data<float>(), x.num_elements(), *call.input(1)->data<float>(), *zx,
+                                             storage->data()));
   } else {
     // int8 q with zero z is uint8 q + 128 with zero z + 128 (flip the sign bit).
     const uint8_t* q = x.data<uint8_t>();
@@ -241,7 +235,10 @@ absl::StatusOr<std::vector<Tensor>> RunConv(const runtime::KernelCall& call, con
   std::vector<int32_t> acc(rows * out);
   GemmOptions options;
   options.num_threads = num_threads;
-  SQ_RETURN_IF_ERROR(Int8MatMulInt32(patches.data(), call.input(3)->data<int8_t>(), rows, out, in, acc.data(), options));
+  const Tensor* panels = call.input(7);
+  SQ_RETURN_IF_ERROR(Int8MatMulInt32Prepacked(patches.data(), call.input(3)->data<int8_t>(),
+                                              panels ? panels->data<int8_t>() : nullptr, rows, out, in, acc.data(),
+                                              options));
   const float* scales = call.input(4)->data<float>();
   const int32_t* row_sums = call.input(5)->data<int32_t>();
   const Tensor* bias = call.input(6);
@@ -287,7 +284,7 @@ class Int8QdqBackend : public runtime::KernelBackend {
     const float sx = *call.input(1)->data<float>();
     int32_t zx = 0;
     std::vector<uint8_t> shifted;
-    const uint8_t* xq = UnsignedInput(call, &zx, &shifted);
+    SQ_ASSIGN_OR_RETURN(const uint8_t* xq, UnsignedInput(call, &zx, &shifted));
     if (call.node.op_type == kInt8QdqConvOp) return RunConv(call, xq, zx, sx, in, out, num_threads_);
     const int64_t rows = x.num_elements() / in;
     std::vector<int64_t> shape = x.shape();
@@ -297,7 +294,10 @@ class Int8QdqBackend : public runtime::KernelBackend {
     std::vector<int32_t> acc(rows * out);
     GemmOptions options;
     options.num_threads = num_threads_;
-    SQ_RETURN_IF_ERROR(Int8MatMulInt32(xq, call.input(3)->data<int8_t>(), rows, out, in, acc.data(), options));
+    const Tensor* panels = call.input(7);
+    SQ_RETURN_IF_ERROR(Int8MatMulInt32Prepacked(xq, call.input(3)->data<int8_t>(),
+                                                panels ? panels->data<int8_t>() : nullptr, rows, out, in, acc.data(),
+                                                options));
     const float* sw = call.input(4)->data<float>();
     const int32_t* row_sums = call.input(5)->data<int32_t>();
     const float* b = bias ? bias->data<float>() : nullptr;
@@ -391,12 +391,16 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
     graph->initializers[scales] = Tensor::FromVector<float>(DataType::kFloat32, {weights->out}, weights->scales);
     const std::string sums = graph::UniqueValueName(*graph, absl::StrCat(layer.weight, ".int8_row_sums"));
     graph->initializers[sums] = Tensor::FromVector<int32_t>(DataType::kInt32, {weights->out}, weights->row_sums);
+    const std::string panels = graph::UniqueValueName(*graph, absl::StrCat(layer.weight, ".int8_panels"));
+    Tensor panels_tensor(DataType::kInt8, {static_cast<int64_t>(weights->panels.size())});
+    std::memcpy(panels_tensor.data<int8_t>(), weights->panels.data(), weights->panels.size());
+    graph->initializers[panels] = std::move(panels_tensor);
 
     Node int8;
     int8.name = node->name;
     int8.op_type = layer.op_type == "Conv" ? kInt8QdqConvOp : kInt8QdqMatMulOp;
-    int8.inputs = {qdq.q, qdq.scale, qdq.zero, wq, scales, sums};
-    if (layer.op_type != "MatMul" && !layer.bias.empty()) int8.inputs.push_back(layer.bias);
+    int8.inputs = {qdq.q, qdq.scale, qdq.zero, wq, scales, sums,
+                   layer.op_type != "MatMul" && !layer.bias.empty() ? layer.bias : std::string(), panels};
     int8.outputs = node->outputs;
     int8.attributes = {{"in", layer.in}, {"out", layer.out}};
     if (layer.op_type == "Conv") {

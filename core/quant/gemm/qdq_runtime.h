@@ -15,7 +15,8 @@
 //
 //   Y [..., out] = (sx * sw[n]) * float(sum_k (xq[k] - zx) * wq[n, k]) + B[n]
 //
-// accumulated exactly in int32 (Int8MatMulInt32: AVX2 or scalar). The
+// accumulated exactly in int32 (Int8MatMulInt32Prepacked: AVX-512 VNNI,
+// AVX-VNNI, AVX2 or scalar, as gemm_dispatch.h picks). The
 // simulated graph computes the same product with dequantized floats, so the
 // two differ only by float summation order. The float weight (and a
 // Transpose feeding only the layer), and a DequantizeLinear left without
@@ -40,7 +41,9 @@ namespace squeeze::core::quant::gemm {
 
 // Inputs (Xq [..., in] uint8 or int8, or float32 X that the node quantizes
 // as QuantizeLinear would; x_scale [] float32, x_zero_point [] uint8/int8, Wq [out, in] int8, w_scales [out] float32, w_row_sums [out]
-// int32, optional B [out] float32); int attributes in, out. NOT an ONNX
+// int32, optional B [out] float32 (may be named ""), optional Wq_panels
+// [Int8PanelsSize(out, in)] int8 = PackInt8Panels(Wq), which the VNNI paths
+// read instead of packing Wq per call); int attributes in, out. NOT an ONNX
 // operator: graphs holding it are runtime-only and never exported (export
 // the simulated graph and the packed weights instead).
 inline constexpr char kInt8QdqMatMulOp[] = "SqueezeInt8QdqMatMul";

@@ -1,5 +1,7 @@
 // The portable kernels: plain loops the compiler may vectorize for the
 // baseline ISA. Int8TileScalar is the int8 oracle, so it stays obvious.
+#include <cmath>
+
 #include "core/quant/gemm/kernels.h"
 
 namespace squeeze::core::quant::gemm::internal {
@@ -29,6 +31,47 @@ void PanelGemmScalar(const float* x, int64_t ldx, int64_t rows,
       for (int c = 0; c < kPanelWidth; ++c) sum[c] += xv * p[c];
     }
     for (int64_t c = 0; c < cols; ++c) y[r * ldy + c] = sum[c];
+  }
+}
+
+bool MinMaxScalar(const float* x, int64_t n, float* lo, float* hi) {
+  float l = 0.0f, h = 0.0f;
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    finite &= std::isfinite(x[i]);
+    l = x[i] < l ? x[i] : l;  // std::min(l, x[i])
+    h = h < x[i] ? x[i] : h;  // std::max(h, x[i])
+  }
+  *lo = l;
+  *hi = h;
+  return finite;
+}
+
+namespace {
+
+// Round half to even by the 1.5 * 2^23 trick (exact for |v| < 2^22, which
+// the clamp to +-512 ensures) instead of a libm call, so that it vectorizes.
+template <bool kDivide>
+void QuantizeRowLoop(const float* x, int64_t n, float factor, float zero, uint8_t* q) {
+  constexpr float kRounder = 12582912.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    float v = kDivide ? x[i] / factor : x[i] * factor;
+    v = v >= -512.0f ? v : -512.0f;  // also NaN
+    v = v <= 512.0f ? v : 512.0f;
+    v = (v + kRounder) - kRounder + zero;
+    v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+    q[i] = static_cast<uint8_t>(v);
+  }
+}
+
+}  // namespace
+
+void QuantizeRowScalar(const float* x, int64_t n, float factor, bool divide, float zero,
+                       uint8_t* q) {
+  if (divide) {
+    QuantizeRowLoop<true>(x, n, factor, zero, q);
+  } else {
+    QuantizeRowLoop<false>(x, n, factor, zero, q);
   }
 }
 

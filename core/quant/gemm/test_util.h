@@ -1,5 +1,6 @@
 // Test helpers for core/quant/gemm: every path this CPU can run (so that each
-// test covers the scalar path everywhere and AVX2 where it exists), random
+// test covers the scalar path everywhere and AVX2 / AVX-VNNI / AVX-512 VNNI
+// where they exist), random
 // inputs and the float reassociation tolerance.
 #ifndef SQUEEZE_CORE_QUANT_GEMM_TEST_UTIL_H_
 #define SQUEEZE_CORE_QUANT_GEMM_TEST_UTIL_H_
@@ -22,8 +23,11 @@ inline std::vector<float> RandomFloats(int64_t count, uint32_t seed,
 }
 
 inline std::vector<GemmPath> AvailablePaths() {
-  std::vector<GemmPath> paths = {GemmPath::kScalar};
-  if (CpuHasAvx2Fma()) paths.push_back(GemmPath::kAvx2);
+  std::vector<GemmPath> paths;
+  for (GemmPath path : {GemmPath::kScalar, GemmPath::kAvx2, GemmPath::kAvxVnni,
+                        GemmPath::kAvx512Vnni}) {
+    if (CpuRunsGemmPath(path)) paths.push_back(path);
+  }
   return paths;
 }
 

@@ -1,0 +1,198 @@
+// The AVX-512 kernels: the int8 GEMM on packed weight panels with vpdpbusd
+// (AVX512_VNNI: 16 lanes x 4 u8*s8 products summed into int32, 64 MACs per
+// instruction) and the activation quantization loops. This file alone is
+// compiled with -mavx512f -mavx512vnni -ffp-contract=off
+// (core/quant/gemm/CMakeLists.txt), so it holds intrinsics only: no library
+// headers whose inline functions could be merged with baseline copies, and
+// every helper in an anonymous namespace; the entry points are declared in
+// kernels.h and called only after CpuRunsGemmPath(GemmPath::kAvx512Vnni).
+//
+// Exactness: vpdpbusd adds its four products (each |p| <= 255 * 127) to the
+// int32 lane without saturation, wrapping modulo 2^32, so the lane ends at
+// the exact sum whenever that fits in int32, which the callers' depth bound
+// (255 * 127 * depth < 2^31) ensures. Zero weight padding past `depth` adds 0.
+//
+// GCC 12's avx512fintrin.h (_mm512_undefined in its set and convert
+// intrinsics) trips -Wmaybe-uninitialized where they are inlined (GCC bug
+// 105593, fixed in GCC 13), so the warning is off for this file.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include "core/quant/gemm/kernels.h"
+
+namespace squeeze::core::quant::gemm::internal {
+namespace {
+
+// Four consecutive activation bytes in every 32-bit lane.
+inline __m512i BroadcastGroup(const uint8_t* x) {
+  return _mm512_broadcastd_epi32(_mm_loadu_si32(x));
+}
+
+// The last, partial group: `count` (1-3) bytes, zeros after them (they meet
+// zero weights anyway, but must not be read past the row).
+inline __m512i BroadcastPartialGroup(const uint8_t* x, int64_t count) {
+  uint32_t v = 0;
+  for (int64_t i = 0; i < count; ++i) v |= uint32_t{x[i]} << (8 * i);
+  return _mm512_set1_epi32(static_cast<int>(v));
+}
+
+// MR rows x NP panels (16 * NP columns, of which `cols` are stored).
+template <int MR, int NP>
+void MicroTile(const uint8_t* x, int64_t ldx, const int8_t* panels, int64_t panel_bytes,
+               int64_t depth, int64_t cols, int32_t* acc, int64_t ldacc) {
+  __m512i sum[MR][NP];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) sum[i][j] = _mm512_setzero_si512();
+  }
+  const int64_t full_groups = depth / kInt8PanelDepth;
+  const int8_t* w = panels;
+  for (int64_t g = 0; g < full_groups; ++g, w += kInt8PanelWidth * kInt8PanelDepth) {
+    __m512i wv[NP];
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) wv[j] = _mm512_loadu_si512(w + j * panel_bytes);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512i xv = BroadcastGroup(x + i * ldx + g * kInt8PanelDepth);
+#pragma GCC unroll 4
+      for (int j = 0; j < NP; ++j) sum[i][j] = _mm512_dpbusd_epi32(sum[i][j], xv, wv[j]);
+    }
+  }
+  const int64_t rest = depth - full_groups * kInt8PanelDepth;
+  if (rest > 0) {
+    __m512i wv[NP];
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) wv[j] = _mm512_loadu_si512(w + j * panel_bytes);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512i xv =
+          BroadcastPartialGroup(x + i * ldx + full_groups * kInt8PanelDepth, rest);
+#pragma GCC unroll 4
+      for (int j = 0; j < NP; ++j) sum[i][j] = _mm512_dpbusd_epi32(sum[i][j], xv, wv[j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < NP; ++j) {
+    const int64_t left = cols - j * kInt8PanelWidth;
+    if (left <= 0) break;
+    const __mmask16 mask =
+        left >= kInt8PanelWidth ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << left) - 1);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      _mm512_mask_storeu_epi32(acc + i * ldacc + j * kInt8PanelWidth, mask, sum[i][j]);
+    }
+  }
+}
+
+// MR rows across every column: two panels at a time, one for an odd last.
+template <int MR>
+void RowStrip(const uint8_t* x, int64_t ldx, const int8_t* panels, int64_t cols,
+              int64_t depth, int32_t* acc, int64_t ldacc) {
+  const int64_t panel_bytes = Int8PanelBytes(depth);
+  int64_t c = 0;
+  for (; c + kInt8PanelWidth < cols; c += 2 * kInt8PanelWidth) {
+    MicroTile<MR, 2>(x, ldx, panels + (c / kInt8PanelWidth) * panel_bytes, panel_bytes, depth,
+                     cols - c, acc + c, ldacc);
+  }
+  if (c < cols) {
+    MicroTile<MR, 1>(x, ldx, panels + (c / kInt8PanelWidth) * panel_bytes, panel_bytes, depth,
+                     cols - c, acc + c, ldacc);
+  }
+}
+
+inline __m512 RoundHalfEvenClamped(__m512 v, __m512 zero) {
+  // The scalar kernel's 1.5 * 2^23 rounding, operation for operation.
+  const __m512 rounder = _mm512_set1_ps(12582912.0f);
+  v = _mm512_max_ps(v, _mm512_set1_ps(-512.0f));  // NaN -> -512, as v >= -512 ? v : -512
+  v = _mm512_min_ps(v, _mm512_set1_ps(512.0f));
+  v = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, rounder), rounder), zero);
+  v = _mm512_max_ps(v, _mm512_setzero_ps());
+  return _mm512_min_ps(v, _mm512_set1_ps(255.0f));
+}
+
+}  // namespace
+
+void Int8PanelTileAvx512Vnni(const uint8_t* x, int64_t ldx, const int8_t* panels,
+                             int64_t rows, int64_t cols, int64_t depth, int32_t* acc,
+                             int64_t ldacc) {
+  constexpr int kRows = 8;
+  int64_t r = 0;
+  for (; r + kRows <= rows; r += kRows) {
+    RowStrip<kRows>(x + r * ldx, ldx, panels, cols, depth, acc + r * ldacc, ldacc);
+  }
+  const uint8_t* xr = x + r * ldx;
+  int32_t* ar = acc + r * ldacc;
+  switch (rows - r) {
+    case 7: RowStrip<7>(xr, ldx, panels, cols, depth, ar, ldacc); break;
+    case 6: RowStrip<6>(xr, ldx, panels, cols, depth, ar, ldacc); break;
+    case 5: RowStrip<5>(xr, ldx, panels, cols, depth, ar, ldacc); break;
+    case 4: RowStrip<4>(xr, ldx, panels, cols, depth, ar, ldacc); break;
+    case 3: RowStrip<3>(xr, ldx, panels, cols, depth, ar, ldacc); break;
+    case 2: RowStrip<2>(xr, ldx, panels, cols, depth, ar, ldacc); break;
+    case 1: RowStrip<1>(xr, ldx, panels, cols, depth, ar, ldacc); break;
+    default: break;
+  }
+}
+
+bool MinMaxAvx512(const float* x, int64_t n, float* lo, float* hi) {
+  // Lanes start at 0 and take x only when strictly below (above), as
+  // std::min(lo, x) / std::max(hi, x) do, so no lane ever holds -0.0 and
+  // combining the lanes gives the scalar loop's result.
+  __m512 l = _mm512_setzero_ps(), h = _mm512_setzero_ps();
+  const __m512 largest = _mm512_set1_ps(3.40282347e38f);
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+  __mmask16 finite = 0xFFFF;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+    finite &= _mm512_cmp_ps_mask(a, largest, _CMP_LE_OQ);
+    l = _mm512_min_ps(v, l);  // v < l ? v : l
+    h = _mm512_max_ps(v, h);  // v > h ? v : h
+  }
+  if (i < n) {
+    const __mmask16 tail = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(tail, x + i);  // zeros past n change nothing
+    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+    finite &= _mm512_cmp_ps_mask(a, largest, _CMP_LE_OQ);
+    l = _mm512_min_ps(v, l);
+    h = _mm512_max_ps(v, h);
+  }
+  alignas(64) float ls[16], hs[16];
+  _mm512_store_ps(ls, l);
+  _mm512_store_ps(hs, h);
+  float lmin = 0.0f, hmax = 0.0f;
+  for (int k = 0; k < 16; ++k) {
+    lmin = ls[k] < lmin ? ls[k] : lmin;
+    hmax = hmax < hs[k] ? hs[k] : hmax;
+  }
+  *lo = lmin;
+  *hi = hmax;
+  return finite == 0xFFFF;
+}
+
+void QuantizeRowAvx512(const float* x, int64_t n, float factor, bool divide, float zero,
+                       uint8_t* q) {
+  const __m512 f = _mm512_set1_ps(factor);
+  const __m512 z = _mm512_set1_ps(zero);
+  int64_t i = 0;
+  auto one = [&](__m512 v) {
+    v = divide ? _mm512_div_ps(v, f) : _mm512_mul_ps(v, f);
+    return _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(RoundHalfEvenClamped(v, z)));
+  };
+  for (; i + 16 <= n; i += 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), one(_mm512_loadu_ps(x + i)));
+  }
+  if (i < n) {
+    const __mmask16 tail = static_cast<__mmask16>((1u << (n - i)) - 1);
+    alignas(16) uint8_t bytes[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(bytes), one(_mm512_maskz_loadu_ps(tail, x + i)));
+    for (int64_t k = 0; k < n - i; ++k) q[i + k] = bytes[k];
+  }
+}
+
+}  // namespace squeeze::core::quant::gemm::internal
