@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/graph/shape_inference.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/model/file_io.h"
 #include "core/onnx/onnx_model.h"
@@ -155,6 +156,8 @@ std::vector<ConformanceCase> DiscoverCases() {
 std::mutex results_mutex;
 std::map<std::string, std::pair<int, int>> results;
 std::map<std::string, std::vector<std::string>> failures_by_op;
+// op -> outputs whose every dimension our shape inference found.
+std::map<std::string, std::pair<int, int>> inferred_outputs;
 
 void Record(const ConformanceCase& test_case, bool passed) {
   std::lock_guard<std::mutex> lock(results_mutex);
@@ -201,8 +204,46 @@ std::string Compare(const Tensor& actual, const Tensor& expected) {
   return "";
 }
 
+// Empty when the IR's shape inference (run without the declared output
+// shapes and ONNX's value_infos) agrees with the outputs the runtime
+// produced: same rank and dtype, every inferred dimension equal. Counts the
+// outputs it inferred fully for the report.
+std::string CheckInferredShapes(core::graph::Graph graph, const std::vector<Tensor>& outputs,
+                                const std::string& op) {
+  graph.value_infos.clear();
+  for (auto& output : graph.outputs) output.shape.reset();
+  absl::StatusOr<core::graph::ShapeInferenceStats> stats = core::graph::InferShapes(&graph);
+  if (!stats.ok()) return std::string(stats.status().message());
+  int full = 0;
+  for (size_t i = 0; i < outputs.size() && i < graph.outputs.size(); ++i) {
+    const auto& inferred = graph.outputs[i];
+    if (!inferred.shape) continue;
+    if (inferred.dtype != outputs[i].dtype() || inferred.shape->size() != outputs[i].shape().size()) {
+      return absl::StrCat("output ", i, ": inferred ", core::graph::DataTypeName(inferred.dtype),
+                          core::graph::DimsToString(*inferred.shape), ", runtime gave ",
+                          core::graph::DataTypeName(outputs[i].dtype()),
+                          core::graph::ShapeToString(outputs[i].shape()));
+    }
+    bool all = true;
+    for (size_t d = 0; d < inferred.shape->size(); ++d) {
+      const auto& dim = (*inferred.shape)[d];
+      if (!dim.value) {
+        all = false;
+      } else if (*dim.value != outputs[i].shape()[d]) {
+        return absl::StrCat("output ", i, ": inferred ", core::graph::DimsToString(*inferred.shape),
+                            ", runtime gave ", core::graph::ShapeToString(outputs[i].shape()));
+      }
+    }
+    full += all ? 1 : 0;
+  }
+  std::lock_guard<std::mutex> lock(results_mutex);
+  inferred_outputs[op].first += full;
+  inferred_outputs[op].second += static_cast<int>(outputs.size());
+  return "";
+}
+
 // Runs one case; returns "" on success or what went wrong.
-std::string RunCase(const std::string& name) {
+std::string RunCase(const std::string& name, const std::string& op) {
   const fs::path dir = fs::path(kTestDataDir) / name;
   absl::StatusOr<core::graph::Graph> graph =
       core::onnx::LoadOnnxModel((dir / "model.onnx").string());
@@ -228,6 +269,8 @@ std::string RunCase(const std::string& name) {
     const std::string mismatch = Compare((*outputs)[i], *expected);
     if (!mismatch.empty()) return absl::StrCat("output ", i, ": ", mismatch);
   }
+  const std::string shapes = CheckInferredShapes(*std::move(graph), *outputs, op);
+  if (!shapes.empty()) return absl::StrCat("shape inference: ", shapes);
   return "";
 }
 
@@ -235,7 +278,7 @@ class OnnxConformanceTest : public ::testing::TestWithParam<ConformanceCase> {};
 
 TEST_P(OnnxConformanceTest, MatchesReferenceOutputs) {
   const ConformanceCase& test_case = GetParam();
-  const std::string failure = RunCase(test_case.name);
+  const std::string failure = RunCase(test_case.name, test_case.op);
   Record(test_case, failure.empty());
   auto known = KnownFailures().find(test_case.name);
   if (known != KnownFailures().end()) {
@@ -276,22 +319,34 @@ class ReportWriter : public ::testing::Environment {
         << "(ONNX's runner: rtol 1e-3, atol 1e-7; our atol is looser because kernels\n"
         << "accumulate in float32), other outputs exactly. Failing cases are listed\n"
         << "with their reasons in KnownFailures() in tests/onnx_conformance_test.cc.\n\n"
+        << "Each passing case also runs the IR's own shape inference\n"
+        << "(core/graph/shape_inference.h) without the declared output shapes: an\n"
+        << "inferred dimension that differs from the runtime's output fails the case.\n"
+        << "\"Shapes inferred\" counts the outputs whose every dimension it found\n"
+        << "(the rest have a shape computed from graph inputs, e.g. Reshape's target\n"
+        << "fed as an input, so their rank or some dims stay unknown).\n\n"
         << "Regenerate (from the repository root, after building):\n\n"
         << "    SQUEEZE_CONFORMANCE_REPORT=docs/onnx_conformance.md \\\n"
         << "      build/bin/onnx_conformance_test   # any build directory\n\n"
         << "or run the suite alone with `ctest -L conformance`.\n\n";
-    out << "| Operator | Passed | Total | Failing cases |\n|---|---|---|---|\n";
+    out << "| Operator | Passed | Total | Shapes inferred | Failing cases |\n"
+        << "|---|---|---|---|---|\n";
+    int inferred = 0, outputs = 0;
     for (const auto& [op, counts] : results) {
       passed += counts.first;
       total += counts.second;
+      const std::pair<int, int> shapes = inferred_outputs[op];
+      inferred += shapes.first;
+      outputs += shapes.second;
       std::string failing;
       for (const std::string& name : failures_by_op[op]) {
         failing += (failing.empty() ? "" : ", ") + name;
       }
       out << "| " << op << " | " << counts.first << " | " << counts.second << " | "
-          << failing << " |\n";
+          << shapes.first << "/" << shapes.second << " | " << failing << " |\n";
     }
-    out << "| **All** | **" << passed << "** | **" << total << "** | |\n";
+    out << "| **All** | **" << passed << "** | **" << total << "** | **" << inferred << "/"
+        << outputs << "** | |\n";
   }
 };
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/graph/builder.h"
+#include "core/graph/shape_inference.h"
 #include "core/model/file_io.h"
 #include "core/model/json.h"
 #include "core/model/safetensors.h"
@@ -456,8 +457,11 @@ absl::StatusOr<graph::Graph> BuildCausalLmGraph(const HfConfig& config, std::map
   for (const auto& [name, tensor] : weights) {
     if (shapes.count(name) == 0) return absl::InvalidArgumentError(absl::StrCat("unexpected tensor '", name, "'"));
   }
-  return config.family == ModelFamily::kLlama ? BuildLlama(config, std::move(weights))
-                                              : BuildGpt2(config, std::move(weights));
+  graph::Graph graph = config.family == ModelFamily::kLlama ? BuildLlama(config, std::move(weights))
+                                                            : BuildGpt2(config, std::move(weights));
+  // Gives exports their intermediate shapes and checks the wiring above.
+  SQ_RETURN_IF_ERROR(graph::InferShapes(&graph).status());
+  return graph;
 }
 
 absl::StatusOr<HfCheckpoint> LoadHfCheckpoint(const std::string& dir) {

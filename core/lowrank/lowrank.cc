@@ -11,6 +11,7 @@
 #include "Eigen/SVD"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/graph/shape_inference.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/quant/ptq/layers.h"
 #include "core/runtime/executor.h"
@@ -551,13 +552,8 @@ absl::StatusOr<LowRankResult> FactorizeGraph(const Graph& graph, const LowRankOp
     }
     out.initializers.erase(c.layer.weight);
   }
-  for (size_t n : dropped) {
-    const std::string& gone = graph.nodes[n].outputs[0];
-    out.value_infos.erase(std::remove_if(out.value_infos.begin(), out.value_infos.end(),
-                                         [&gone](const graph::ValueInfo& v) { return v.name == gone; }),
-                          out.value_infos.end());
-  }
-  SQ_RETURN_IF_ERROR(graph::SortTopologically(&out));
+  // Shapes of the new factor values (and a check of the rewiring).
+  SQ_RETURN_IF_ERROR(graph::InferShapes(&out).status());
   return result;
 }
 

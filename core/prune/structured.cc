@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/graph/shape_inference.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/runtime/executor.h"
 #include "core/status_macros.h"
@@ -921,12 +922,11 @@ absl::StatusOr<Graph> RemoveUnits(const Graph& input, const std::vector<PruneGro
     for (const auto& [axis, keep] : per_axis) t = SliceAxis(t, axis, keep);
     graph.initializers[name] = std::move(t);
   }
-  std::set<std::string> changed_values, stale_initializers;
+  std::set<std::string> stale_initializers;
   for (const PruneGroup& group : groups) {
     auto it = by_group.find(group.name);
     if (it == by_group.end() || it->second.empty()) continue;
     const int64_t kept = group.units - static_cast<int64_t>(it->second.size());
-    changed_values.insert(group.values.begin(), group.values.end());
     for (const auto& out : group.depthwise_outputs) {
       Node* node = ProducerNode(&graph, out);
       if (node != nullptr) node->attributes["group"] = kept;
@@ -975,14 +975,11 @@ absl::StatusOr<Graph> RemoveUnits(const Graph& input, const std::vector<PruneGro
         node->attributes = {{"axis", int64_t{1}}};
       }
     }
-    changed_values.insert({group.q_split, group.k_split, group.v_split, group.merge});
   }
-  std::vector<graph::ValueInfo> infos;
-  for (auto& info : graph.value_infos) {
-    if (changed_values.count(info.name) == 0) infos.push_back(std::move(info));
-  }
-  graph.value_infos = std::move(infos);
   RemoveDeadNodes(&graph, stale_initializers);
+  // Re-derive every intermediate shape (channel counts changed), which also
+  // checks that the removal left a consistent graph.
+  SQ_RETURN_IF_ERROR(graph::InferShapes(&graph).status());
   return graph;
 }
 
