@@ -67,6 +67,9 @@ ABSL_FLAG(int64_t, seq_len, 0,
           "Size of the input's symbolic dimensions after the first (e.g. an LM's sequence).");
 ABSL_FLAG(int64_t, int_high, 0, "int64 inputs are uniform in [0, int_high) (e.g. the vocabulary).");
 ABSL_FLAG(bool, profile, false, "Print the time per operator type to stderr.");
+ABSL_FLAG(bool, profile_nodes, false,
+          "With --profile: also print every node call of each configuration's first run "
+          "(time, input shapes).");
 
 namespace {
 
@@ -98,10 +101,25 @@ class ProfilingBackend : public KernelBackend {
     std::string key = call.node.op_type;
     if (!call.fused_activation.empty()) absl::StrAppend(&key, "+", call.fused_activation);
     std::lock_guard<std::mutex> lock(mutex_);
+    if (print_nodes_) {
+      std::string shapes;
+      for (const Tensor* input : call.inputs) {
+        absl::StrAppend(&shapes, shapes.empty() ? "" : " ",
+                        input ? squeeze::core::graph::ShapeToString(input->shape()) : "-");
+      }
+      std::fprintf(stderr, "  node %-40s %-14s %8.3f ms  %s\n", call.node.name.c_str(), key.c_str(),
+                   seconds * 1e3, shapes.c_str());
+    }
     auto& [total, count] = totals_[key];
     total += seconds;
     ++count;
     return result;
+  }
+
+  // Whether Run prints each call.
+  void PrintNodes(bool on) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    print_nodes_ = on;
   }
 
   // Prints the totals since the last Print, largest first, and clears them.
@@ -128,6 +146,7 @@ class ProfilingBackend : public KernelBackend {
   std::shared_ptr<const KernelBackend> base_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, std::pair<double, int64_t>> totals_;
+  mutable bool print_nodes_ = false;
 };
 
 absl::StatusOr<std::vector<int>> ParsePositiveList(const std::string& flag,
@@ -259,7 +278,9 @@ absl::Status Run() {
                                                              values.begin() + batch * example_count))}};
 
       // One checked run first: MeasureLatency's callable cannot report errors.
+      if (profiler) profiler->PrintNodes(absl::GetFlag(FLAGS_profile_nodes));
       SQ_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, executor.Run(feeds));
+      if (profiler) profiler->PrintNodes(false);
       if (!parity_dir.empty() && !outputs.empty()) {
         SQ_RETURN_IF_ERROR(squeeze::core::model::WriteFileAtomically(
             absl::StrCat(parity_dir, "/output_t", threads, "_b", batch, ".f32"),

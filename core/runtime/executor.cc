@@ -9,6 +9,31 @@
 #include "core/status_macros.h"
 
 namespace squeeze::core::runtime {
+namespace {
+
+// Operators whose outputs are not a function of their inputs.
+bool IsRandom(const std::string& op_type) {
+  static const std::set<std::string>* const kRandom = new std::set<std::string>{
+      "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+      "Multinomial",  "Bernoulli",        "Dropout"};
+  return kRandom->count(op_type) > 0;
+}
+
+// Runs `call` on `backend`, turning allocation failures into errors.
+absl::StatusOr<std::vector<graph::Tensor>> RunCall(const KernelBackend& backend,
+                                                   const KernelCall& call) {
+  try {
+    return backend.Run(call);
+  } catch (const std::bad_alloc&) {
+    // Absurd shapes (ConstantOfShape, Expand, Resize sizes) can ask for
+    // more memory than exists: an error for the caller, not a crash.
+    return absl::ResourceExhaustedError("out of memory allocating the outputs");
+  } catch (const std::length_error&) {
+    return absl::ResourceExhaustedError("output larger than a vector can hold");
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<Executor> Executor::Create(
     graph::Graph graph, std::shared_ptr<const KernelBackend> backend) {
@@ -34,6 +59,39 @@ absl::StatusOr<Executor> Executor::Create(
   }
   std::vector<std::vector<std::string>> release_after(graph.nodes.size());
   for (const auto& [name, index] : last_use) release_after[index].push_back(name);
+  std::vector<Step> steps(graph.nodes.size());
+
+  // Constant folding: a node whose inputs are all initializers that no feed
+  // can override (or values folded before it) runs once here, and its
+  // outputs are kept as constants (a model's weight Transposes, rotary-table
+  // Slices). A node that fails is left to fail in Run with the usual message.
+  std::set<std::string> fed;
+  for (const graph::ValueInfo& input : graph.inputs) fed.insert(input.name);
+  std::map<std::string, graph::Tensor> constants;
+  auto constant = [&](const std::string& name) -> const graph::Tensor* {
+    auto folded = constants.find(name);
+    if (folded != constants.end()) return &folded->second;
+    auto init = graph.initializers.find(name);
+    return init == graph.initializers.end() || fed.count(name) ? nullptr : &init->second;
+  };
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const graph::Node& node = graph.nodes[i];
+    if (node.inputs.empty() || IsRandom(node.op_type)) continue;
+    KernelCall call{node, graph.opset_version, {}};
+    bool all_constant = true;
+    for (const std::string& input : node.inputs) {
+      const graph::Tensor* tensor = input.empty() ? nullptr : constant(input);
+      if (!input.empty() && tensor == nullptr) all_constant = false;
+      call.inputs.push_back(tensor);
+    }
+    if (!all_constant) continue;
+    absl::StatusOr<std::vector<graph::Tensor>> outputs = RunCall(*backend, call);
+    if (!outputs.ok() || outputs->size() < node.outputs.size()) continue;
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      if (!node.outputs[k].empty()) constants.insert_or_assign(node.outputs[k], (*outputs)[k]);
+    }
+    steps[i].skipped = true;
+  }
 
   // Activation fusion: node i's only output X feeds only node j, a one-input
   // one-output activation the backend fuses into node i. Node j then runs as
@@ -42,6 +100,7 @@ absl::StatusOr<Executor> Executor::Create(
   std::map<std::string, int> uses;
   std::map<std::string, size_t> consumer;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    if (steps[i].skipped) continue;
     for (const std::string& input : graph.nodes[i].inputs) {
       if (input.empty()) continue;
       ++uses[input];
@@ -50,7 +109,6 @@ absl::StatusOr<Executor> Executor::Create(
   }
   std::set<std::string> graph_outputs;
   for (const graph::ValueInfo& output : graph.outputs) graph_outputs.insert(output.name);
-  std::vector<Step> steps(graph.nodes.size());
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     steps[i].outputs_of = i;
     const graph::Node& node = graph.nodes[i];
@@ -59,7 +117,7 @@ absl::StatusOr<Executor> Executor::Create(
     if (uses[x] != 1 || graph_outputs.count(x) || graph.initializers.count(x)) continue;
     const size_t j = consumer[x];
     const graph::Node& next = graph.nodes[j];
-    if (j <= i || (!next.domain.empty() && next.domain != "ai.onnx") || next.op_type != "Relu" || next.inputs.size() != 1 ||
+    if (j <= i || steps[j].skipped || (!next.domain.empty() && next.domain != "ai.onnx") || next.op_type != "Relu" || next.inputs.size() != 1 ||
         next.outputs.size() != 1 || next.outputs[0].empty() ||
         !backend->FusesActivation(node, next.op_type)) {
       continue;
@@ -69,7 +127,7 @@ absl::StatusOr<Executor> Executor::Create(
     steps[j].skipped = true;
   }
   return Executor(std::move(graph), std::move(backend), std::move(release_after),
-                  std::move(steps));
+                  std::move(steps), std::move(constants));
 }
 
 absl::StatusOr<std::vector<graph::Tensor>> Executor::Run(
@@ -99,13 +157,15 @@ absl::StatusOr<std::vector<graph::Tensor>> Executor::Run(
   auto lookup = [&](const std::string& name) -> const graph::Tensor* {
     auto it = values.find(name);
     if (it != values.end()) return &it->second;
+    auto folded = constants_.find(name);
+    if (folded != constants_.end()) return &folded->second;
     auto init = graph_.initializers.find(name);
     return init == graph_.initializers.end() ? nullptr : &init->second;
   };
   for (size_t i = 0; i < graph_.nodes.size(); ++i) {
     const graph::Node& node = graph_.nodes[i];
     const Step& step = steps_[i];
-    if (step.skipped) continue;  // its release_after_ entries are never stored
+    if (step.skipped) continue;  // folded or fused: nothing of it is stored
     KernelCall call{node, graph_.opset_version, {}, step.activation};
     for (const std::string& input : node.inputs) {
       if (input.empty()) {
@@ -120,16 +180,7 @@ absl::StatusOr<std::vector<graph::Tensor>> Executor::Run(
       }
       call.inputs.push_back(tensor);
     }
-    absl::StatusOr<std::vector<graph::Tensor>> outputs;
-    try {
-      outputs = backend_->Run(call);
-    } catch (const std::bad_alloc&) {
-      // Absurd shapes (ConstantOfShape, Expand, Resize sizes) can ask for
-      // more memory than exists: an error for the caller, not a crash.
-      outputs = absl::ResourceExhaustedError("out of memory allocating the outputs");
-    } catch (const std::length_error&) {
-      outputs = absl::ResourceExhaustedError("output larger than a vector can hold");
-    }
+    absl::StatusOr<std::vector<graph::Tensor>> outputs = RunCall(*backend_, call);
     if (!outputs.ok()) {
       return absl::Status(outputs.status().code(),
                           absl::StrCat("node '", node.name, "' (", node.op_type,

@@ -1,5 +1,7 @@
 // Runs a Graph on a KernelBackend, node by node in topological order,
-// releasing each intermediate after its last use. A node followed by an
+// releasing each intermediate after its last use. Nodes computed from
+// initializers alone (that no feed overrides) run once, in Create, and their
+// outputs are kept as constants. A node followed by an
 // activation that the backend fuses (KernelBackend::FusesActivation), whose
 // intermediate has no other use and is not a graph output, runs as one call.
 #ifndef SQUEEZE_CORE_RUNTIME_EXECUTOR_H_
@@ -39,7 +41,7 @@ class Executor {
  private:
   // How node i runs: `activation` is fused into it (then its results are
   // named by node `outputs_of`'s outputs), or it is `skipped` because it was
-  // fused into an earlier node.
+  // folded into a constant or fused into an earlier node.
   struct Step {
     std::string activation;
     size_t outputs_of = 0;
@@ -47,17 +49,21 @@ class Executor {
   };
 
   Executor(graph::Graph graph, std::shared_ptr<const KernelBackend> backend,
-           std::vector<std::vector<std::string>> release_after, std::vector<Step> steps)
+           std::vector<std::vector<std::string>> release_after, std::vector<Step> steps,
+           std::map<std::string, graph::Tensor> constants)
       : graph_(std::move(graph)),
         backend_(std::move(backend)),
         release_after_(std::move(release_after)),
-        steps_(std::move(steps)) {}
+        steps_(std::move(steps)),
+        constants_(std::move(constants)) {}
 
   graph::Graph graph_;
   std::shared_ptr<const KernelBackend> backend_;
   // release_after_[i]: intermediates whose last consumer is node i.
   std::vector<std::vector<std::string>> release_after_;
   std::vector<Step> steps_;  // one per node
+  // Outputs of the folded nodes.
+  std::map<std::string, graph::Tensor> constants_;
 };
 
 }  // namespace squeeze::core::runtime

@@ -185,3 +185,47 @@ TEST(ExecutorTest, DoesNotFuseAnIntermediateWithOtherUses) {
 
 }  // namespace
 }  // namespace squeeze::core::runtime
+
+namespace squeeze::core::runtime {
+namespace {
+
+// y = x + Transpose(w): the Transpose of an initializer runs once, in
+// Create, unless w is also a graph input (a feed may then replace it).
+graph::Graph TransposedWeight(bool w_is_input) {
+  graph::Graph g;
+  g.inputs.push_back({"x", DataType::kFloat32, std::nullopt});
+  if (w_is_input) g.inputs.push_back({"w", DataType::kFloat32, std::nullopt});
+  g.outputs.push_back({"y", DataType::kFloat32, std::nullopt});
+  g.initializers["w"] = Tensor::FromVector<float>(DataType::kFloat32, {2, 3}, {1, 2, 3, 4, 5, 6});
+  g.nodes = {{"t", "Transpose", "", {"w"}, {"wt"}, {}}, {"add", "Add", "", {"x", "wt"}, {"y"}, {}}};
+  return g;
+}
+
+TEST(ExecutorTest, FoldsNodesOfInitializersOnce) {
+  auto backend = std::make_shared<RecordingBackend>(true);
+  auto executor = Executor::Create(TransposedWeight(false), backend);
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  EXPECT_EQ(backend->calls_, (std::vector<std::string>{"Transpose"}));
+  const Tensor x = Tensor::FromVector<float>(DataType::kFloat32, {3, 2}, {0, 0, 10, 10, 20, 20});
+  for (int run = 0; run < 2; ++run) {
+    auto outputs = executor->Run({{"x", x}});
+    ASSERT_TRUE(outputs.ok()) << outputs.status();
+    EXPECT_EQ((*outputs)[0].ToFloats(), (std::vector<float>{1, 4, 12, 15, 23, 26}));
+  }
+  EXPECT_EQ(backend->calls_, (std::vector<std::string>{"Transpose", "Add", "Add"}));
+}
+
+TEST(ExecutorTest, DoesNotFoldAnInitializerThatAFeedOverrides) {
+  auto backend = std::make_shared<RecordingBackend>(true);
+  auto executor = Executor::Create(TransposedWeight(true), backend);
+  ASSERT_TRUE(executor.ok()) << executor.status();
+  EXPECT_TRUE(backend->calls_.empty());
+  const Tensor x(DataType::kFloat32, {3, 2});
+  const Tensor w = Tensor::FromVector<float>(DataType::kFloat32, {2, 3}, {-1, -2, -3, -4, -5, -6});
+  auto outputs = executor->Run({{"x", x}, {"w", w}});
+  ASSERT_TRUE(outputs.ok()) << outputs.status();
+  EXPECT_EQ((*outputs)[0].ToFloats(), (std::vector<float>{-1, -4, -2, -5, -3, -6}));
+}
+
+}  // namespace
+}  // namespace squeeze::core::runtime

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "core/kernels/cpu/kernel_util.h"
+#include "core/kernels/cpu/vector_math.h"
 #include "core/status_macros.h"
 
 namespace squeeze::core::kernels::cpu {
@@ -67,9 +68,28 @@ KernelResult Binary(const KernelCall& call, Fn fn,
       const float u = x[0];
       for (int64_t i = 0; i < count; ++i) dst[i] = apply(u, y[i]);
     } else {
-      const std::vector<int64_t> ia = BroadcastIndex(a->shape(), shape);
-      const std::vector<int64_t> ib = BroadcastIndex(b->shape(), shape);
-      for (int64_t i = 0; i < count; ++i) dst[i] = apply(x[ia[i]], y[ib[i]]);
+      // Broadcasting: runs along the merged innermost dim, where each
+      // operand steps by 1 or stays put (0), so the common cases vectorize.
+      const StridedWalk<3> walk = CoalesceWalk<3>(
+          shape, {Strides(shape), BroadcastStrides(a->shape(), shape),
+                  BroadcastStrides(b->shape(), shape)});
+      const int64_t sa = walk.strides[1].back(), sb = walk.strides[2].back();
+      ForEachRun(walk, [&](const std::array<int64_t, 3>& at, int64_t n) {
+        float* d = dst + at[0];
+        const float* u = x + at[1];
+        const float* v = y + at[2];
+        if (sa == 1 && sb == 1) {
+          for (int64_t i = 0; i < n; ++i) d[i] = apply(u[i], v[i]);
+        } else if (sa == 1 && sb == 0) {
+          const float v0 = v[0];
+          for (int64_t i = 0; i < n; ++i) d[i] = apply(u[i], v0);
+        } else if (sa == 0 && sb == 1) {
+          const float u0 = u[0];
+          for (int64_t i = 0; i < n; ++i) d[i] = apply(u0, v[i]);
+        } else {
+          for (int64_t i = 0; i < n; ++i) d[i] = apply(u[i * sa], v[i * sb]);
+        }
+      });
     }
     return OneOutput(std::move(out));
   }
@@ -243,6 +263,12 @@ void RegisterElementwiseKernels(KernelRegistry* registry) {
     return Binary(c, [](auto x, auto y) { return x / y; });
   });
   add("Pow", [](const KernelCall& c) {
+    const Tensor* y = c.input(1);
+    if (y != nullptr && y->dtype() == DataType::kFloat32 && y->num_elements() == 1 &&
+        y->data<float>()[0] == 2.0f && y->rank() == 0) {
+      // x^2 (RMSNorm's square) as x * x: pow(x, 2) is a slow call.
+      return Unary(c, [](auto x) { return x * x; });
+    }
     return Binary(c, [](auto x, auto y) { return std::pow(x, y); });
   });
   add("Equal", [](const KernelCall& c) {
@@ -268,7 +294,15 @@ void RegisterElementwiseKernels(KernelRegistry* registry) {
     // max, not a sign branch, so the loop vectorizes; NaN still gives 0.
     return Unary(c, [](auto x) { return std::max(decltype(x)(0), x); });
   });
-  add("Sigmoid", [](const KernelCall& c) { return Unary(c, [](auto x) { return SigmoidOf(x); }); });
+  add("Sigmoid", [](const KernelCall& c) -> KernelResult {
+    const Tensor* x = c.input(0);
+    if (x != nullptr && x->dtype() == DataType::kFloat32) {
+      Tensor out(DataType::kFloat32, x->shape());
+      SigmoidArray(x->data<float>(), out.data<float>(), x->num_elements());
+      return OneOutput(std::move(out));
+    }
+    return Unary(c, [](auto x) { return SigmoidOf(x); });
+  });
   add("LeakyRelu", [](const KernelCall& c) {
     const float alpha = c.node.FloatAttribute("alpha", 0.01f);
     return Unary(c, [alpha](auto x) { return x >= 0 ? x : x * alpha; });

@@ -67,6 +67,18 @@ std::vector<int64_t> Strides(const std::vector<int64_t>& shape) {
   return strides;
 }
 
+std::vector<int64_t> BroadcastStrides(const std::vector<int64_t>& in_shape,
+                                      const std::vector<int64_t>& out_shape) {
+  const size_t rank = out_shape.size();
+  std::vector<int64_t> in_strides(rank, 0);
+  const std::vector<int64_t> strides = Strides(in_shape);
+  for (size_t i = 0; i < in_shape.size(); ++i) {
+    const size_t o = rank - in_shape.size() + i;
+    in_strides[o] = in_shape[i] == 1 ? 0 : strides[i];
+  }
+  return in_strides;
+}
+
 std::vector<int64_t> BroadcastIndex(const std::vector<int64_t>& in_shape,
                                     const std::vector<int64_t>& out_shape) {
   int64_t count = 1;
@@ -74,12 +86,7 @@ std::vector<int64_t> BroadcastIndex(const std::vector<int64_t>& in_shape,
   std::vector<int64_t> index(static_cast<size_t>(count));
   const size_t rank = out_shape.size();
   // Strides of the input, aligned to the output's rank, 0 where broadcast.
-  std::vector<int64_t> in_strides(rank, 0);
-  const std::vector<int64_t> strides = Strides(in_shape);
-  for (size_t i = 0; i < in_shape.size(); ++i) {
-    const size_t o = rank - in_shape.size() + i;
-    in_strides[o] = in_shape[i] == 1 ? 0 : strides[i];
-  }
+  const std::vector<int64_t> in_strides = BroadcastStrides(in_shape, out_shape);
   std::vector<int64_t> counter(rank, 0);
   int64_t offset = 0;
   for (int64_t flat = 0; flat < count; ++flat) {

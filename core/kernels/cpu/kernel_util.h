@@ -4,6 +4,7 @@
 #ifndef SQUEEZE_CORE_KERNELS_CPU_KERNEL_UTIL_H_
 #define SQUEEZE_CORE_KERNELS_CPU_KERNEL_UTIL_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -65,6 +66,78 @@ std::vector<int64_t> BroadcastIndex(const std::vector<int64_t>& in_shape,
 
 // Row-major strides of `shape`.
 std::vector<int64_t> Strides(const std::vector<int64_t>& shape);
+
+// The element strides of a row-major `in_shape` tensor read as `out_shape`
+// under ONNX broadcasting: one per output dim, 0 where the input broadcasts.
+// Precondition: in_shape broadcasts to out_shape.
+std::vector<int64_t> BroadcastStrides(const std::vector<int64_t>& in_shape,
+                                      const std::vector<int64_t>& out_shape);
+
+// A row-major walk over an output box in which each of N operands is read
+// at sum(index[d] * strides[d]): dims of size 1 dropped and neighbours
+// merged wherever every operand (and the output) steps evenly across them,
+// so that the innermost dim, the run, is as long as it can be. Never empty:
+// a scalar box is one run of one element.
+template <size_t N>
+struct StridedWalk {
+  std::vector<int64_t> shape;
+  std::array<std::vector<int64_t>, N> strides;
+};
+
+template <size_t N>
+StridedWalk<N> CoalesceWalk(const std::vector<int64_t>& out_shape,
+                            const std::array<std::vector<int64_t>, N>& strides) {
+  StridedWalk<N> walk;
+  for (size_t d = 0; d < out_shape.size(); ++d) {
+    if (out_shape[d] == 1) continue;
+    bool merge = !walk.shape.empty();
+    for (size_t k = 0; k < N && merge; ++k) {
+      merge = walk.strides[k].back() == strides[k][d] * out_shape[d];
+    }
+    if (merge) {
+      walk.shape.back() *= out_shape[d];
+      for (size_t k = 0; k < N; ++k) walk.strides[k].back() = strides[k][d];
+      continue;
+    }
+    walk.shape.push_back(out_shape[d]);
+    for (size_t k = 0; k < N; ++k) walk.strides[k].push_back(strides[k][d]);
+  }
+  if (walk.shape.empty()) {
+    walk.shape.push_back(1);
+    for (size_t k = 0; k < N; ++k) walk.strides[k].push_back(0);
+  }
+  return walk;
+}
+
+// Calls run(offsets, count) for each innermost run of `walk` in row-major
+// order: offsets[k] is operand k's offset of the run's first element, and
+// the run's elements follow at walk.strides[k].back(). (Pass the output's
+// row-major Strides as an operand to get its offsets.) Nothing when the box
+// is empty.
+template <size_t N, typename Fn>
+void ForEachRun(const StridedWalk<N>& walk, Fn run) {
+  const size_t outer = walk.shape.size() - 1;
+  for (int64_t dim : walk.shape) {
+    if (dim == 0) return;
+  }
+  std::vector<int64_t> counter(outer, 0);
+  std::array<int64_t, N> offsets{};
+  while (true) {
+    run(offsets, walk.shape.back());
+    size_t d = outer;
+    while (d > 0) {
+      --d;
+      if (++counter[d] < walk.shape[d]) {
+        for (size_t k = 0; k < N; ++k) offsets[k] += walk.strides[k][d];
+        break;
+      }
+      for (size_t k = 0; k < N; ++k) offsets[k] -= walk.strides[k][d] * (walk.shape[d] - 1);
+      counter[d] = 0;
+      if (d == 0) return;
+    }
+    if (outer == 0) return;
+  }
+}
 
 // Calls body(begin, end) over disjoint ranges covering [0, n), on up to
 // num_threads threads; ranges hold at least `min_per_thread` items so small

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/kernels/cpu/fast_gemm.h"
 #include "core/kernels/cpu/kernel_util.h"
+#include "core/kernels/cpu/vector_math.h"
 #include "core/status_macros.h"
 
 namespace squeeze::core::kernels::cpu {
@@ -827,6 +828,11 @@ KernelResult Softmax(const KernelCall& call, bool log) {
   const int64_t outer = Product(x->shape(), 0, axis);
   const int64_t extent = legacy ? Product(x->shape(), axis) : x->shape()[axis];
   const int64_t inner = legacy ? 1 : Product(x->shape(), axis + 1);
+  if (!log && inner == 1 && x->dtype() == DataType::kFloat32) {
+    Tensor out(DataType::kFloat32, x->shape());
+    SoftmaxRows(x->data<float>(), out.data<float>(), outer, extent);
+    return OneOutput(std::move(out));
+  }
   std::vector<float> values = x->ToFloats();
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t i = 0; i < inner; ++i) {
@@ -964,8 +970,26 @@ KernelResult Reduce(const KernelCall& call, Reduction reduction) {
     if (reduced[d]) kept_shape[d] = 1;
     if (!reduced[d] || keepdims) out_shape.push_back(kept_shape[d]);
   }
-  const std::vector<int64_t> target = BroadcastIndex(kept_shape, x->shape());
   const int64_t out_count = Product(kept_shape);
+  // float32 reduced over trailing axes: contiguous rows, summed in double.
+  int64_t first_reduced = x->rank();
+  while (first_reduced > 0 && reduced[first_reduced - 1]) --first_reduced;
+  const bool trailing = std::find(reduced.begin(), reduced.begin() + first_reduced, true) ==
+                        reduced.begin() + first_reduced;
+  if (x->dtype() == DataType::kFloat32 && trailing && reduction != Reduction::kMax &&
+      out_count > 0) {
+    const int64_t row = x->num_elements() / out_count;
+    Tensor out(DataType::kFloat32, out_shape);
+    const float* in = x->data<float>();
+    float* dst = out.data<float>();
+    for (int64_t o = 0; o < out_count; ++o) {
+      double sum = 0;
+      for (int64_t i = 0; i < row; ++i) sum += in[o * row + i];
+      dst[o] = static_cast<float>(reduction == Reduction::kMean && row > 0 ? sum / row : sum);
+    }
+    return OneOutput(std::move(out));
+  }
+  const std::vector<int64_t> target = BroadcastIndex(kept_shape, x->shape());
   const std::vector<double> values = x->ToDoubles();
   const double init = reduction == Reduction::kMax ? -std::numeric_limits<double>::infinity() : 0.0;
   std::vector<double> out(static_cast<size_t>(out_count), init);

@@ -40,6 +40,35 @@ Tensor CopyBySource(const Tensor& in, std::vector<int64_t> out_shape,
   return out;
 }
 
+// A tensor of `out_shape` whose element at row-major multi-index i is in's
+// element at `base` + sum(i[d] * in_strides[d]) (strides in elements, 0 to
+// repeat): Transpose, Slice, Split and Expand without an index per element.
+// Runs along the merged innermost dim are one memcpy when contiguous.
+Tensor StridedCopy(const Tensor& in, std::vector<int64_t> out_shape, int64_t base,
+                   const std::vector<int64_t>& in_strides) {
+  Tensor out(in.dtype(), std::move(out_shape));
+  if (out.num_elements() == 0) return out;
+  const int64_t size = graph::StorageBytes(in.dtype(), 1);
+  const char* src = static_cast<const char*>(in.raw_data()) + base * size;
+  char* dst = static_cast<char*>(out.raw_data());
+  const StridedWalk<2> walk = CoalesceWalk<2>(out.shape(), {Strides(out.shape()), in_strides});
+  const int64_t step = walk.strides[1].back();
+  ForEachRun(walk, [&](const std::array<int64_t, 2>& at, int64_t n) {
+    char* d = dst + at[0] * size;
+    const char* s = src + at[1] * size;
+    if (step == 1) {
+      std::memcpy(d, s, static_cast<size_t>(n * size));
+    } else if (size == 4) {
+      for (int64_t i = 0; i < n; ++i) std::memcpy(d + 4 * i, s + 4 * i * step, 4);
+    } else if (size == 8) {
+      for (int64_t i = 0; i < n; ++i) std::memcpy(d + 8 * i, s + 8 * i * step, 8);
+    } else {
+      for (int64_t i = 0; i < n; ++i) std::memcpy(d + i * size, s + i * step * size, size);
+    }
+  });
+  return out;
+}
+
 // Visits every multi-index of `shape` in row-major order.
 template <typename Fn>
 void ForEachIndex(const std::vector<int64_t>& shape, Fn fn) {
@@ -127,13 +156,9 @@ KernelResult Transpose(const KernelCall& call) {
     out_shape[i] = x->shape()[perm[i]];
   }
   const std::vector<int64_t> strides = Strides(x->shape());
-  std::vector<int64_t> source(static_cast<size_t>(x->num_elements()));
-  ForEachIndex(out_shape, [&](int64_t flat, const std::vector<int64_t>& index) {
-    int64_t offset = 0;
-    for (size_t d = 0; d < perm.size(); ++d) offset += index[d] * strides[perm[d]];
-    source[flat] = offset;
-  });
-  return OneOutput(CopyBySource(*x, out_shape, source));
+  std::vector<int64_t> in_strides(perm.size());
+  for (size_t d = 0; d < perm.size(); ++d) in_strides[d] = strides[perm[d]];
+  return OneOutput(StridedCopy(*x, out_shape, 0, in_strides));
 }
 
 KernelResult Concat(const KernelCall& call) {
@@ -179,17 +204,10 @@ KernelResult Concat(const KernelCall& call) {
 Tensor SliceAxis(const Tensor& x, int64_t axis, int64_t begin, int64_t count, int64_t step) {
   std::vector<int64_t> shape = x.shape();
   shape[axis] = count;
-  const std::vector<int64_t> strides = Strides(x.shape());
-  std::vector<int64_t> source;
-  ForEachIndex(shape, [&](int64_t, const std::vector<int64_t>& index) {
-    int64_t offset = 0;
-    for (size_t d = 0; d < index.size(); ++d) {
-      const int64_t i = static_cast<int64_t>(d) == axis ? begin + index[d] * step : index[d];
-      offset += i * strides[d];
-    }
-    source.push_back(offset);
-  });
-  return CopyBySource(x, shape, source);
+  std::vector<int64_t> strides = Strides(x.shape());
+  const int64_t base = begin * strides[axis];
+  strides[axis] *= step;
+  return StridedCopy(x, shape, base, strides);
 }
 
 KernelResult Split(const KernelCall& call) {
@@ -263,14 +281,13 @@ KernelResult Slice(const KernelCall& call) {
     begin[axis] = start;
     step[axis] = steps[i];
   }
-  const std::vector<int64_t> strides = Strides(x->shape());
-  std::vector<int64_t> source;
-  ForEachIndex(shape, [&](int64_t, const std::vector<int64_t>& index) {
-    int64_t offset = 0;
-    for (int64_t d = 0; d < rank; ++d) offset += (begin[d] + index[d] * step[d]) * strides[d];
-    source.push_back(offset);
-  });
-  return OneOutput(CopyBySource(*x, shape, source));
+  std::vector<int64_t> strides = Strides(x->shape());
+  int64_t base = 0;
+  for (int64_t d = 0; d < rank; ++d) {
+    base += begin[d] * strides[d];
+    strides[d] *= step[d];
+  }
+  return OneOutput(StridedCopy(*x, shape, base, strides));
 }
 
 KernelResult Squeeze(const KernelCall& call) {
@@ -343,7 +360,7 @@ KernelResult Expand(const KernelCall& call) {
   SQ_ASSIGN_OR_RETURN(std::vector<int64_t> shape,
                       BroadcastShapes(x->shape(), shape_tensor->ToInt64s()));
   SQ_RETURN_IF_ERROR(CheckDataShapedSize(x->dtype(), shape));
-  return OneOutput(CopyBySource(*x, shape, BroadcastIndex(x->shape(), shape)));
+  return OneOutput(StridedCopy(*x, shape, 0, BroadcastStrides(x->shape(), shape)));
 }
 
 KernelResult Pad(const KernelCall& call) {
