@@ -21,8 +21,9 @@
 // (bench/ort/time_ort.js).
 //
 // --profile prints to stderr, per configuration, the time spent in each
-// operator type (a backend wrapper times every node call), to see where a
-// model's time goes.
+// operator type (a backend wrapper times every node call; "Conv+Relu" is a
+// call with a fused activation), or in each node with --profile_nodes, to see
+// where a model's time goes.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -67,9 +68,11 @@ ABSL_FLAG(int64_t, seq_len, 0,
           "Size of the input's symbolic dimensions after the first (e.g. an LM's sequence).");
 ABSL_FLAG(int64_t, int_high, 0, "int64 inputs are uniform in [0, int_high) (e.g. the vocabulary).");
 ABSL_FLAG(bool, profile, false, "Print the time per operator type to stderr.");
+ABSL_FLAG(bool, fuse, true,
+          "Let the executor fuse Relu / MaxPool into Conv, Gemm and MatMul (false: each node alone, "
+          "to measure what fusion saves).");
 ABSL_FLAG(bool, profile_nodes, false,
-          "With --profile: also print every node call of each configuration's first run "
-          "(time, input shapes).");
+          "With --profile: time per node (name, operator, input shapes) instead of per operator.");
 
 namespace {
 
@@ -81,16 +84,22 @@ using squeeze::core::runtime::Executor;
 using squeeze::core::runtime::KernelBackend;
 using squeeze::core::runtime::KernelCall;
 
-// Times every node call of a wrapped backend, per operator type.
+// Times every node call of a wrapped backend, per operator type; passes the
+// backend's fusions on only when `fuse`.
 class ProfilingBackend : public KernelBackend {
  public:
-  explicit ProfilingBackend(std::shared_ptr<const KernelBackend> base) : base_(std::move(base)) {}
+  ProfilingBackend(std::shared_ptr<const KernelBackend> base, bool fuse)
+      : base_(std::move(base)), fuse_(fuse) {}
 
   std::string name() const override { return base_->name(); }
   bool Supports(absl::string_view op_type) const override { return base_->Supports(op_type); }
   bool FusesActivation(const squeeze::core::graph::Node& node,
                        absl::string_view activation) const override {
-    return base_->FusesActivation(node, activation);
+    return fuse_ && base_->FusesActivation(node, activation);
+  }
+  bool FusesMaxPool(const squeeze::core::graph::Node& node,
+                    const squeeze::core::graph::Node& pool) const override {
+    return fuse_ && base_->FusesMaxPool(node, pool);
   }
 
   absl::StatusOr<std::vector<Tensor>> Run(const KernelCall& call) const override {
@@ -100,15 +109,15 @@ class ProfilingBackend : public KernelBackend {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::string key = call.node.op_type;
     if (!call.fused_activation.empty()) absl::StrAppend(&key, "+", call.fused_activation);
+    if (call.fused_pool != nullptr) absl::StrAppend(&key, "+", call.fused_pool->op_type);
     std::lock_guard<std::mutex> lock(mutex_);
-    if (print_nodes_) {
+    if (per_node_) {
       std::string shapes;
       for (const Tensor* input : call.inputs) {
         absl::StrAppend(&shapes, shapes.empty() ? "" : " ",
                         input ? squeeze::core::graph::ShapeToString(input->shape()) : "-");
       }
-      std::fprintf(stderr, "  node %-40s %-14s %8.3f ms  %s\n", call.node.name.c_str(), key.c_str(),
-                   seconds * 1e3, shapes.c_str());
+      key = absl::StrCat(call.node.name, " ", key, " ", shapes);
     }
     auto& [total, count] = totals_[key];
     total += seconds;
@@ -116,10 +125,11 @@ class ProfilingBackend : public KernelBackend {
     return result;
   }
 
-  // Whether Run prints each call.
-  void PrintNodes(bool on) const {
+  // Whether the totals are per node (name, operator, input shapes) rather
+  // than per operator type.
+  void PerNode(bool on) const {
     std::lock_guard<std::mutex> lock(mutex_);
-    print_nodes_ = on;
+    per_node_ = on;
   }
 
   // Prints the totals since the last Print, largest first, and clears them.
@@ -135,7 +145,7 @@ class ProfilingBackend : public KernelBackend {
     std::fprintf(stderr, "profile %s: %.3f ms per run in kernels\n", title.c_str(),
                  all * 1e3 / std::max<int64_t>(1, runs));
     for (const auto& [seconds, op] : rows) {
-      std::fprintf(stderr, "  %-24s %8.3f ms/run %5.1f%%  (%lld calls/run)\n", op.c_str(),
+      std::fprintf(stderr, "  %-32s %8.3f ms/run %5.1f%%  (%lld calls/run)\n", op.c_str(),
                    seconds * 1e3 / std::max<int64_t>(1, runs), 100.0 * seconds / std::max(all, 1e-12),
                    static_cast<long long>(totals_.at(op).second / std::max<int64_t>(1, runs)));
     }
@@ -144,9 +154,10 @@ class ProfilingBackend : public KernelBackend {
 
  private:
   std::shared_ptr<const KernelBackend> base_;
+  bool fuse_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, std::pair<double, int64_t>> totals_;
-  mutable bool print_nodes_ = false;
+  mutable bool per_node_ = false;
 };
 
 absl::StatusOr<std::vector<int>> ParsePositiveList(const std::string& flag,
@@ -260,9 +271,11 @@ absl::Status Run() {
     std::shared_ptr<const KernelBackend> backend =
         squeeze::core::kernels::cpu::CreateCpuBackend(threads);
     std::shared_ptr<const ProfilingBackend> profiler;
-    if (absl::GetFlag(FLAGS_profile)) {
-      profiler = std::make_shared<const ProfilingBackend>(backend);
-      backend = profiler;
+    if (absl::GetFlag(FLAGS_profile) || !absl::GetFlag(FLAGS_fuse)) {
+      auto wrapper = std::make_shared<const ProfilingBackend>(backend, absl::GetFlag(FLAGS_fuse));
+      wrapper->PerNode(absl::GetFlag(FLAGS_profile_nodes));
+      backend = wrapper;
+      if (absl::GetFlag(FLAGS_profile)) profiler = wrapper;
     }
     SQ_ASSIGN_OR_RETURN(Executor executor, Executor::Create(graph, backend));
     for (const int batch : batches) {
@@ -278,9 +291,7 @@ absl::Status Run() {
                                                              values.begin() + batch * example_count))}};
 
       // One checked run first: MeasureLatency's callable cannot report errors.
-      if (profiler) profiler->PrintNodes(absl::GetFlag(FLAGS_profile_nodes));
       SQ_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, executor.Run(feeds));
-      if (profiler) profiler->PrintNodes(false);
       if (!parity_dir.empty() && !outputs.empty()) {
         SQ_RETURN_IF_ERROR(squeeze::core::model::WriteFileAtomically(
             absl::StrCat(parity_dir, "/output_t", threads, "_b", batch, ".f32"),

@@ -93,10 +93,11 @@ absl::StatusOr<Executor> Executor::Create(
     steps[i].skipped = true;
   }
 
-  // Activation fusion: node i's only output X feeds only node j, a one-input
-  // one-output activation the backend fuses into node i. Node j then runs as
-  // part of node i (earlier than its sorted place, which is safe: it reads
-  // nothing but X) and X is never stored.
+  // Fusion: node i's only output X feeds only node j, a Relu the backend
+  // fuses into node i, and/or (then from j's output) a MaxPool it fuses
+  // after that. The fused nodes run as part of node i (earlier than their
+  // sorted place, which is safe: they read nothing but X) and their
+  // intermediates are never stored.
   std::map<std::string, int> uses;
   std::map<std::string, size_t> consumer;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
@@ -109,22 +110,44 @@ absl::StatusOr<Executor> Executor::Create(
   }
   std::set<std::string> graph_outputs;
   for (const graph::ValueInfo& output : graph.outputs) graph_outputs.insert(output.name);
+  // The node after `producer` that alone reads `value`, when that node is
+  // `op_type` (default domain) with that one input and one named output.
+  auto sole_consumer = [&](const std::string& value, size_t producer,
+                           const char* op_type) -> const graph::Node* {
+    if (uses[value] != 1 || graph_outputs.count(value) || graph.initializers.count(value)) {
+      return nullptr;
+    }
+    const size_t j = consumer[value];
+    const graph::Node& next = graph.nodes[j];
+    const bool one_output = !next.outputs.empty() && !next.outputs[0].empty() &&
+                            (next.outputs.size() == 1 || next.outputs[1].empty());
+    if (j <= producer || steps[j].skipped || next.op_type != op_type ||
+        (!next.domain.empty() && next.domain != "ai.onnx") || next.inputs.size() != 1 ||
+        !one_output) {
+      return nullptr;
+    }
+    return &next;
+  };
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
     steps[i].outputs_of = i;
     const graph::Node& node = graph.nodes[i];
     if (steps[i].skipped || node.outputs.size() != 1 || node.outputs[0].empty()) continue;
-    const std::string& x = node.outputs[0];
-    if (uses[x] != 1 || graph_outputs.count(x) || graph.initializers.count(x)) continue;
-    const size_t j = consumer[x];
-    const graph::Node& next = graph.nodes[j];
-    if (j <= i || steps[j].skipped || (!next.domain.empty() && next.domain != "ai.onnx") || next.op_type != "Relu" || next.inputs.size() != 1 ||
-        next.outputs.size() != 1 || next.outputs[0].empty() ||
-        !backend->FusesActivation(node, next.op_type)) {
-      continue;
+    size_t last = i;
+    const graph::Node* relu = sole_consumer(node.outputs[0], i, "Relu");
+    if (relu != nullptr && backend->FusesActivation(node, relu->op_type)) {
+      steps[i].activation = relu->op_type;
+      last = static_cast<size_t>(relu - graph.nodes.data());
     }
-    steps[i].activation = next.op_type;
-    steps[i].outputs_of = j;
-    steps[j].skipped = true;
+    const graph::Node* pool = sole_consumer(graph.nodes[last].outputs[0], last, "MaxPool");
+    if (pool != nullptr && backend->FusesMaxPool(node, *pool)) {
+      last = static_cast<size_t>(pool - graph.nodes.data());
+      steps[i].pool = static_cast<int64_t>(last);
+    }
+    if (last == i) continue;
+    steps[i].outputs_of = last;
+    for (size_t j : {consumer[node.outputs[0]], last}) {
+      if (j != i) steps[j].skipped = true;
+    }
   }
   return Executor(std::move(graph), std::move(backend), std::move(release_after),
                   std::move(steps), std::move(constants));
@@ -166,7 +189,8 @@ absl::StatusOr<std::vector<graph::Tensor>> Executor::Run(
     const graph::Node& node = graph_.nodes[i];
     const Step& step = steps_[i];
     if (step.skipped) continue;  // folded or fused: nothing of it is stored
-    KernelCall call{node, graph_.opset_version, {}, step.activation};
+    KernelCall call{node, graph_.opset_version, {}, step.activation,
+                    step.pool >= 0 ? &graph_.nodes[step.pool] : nullptr};
     for (const std::string& input : node.inputs) {
       if (input.empty()) {
         call.inputs.push_back(nullptr);

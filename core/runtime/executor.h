@@ -1,9 +1,10 @@
 // Runs a Graph on a KernelBackend, node by node in topological order,
 // releasing each intermediate after its last use. Nodes computed from
 // initializers alone (that no feed overrides) run once, in Create, and their
-// outputs are kept as constants. A node followed by an
-// activation that the backend fuses (KernelBackend::FusesActivation), whose
-// intermediate has no other use and is not a graph output, runs as one call.
+// outputs are kept as constants. A node followed by an activation and/or a
+// MaxPool that the backend fuses (KernelBackend::FusesActivation,
+// FusesMaxPool), each intermediate having no other use and not being a graph
+// output, runs as one call.
 #ifndef SQUEEZE_CORE_RUNTIME_EXECUTOR_H_
 #define SQUEEZE_CORE_RUNTIME_EXECUTOR_H_
 
@@ -44,6 +45,7 @@ class Executor {
   // folded into a constant or fused into an earlier node.
   struct Step {
     std::string activation;
+    int64_t pool = -1;  // index of the MaxPool node fused after it, or -1
     size_t outputs_of = 0;
     bool skipped = false;
   };

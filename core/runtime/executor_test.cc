@@ -90,10 +90,14 @@ class RecordingBackend : public KernelBackend {
   bool FusesActivation(const graph::Node& node, absl::string_view activation) const override {
     return fuse_ && base_->FusesActivation(node, activation);
   }
+  bool FusesMaxPool(const graph::Node& node, const graph::Node& pool) const override {
+    return fuse_ && base_->FusesMaxPool(node, pool);
+  }
   absl::StatusOr<std::vector<graph::Tensor>> Run(const KernelCall& call) const override {
-    calls_.push_back(call.fused_activation.empty()
-                         ? call.node.op_type
-                         : call.node.op_type + "+" + std::string(call.fused_activation));
+    std::string name = call.node.op_type;
+    if (!call.fused_activation.empty()) name += "+" + std::string(call.fused_activation);
+    if (call.fused_pool != nullptr) name += "+" + call.fused_pool->op_type;
+    calls_.push_back(name);
     return base_->Run(call);
   }
   mutable std::vector<std::string> calls_;
@@ -103,9 +107,9 @@ class RecordingBackend : public KernelBackend {
   bool fuse_;
 };
 
-// x [2, 1, 5, 5] -> Conv(3x3, pad 1, bias) -> Relu -> Flatten -> Gemm(transB,
-// bias) -> Relu -> MatMul -> Relu = y, with mixed-sign weights so that every
-// Relu clips something.
+// x [2, 1, 5, 5] -> Conv(3x3, pad 1, bias) -> Relu -> MaxPool(2x2, stride 2,
+// ceil mode: 3x3) -> Flatten -> Gemm(transB, bias) -> Relu -> MatMul -> Relu
+// = y, with mixed-sign weights so that every Relu clips something.
 graph::Graph ConvGemmMatMulRelu() {
   graph::Graph g;
   g.opset_version = 17;
@@ -118,16 +122,21 @@ graph::Graph ConvGemmMatMulRelu() {
   };
   g.initializers["cw"] = Tensor::FromVector(DataType::kFloat32, {3, 1, 3, 3}, values(27, 0.1f));
   g.initializers["cb"] = Tensor::FromVector<float>(DataType::kFloat32, {3}, {0.5f, -0.25f, 0});
-  g.initializers["gw"] = Tensor::FromVector(DataType::kFloat32, {4, 75}, values(300, 0.05f));
+  g.initializers["gw"] = Tensor::FromVector(DataType::kFloat32, {4, 27}, values(108, 0.05f));
   g.initializers["gb"] = Tensor::FromVector<float>(DataType::kFloat32, {4}, {0.1f, -0.2f, 0.3f, 0});
   g.initializers["mw"] = Tensor::FromVector(DataType::kFloat32, {4, 3}, values(12, 0.3f));
   graph::Node conv{"conv", "Conv", "", {"x", "cw", "cb"}, {"c"}, {}};
   conv.attributes["pads"] = std::vector<int64_t>{1, 1, 1, 1};
   graph::Node gemm{"gemm", "Gemm", "", {"f", "gw", "gb"}, {"h"}, {}};
   gemm.attributes["transB"] = int64_t{1};
+  graph::Node pool{"pool", "MaxPool", "", {"r"}, {"p"}, {}};
+  pool.attributes["kernel_shape"] = std::vector<int64_t>{2, 2};
+  pool.attributes["strides"] = std::vector<int64_t>{2, 2};
+  pool.attributes["ceil_mode"] = int64_t{1};
   g.nodes = {conv,
              {"relu1", "Relu", "", {"c"}, {"r"}, {}},
-             {"flatten", "Flatten", "", {"r"}, {"f"}, {}},
+             pool,
+             {"flatten", "Flatten", "", {"p"}, {"f"}, {}},
              gemm,
              {"relu2", "Relu", "", {"h"}, {"s"}, {}},
              {"matmul", "MatMul", "", {"s", "mw"}, {"m"}, {}},
@@ -152,9 +161,9 @@ TEST(ExecutorTest, FusedReluGivesTheSameOutputsAsSeparateNodes) {
   auto plain_out = plain->Run({{"x", ConvInput()}});
   ASSERT_TRUE(fused_out.ok()) << fused_out.status();
   ASSERT_TRUE(plain_out.ok()) << plain_out.status();
-  EXPECT_EQ(fused_backend->calls_,
-            (std::vector<std::string>{"Conv+Relu", "Flatten", "Gemm+Relu", "MatMul+Relu"}));
-  EXPECT_EQ(plain_backend->calls_.size(), 7u);
+  EXPECT_EQ(fused_backend->calls_, (std::vector<std::string>{"Conv+Relu+MaxPool", "Flatten",
+                                                               "Gemm+Relu", "MatMul+Relu"}));
+  EXPECT_EQ(plain_backend->calls_.size(), 8u);
   EXPECT_EQ((*fused_out)[0].shape(), (std::vector<int64_t>{2, 3}));
   EXPECT_EQ((*fused_out)[0].ToFloats(), (*plain_out)[0].ToFloats());
   // The Relus clip: some outputs are 0, some positive.
@@ -174,7 +183,9 @@ TEST(ExecutorTest, DoesNotFuseAnIntermediateWithOtherUses) {
   ASSERT_TRUE(executor.ok()) << executor.status();
   auto outputs = executor->Run({{"x", ConvInput()}});
   ASSERT_TRUE(outputs.ok()) << outputs.status();
+  // Conv keeps its output for the graph; its Relu and MaxPool run alone.
   EXPECT_EQ(std::count(backend->calls_.begin(), backend->calls_.end(), "Conv"), 1);
+  EXPECT_EQ(std::count(backend->calls_.begin(), backend->calls_.end(), "MaxPool"), 1);
   EXPECT_EQ(std::count(backend->calls_.begin(), backend->calls_.end(), "Gemm"), 1);
   EXPECT_EQ(std::count(backend->calls_.begin(), backend->calls_.end(), "MatMul+Relu"), 1);
   ASSERT_EQ(outputs->size(), 3u);
@@ -225,6 +236,43 @@ TEST(ExecutorTest, DoesNotFoldAnInitializerThatAFeedOverrides) {
   auto outputs = executor->Run({{"x", x}, {"w", w}});
   ASSERT_TRUE(outputs.ok()) << outputs.status();
   EXPECT_EQ((*outputs)[0].ToFloats(), (std::vector<float>{-1, -4, -2, -5, -3, -6}));
+}
+
+}  // namespace
+}  // namespace squeeze::core::runtime
+
+namespace squeeze::core::runtime {
+namespace {
+
+// A 1-D Conv -> Relu -> MaxPool: fused, the Conv kernel pools through the
+// MaxPool kernel (its cache path is 2-D only); the same values either way.
+TEST(ExecutorTest, FusedMaxPoolAfterOneDimensionalConv) {
+  graph::Graph g;
+  g.opset_version = 17;
+  g.inputs.push_back({"x", DataType::kFloat32, std::nullopt});
+  g.outputs.push_back({"y", DataType::kFloat32, std::nullopt});
+  g.initializers["w"] = Tensor::FromVector<float>(DataType::kFloat32, {2, 1, 3},
+                                                  {1, -2, 0.5f, -1, 1, 1});
+  graph::Node pool{"pool", "MaxPool", "", {"r"}, {"y"}, {}};
+  pool.attributes["kernel_shape"] = std::vector<int64_t>{3};
+  pool.attributes["strides"] = std::vector<int64_t>{2};
+  g.nodes = {{"conv", "Conv", "", {"x", "w"}, {"c"}, {}},
+             {"relu", "Relu", "", {"c"}, {"r"}, {}},
+             pool};
+  const Tensor x = Tensor::FromVector<float>(DataType::kFloat32, {1, 1, 9},
+                                             {3, -1, 4, -1, 5, -9, 2, -6, 5});
+  auto fused_backend = std::make_shared<RecordingBackend>(true);
+  auto plain_backend = std::make_shared<RecordingBackend>(false);
+  auto fused = Executor::Create(g, fused_backend);
+  auto plain = Executor::Create(g, plain_backend);
+  ASSERT_TRUE(fused.ok() && plain.ok());
+  auto fused_out = fused->Run({{"x", x}});
+  auto plain_out = plain->Run({{"x", x}});
+  ASSERT_TRUE(fused_out.ok()) << fused_out.status();
+  ASSERT_TRUE(plain_out.ok()) << plain_out.status();
+  EXPECT_EQ(fused_backend->calls_, (std::vector<std::string>{"Conv+Relu+MaxPool"}));
+  EXPECT_EQ((*fused_out)[0].shape(), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ((*fused_out)[0].ToFloats(), (*plain_out)[0].ToFloats());
 }
 
 }  // namespace

@@ -24,6 +24,10 @@ struct KernelCall {
   // into this node: the kernel returns activation(result) as its single
   // output. Set only when the backend's FusesActivation(node, ...) is true.
   absl::string_view fused_activation = {};
+  // Null, or a MaxPool node (one output) that the executor fused after this
+  // node (and its fused_activation): the kernel returns the pooled result.
+  // Set only when the backend's FusesMaxPool(node, *fused_pool) is true.
+  const graph::Node* fused_pool = nullptr;
 
   // Number of inputs the node names, omitted ones included.
   size_t num_inputs() const { return inputs.size(); }
@@ -58,6 +62,13 @@ class KernelBackend {
   // that wrap another must forward this only if they pass such calls on.
   virtual bool FusesActivation(const graph::Node& node,
                                absl::string_view activation) const {
+    return false;
+  }
+
+  // Whether Run applies MaxPool node `pool` to the single output of `node`
+  // (after its fused activation, if any) when a call names it in
+  // fused_pool; the same contract as FusesActivation otherwise.
+  virtual bool FusesMaxPool(const graph::Node& node, const graph::Node& pool) const {
     return false;
   }
 };

@@ -54,6 +54,12 @@ class CpuBackend : public runtime::KernelBackend {
            (node.op_type == "Conv" || node.op_type == "Gemm" || node.op_type == "MatMul");
   }
 
+  // Conv pools each image from cache (2-D float32; otherwise it runs the
+  // MaxPool kernel on its output).
+  bool FusesMaxPool(const graph::Node& node, const graph::Node& pool) const override {
+    return node.op_type == "Conv" && pool.op_type == "MaxPool";
+  }
+
  private:
   int num_threads_;
 };

@@ -30,7 +30,7 @@ namespace {
 int64_t Min(int64_t a, int64_t b) { return a < b ? a : b; }
 int64_t Max(int64_t a, int64_t b) { return a > b ? a : b; }
 
-constexpr int64_t kKBlock = 256;     // k per block, B as [k, n]
+constexpr int64_t kKBlock = 384;     // most k per block, B as [k, n]
 constexpr int64_t kNBlock = 128;     // columns per block, B as [k, n]
 constexpr int64_t kNtBytes = 128 << 10;  // B rows per block, B as [n, k]
 constexpr int64_t kRowTile = 8;      // rows of C per tile, B as [k, n]
@@ -106,16 +106,20 @@ void KernelNNRows(int64_t mr, int64_t kc, const float* a, int64_t lda, const flo
 }
 
 // Column tiles outside, row tiles inside: the kc x 32 panel of B a column
-// tile reads (32 KiB at most) stays in L1 while every row tile uses it; A's
+// tile reads (48 KiB at most) stays in L1 while every row tile uses it; A's
 // kc-column block comes from L2. (Rows outside made each row tile stream
 // B's whole block from L2: 120 against 215 GFLOP/s on the CNN's 64 x 196 x
 // 288 conv GEMM.)
 void GemmNN(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
             const float* b, int64_t ldb, float* c, int64_t ldc) {
+  // Equal k blocks of at most kKBlock: a conv's k = 288 is one block, not
+  // 256 and a short 32 that reloads and stores all of C again.
+  const int64_t k_blocks = (k + kKBlock - 1) / kKBlock;
+  const int64_t k_step = (k + k_blocks - 1) / k_blocks;
   for (int64_t jc = 0; jc < n; jc += kNBlock) {
     const int64_t nc = Min(kNBlock, n - jc);
-    for (int64_t pc = 0; pc < k; pc += kKBlock) {
-      const int64_t kc = Min(kKBlock, k - pc);
+    for (int64_t pc = 0; pc < k; pc += k_step) {
+      const int64_t kc = Min(k_step, k - pc);
       const bool accumulate = pc > 0;
       for (int64_t jr = 0; jr < nc; jr += 32) {
         const int nr = static_cast<int>(Min(32, nc - jr));

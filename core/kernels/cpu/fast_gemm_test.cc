@@ -52,7 +52,8 @@ void CheckOddShapes(GemmFunction gemm) {
   for (bool trans_b : {false, true}) {
     for (int64_t m : sizes) {
       for (int64_t n : sizes) {
-        for (int64_t k : {int64_t{1}, int64_t{3}, int64_t{9}, int64_t{17}, int64_t{300}}) {
+        // k = 800 takes several k blocks (accumulating into C).
+        for (int64_t k : {int64_t{1}, int64_t{3}, int64_t{9}, int64_t{17}, int64_t{300}, int64_t{800}}) {
           // Padded leading dimensions check the strides.
           const int64_t lda = k + 2, ldb = (trans_b ? k : n) + 3, ldc = n + 1;
           const std::vector<float> a = RandomFloats(m * lda, seed++);

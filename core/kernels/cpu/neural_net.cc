@@ -263,6 +263,11 @@ void Im2Col2d(const float* in, int64_t channels, const std::vector<int64_t>& in_
   }
 }
 
+void MaxPool2d(const float* input, int64_t planes, const std::vector<int64_t>& in_spatial,
+               const std::vector<int64_t>& out_spatial, const Window& window,
+               float* output, int threads);
+KernelResult Pool(const KernelCall& call, int threads, bool is_max);
+
 KernelResult Conv(const KernelCall& call, int threads) {
   SQ_ASSIGN_OR_RETURN(const Tensor* x, RequiredInput(call, 0));
   SQ_ASSIGN_OR_RETURN(const Tensor* w, RequiredInput(call, 1));
@@ -301,9 +306,34 @@ KernelResult Conv(const KernelCall& call, int threads) {
     }
     bias.emplace(*b);
   }
-  FloatOutput output(x->dtype(), BatchChannelShape(batch, out_channels, out_spatial));
-
   const bool two_d = kernel.size() == 2;
+
+  // A MaxPool fused after the Conv (and Relu) by the executor: a 2-D float32
+  // Conv computes each image into scratch and pools it from there, so the
+  // full-size Conv output is never written; any other Conv computes its
+  // output and runs the MaxPool kernel on it.
+  std::optional<Window> pool_window;
+  std::vector<int64_t> pooled_spatial;
+  if (call.fused_pool != nullptr) {
+    const graph::Node& pool = *call.fused_pool;
+    const std::vector<int64_t> pool_kernel = pool.IntsAttribute("kernel_shape");
+    if (two_d && x->dtype() == DataType::kFloat32 && pool_kernel.size() == 2) {
+      SQ_ASSIGN_OR_RETURN(Window window_2d, ReadWindow(pool, pool_kernel));
+      if (window_2d.dilations[0] == 1 && window_2d.dilations[1] == 1) {
+        SQ_ASSIGN_OR_RETURN(pooled_spatial, OutputSpatial(pool, out_spatial, &window_2d));
+        pool_window = std::move(window_2d);
+      }
+    }
+    if (!pool_window) {
+      KernelCall conv_call{call.node, call.opset_version, call.inputs, call.fused_activation};
+      SQ_ASSIGN_OR_RETURN(std::vector<Tensor> conv_out, Conv(conv_call, threads));
+      return Pool(KernelCall{pool, call.opset_version, {&conv_out[0]}}, threads, true);
+    }
+  }
+  const int64_t pooled_size = pool_window ? Product(pooled_spatial) : 0;
+  FloatOutput output(x->dtype(), BatchChannelShape(batch, out_channels,
+                                                   pool_window ? pooled_spatial : out_spatial));
+
   const bool pointwise = kernel_size == 1 &&
       std::all_of(window.strides.begin(), window.strides.end(), [](int64_t s) { return s == 1; }) &&
       std::all_of(window.pad_begin.begin(), window.pad_begin.end(), [](int64_t p) { return p == 0; }) &&
@@ -319,19 +349,26 @@ KernelResult Conv(const KernelCall& call, int threads) {
     tile = std::min(tile, std::max<int64_t>(16, (out_size + per_image - 1) / per_image));
   }
   tile = std::max<int64_t>(1, tile);
+  if (pool_window) tile = out_size;  // pooling needs whole images
   const int64_t tiles = (out_size + tile - 1) / tile;
   const bool fast = FastGemmAvailable();
   const int64_t min_items = std::max<int64_t>(
       1, (fast ? kMinFastMultiplyAddsPerThread : kMinMultiplyAddsPerThread) /
              std::max<int64_t>(1, group_out * col_rows * tile));
   ParallelFor(images * tiles, min_items, threads, [&](int64_t begin, int64_t end) {
-    float* col = pointwise ? nullptr : ThreadScratch(static_cast<size_t>(col_rows * tile));
+    // Scratch: the im2col columns, then (pooling) the group's Conv output.
+    const int64_t col_floats = pointwise ? 0 : col_rows * tile;
+    float* scratch = ThreadScratch(
+        static_cast<size_t>(col_floats + (pool_window ? group_out * out_size : 0)));
+    float* col = pointwise ? nullptr : scratch;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / (group * tiles), g = (item / tiles) % group;
       const int64_t first = (item % tiles) * tile, width = std::min(tile, out_size - first);
       const float* in = input.data() + (n * channels + g * group_in) * in_size;
-      StridedMatrixMap out(output.data() + (n * out_channels + g * group_out) * out_size + first,
-                           group_out, width, Eigen::OuterStride<>(out_size));
+      float* conv_out = pool_window
+                            ? scratch + col_floats
+                            : output.data() + (n * out_channels + g * group_out) * out_size + first;
+      StridedMatrixMap out(conv_out, group_out, width, Eigen::OuterStride<>(out_size));
       ConstMatrixMap w_g(weights.data() + g * group_out * col_rows, group_out, col_rows);
       if (pointwise && fast) {
         FastGemm(false, group_out, width, col_rows, 1.0f, w_g.data(), col_rows, in + first,
@@ -359,6 +396,10 @@ KernelResult Conv(const KernelCall& call, int threads) {
       }
       BiasRelu(out.data(), group_out, width, out_size,
                bias ? bias->data() + g * group_out : nullptr, relu);
+      if (pool_window) {
+        MaxPool2d(conv_out, group_out, out_spatial, pooled_spatial, *pool_window,
+                  output.data() + (n * out_channels + g * group_out) * pooled_size, 1);
+      }
     }
   });
   return OneOutput(output.Finish());
