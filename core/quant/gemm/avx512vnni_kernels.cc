@@ -104,6 +104,87 @@ void RowStrip(const uint8_t* x, int64_t ldx, const int8_t* panels, int64_t cols,
   }
 }
 
+// The last `count` (1-3) int8 weights of a row in every lane, padded with
+// zeros, which also cancel whatever the activation panel holds there.
+inline __m512i BroadcastPartialWeights(const int8_t* w, int64_t count) {
+  uint32_t v = 0;
+  for (int64_t i = 0; i < count; ++i) v |= uint32_t{static_cast<uint8_t>(w[i])} << (8 * i);
+  return _mm512_set1_epi32(static_cast<int>(v));
+}
+
+// MR output channels x NP activation panels (16 * NP rows of which
+// `rows_left` are stored), rescaled into y[o * ldy + r].
+template <int MR, int NP>
+void TransposedMicroTile(const uint8_t* x_panels, int64_t panel_bytes, const int8_t* w,
+                         int64_t depth, int64_t o0, int64_t rows_left,
+                         const Int8Rescale& rescale, float* y, int64_t ldy) {
+  __m512i sum[MR][NP];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) sum[i][j] = _mm512_setzero_si512();
+  }
+  const int64_t groups = (depth + kInt8PanelDepth - 1) / kInt8PanelDepth;
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512i xv[NP];
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) {
+      xv[j] = _mm512_loadu_si512(x_panels + j * panel_bytes + g * kInt8PanelWidth * kInt8PanelDepth);
+    }
+    const int64_t count = depth - g * kInt8PanelDepth;
+    if (count >= kInt8PanelDepth) {
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m512i wv =
+            _mm512_broadcastd_epi32(_mm_loadu_si32(w + (o0 + i) * depth + g * kInt8PanelDepth));
+#pragma GCC unroll 4
+        for (int j = 0; j < NP; ++j) sum[i][j] = _mm512_dpbusd_epi32(sum[i][j], xv[j], wv);
+      }
+    } else {
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m512i wv = BroadcastPartialWeights(w + (o0 + i) * depth + g * kInt8PanelDepth, count);
+#pragma GCC unroll 4
+        for (int j = 0; j < NP; ++j) sum[i][j] = _mm512_dpbusd_epi32(sum[i][j], xv[j], wv);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    const int64_t o = o0 + i;
+    const __m512i zero_sum = _mm512_set1_epi32(static_cast<int>(
+        static_cast<uint32_t>(rescale.x_zero) * static_cast<uint32_t>(rescale.w_row_sums[o])));
+    const __m512 scale = _mm512_set1_ps(rescale.x_scale * rescale.w_scales[o]);
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) {
+      const int64_t left = rows_left - j * kInt8PanelWidth;
+      if (left <= 0) break;
+      __m512 v = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(_mm512_sub_epi32(sum[i][j], zero_sum)));
+      if (rescale.bias != nullptr) v = _mm512_add_ps(v, _mm512_set1_ps(rescale.bias[o]));
+      if (rescale.relu) v = _mm512_max_ps(v, _mm512_setzero_ps());  // v > 0 ? v : 0
+      const __mmask16 mask =
+          left >= kInt8PanelWidth ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << left) - 1);
+      _mm512_mask_storeu_ps(y + o * ldy + j * kInt8PanelWidth, mask, v);
+    }
+  }
+}
+
+template <int MR>
+void TransposedChannelStrip(const uint8_t* x_panels, int64_t rows, const int8_t* w,
+                            int64_t depth, int64_t o0, const Int8Rescale& rescale, float* y,
+                            int64_t ldy) {
+  const int64_t panel_bytes = Int8PanelBytes(depth);
+  int64_t r = 0;
+  for (; r + kInt8PanelWidth < rows; r += 2 * kInt8PanelWidth) {
+    TransposedMicroTile<MR, 2>(x_panels + (r / kInt8PanelWidth) * panel_bytes, panel_bytes, w,
+                               depth, o0, rows - r, rescale, y + r, ldy);
+  }
+  if (r < rows) {
+    TransposedMicroTile<MR, 1>(x_panels + (r / kInt8PanelWidth) * panel_bytes, panel_bytes, w,
+                               depth, o0, rows - r, rescale, y + r, ldy);
+  }
+}
+
 inline __m512 RoundHalfEvenClamped(__m512 v, __m512 zero) {
   // The scalar kernel's 1.5 * 2^23 rounding, operation for operation.
   const __m512 rounder = _mm512_set1_ps(12582912.0f);
@@ -134,6 +215,26 @@ void Int8PanelTileAvx512Vnni(const uint8_t* x, int64_t ldx, const int8_t* panels
     case 3: RowStrip<3>(xr, ldx, panels, cols, depth, ar, ldacc); break;
     case 2: RowStrip<2>(xr, ldx, panels, cols, depth, ar, ldacc); break;
     case 1: RowStrip<1>(xr, ldx, panels, cols, depth, ar, ldacc); break;
+    default: break;
+  }
+}
+
+void Int8TransposedGemmAvx512Vnni(const uint8_t* x_panels, int64_t rows, const int8_t* w,
+                                  int64_t out, int64_t depth, const Int8Rescale& rescale,
+                                  float* y, int64_t ldy) {
+  constexpr int kChannels = 8;
+  int64_t o = 0;
+  for (; o + kChannels <= out; o += kChannels) {
+    TransposedChannelStrip<kChannels>(x_panels, rows, w, depth, o, rescale, y, ldy);
+  }
+  switch (out - o) {
+    case 7: TransposedChannelStrip<7>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
+    case 6: TransposedChannelStrip<6>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
+    case 5: TransposedChannelStrip<5>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
+    case 4: TransposedChannelStrip<4>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
+    case 3: TransposedChannelStrip<3>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
+    case 2: TransposedChannelStrip<2>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
+    case 1: TransposedChannelStrip<1>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
     default: break;
   }
 }

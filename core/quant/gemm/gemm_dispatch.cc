@@ -98,19 +98,20 @@ absl::StatusOr<ResolvedGemm> Resolve(const GemmOptions& options) {
   resolved.path = *path;
   switch (*path) {
     case GemmPath::kAvx512Vnni:
-      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2, Int8PanelTileAvx512Vnni,
-                          MinMaxAvx512, QuantizeRowAvx512};
+      resolved.kernels = {Int8TileAvx2,  PanelGemmAvx2,     Int8PanelTileAvx512Vnni,
+                          MinMaxAvx512,  QuantizeRowAvx512, Int8TransposedGemmAvx512Vnni};
       break;
     case GemmPath::kAvxVnni:
-      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2, Int8PanelTileAvxVnni, MinMaxScalar,
-                          QuantizeRowScalar};
+      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2,     Int8PanelTileAvxVnni,
+                          MinMaxScalar, QuantizeRowScalar, Int8TransposedGemmScalar};
       break;
     case GemmPath::kAvx2:
-      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2, nullptr, MinMaxScalar, QuantizeRowScalar};
+      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2, nullptr, MinMaxScalar, QuantizeRowScalar,
+                          Int8TransposedGemmScalar};
       break;
     default:
-      resolved.kernels = {Int8TileScalar, PanelGemmScalar, nullptr, MinMaxScalar,
-                          QuantizeRowScalar};
+      resolved.kernels = {Int8TileScalar,    PanelGemmScalar, nullptr, MinMaxScalar,
+                          QuantizeRowScalar, Int8TransposedGemmScalar};
       break;
   }
   // hardware_concurrency() reads /sys on Linux: once per process, not per call.

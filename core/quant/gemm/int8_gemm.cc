@@ -255,6 +255,27 @@ absl::Status Int8MatMulInt32Prepacked(const uint8_t* xq, const int8_t* wq,
   return absl::OkStatus();
 }
 
+absl::Status Int8GemmTransposedPanels(const uint8_t* x_panels, int64_t rows,
+                                      int64_t depth, const int8_t* wq, int64_t out,
+                                      const Int8OutputRescale& rescale, float* y,
+                                      int64_t ldy, const GemmOptions& options) {
+  SQ_RETURN_IF_ERROR(CheckShape(rows, out, depth));
+  if (ldy < rows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("int8 gemm: transposed output stride ", ldy, " < rows ", rows));
+  }
+  SQ_ASSIGN_OR_RETURN(const internal::ResolvedGemm gemm, internal::Resolve(options));
+  internal::Int8Rescale r;
+  r.x_scale = rescale.x_scale;
+  r.x_zero = rescale.x_zero_point;
+  r.w_scales = rescale.w_scales;
+  r.w_row_sums = rescale.w_row_sums;
+  r.bias = rescale.bias;
+  r.relu = rescale.relu;
+  gemm.kernels.int8_transposed_gemm(x_panels, rows, wq, out, depth, r, y, ldy);
+  return absl::OkStatus();
+}
+
 absl::Status Int8MatMulInt32Ref(const uint8_t* xq, const int8_t* wq, int64_t m,
                                 int64_t n, int64_t k, int32_t* acc) {
   SQ_RETURN_IF_ERROR(CheckShape(m, n, k));

@@ -117,6 +117,31 @@ absl::Status Int8MatMulInt32Prepacked(const uint8_t* xq, const int8_t* wq,
                                       int64_t k, int32_t* acc,
                                       const GemmOptions& options = {});
 
+// The float epilogue of an int8 product, per output channel o:
+//   y = (x_scale * w_scales[o]) * float(sum - x_zero_point * w_row_sums[o])
+//       (+ bias[o]), then max(0, y) when `relu` (a fused Relu),
+// the same expressions as Int8Gemm's and qdq_runtime's epilogues.
+struct Int8OutputRescale {
+  float x_scale = 0.0f;
+  int32_t x_zero_point = 0;
+  const float* w_scales = nullptr;    // [out]
+  const int32_t* w_row_sums = nullptr;  // [out]
+  const float* bias = nullptr;        // [out] or null
+  bool relu = false;
+};
+
+// For convolutions (im2col rows, NCHW output): y[o * ldy + r] =
+// rescale(sum_k x[r, k] * wq[o, k]) for o < out, r < rows, with the uint8
+// activations given as PackInt8Panels's layout with rows in place of output
+// columns (Int8PanelsSize(rows, depth) bytes: 16 rows x 4 depths a group)
+// and wq [out, depth] read in place. The avx512vnni path runs a vpdpbusd
+// kernel with the rows in the vector lanes; the others a scalar loop.
+// One thread. INVALID_ARGUMENT for bad sizes or ldy < rows.
+absl::Status Int8GemmTransposedPanels(const uint8_t* x_panels, int64_t rows,
+                                      int64_t depth, const int8_t* wq, int64_t out,
+                                      const Int8OutputRescale& rescale, float* y,
+                                      int64_t ldy, const GemmOptions& options = {});
+
 // The scalar oracle of Int8MatMulInt32: plain loops, one thread.
 absl::Status Int8MatMulInt32Ref(const uint8_t* xq, const int8_t* wq, int64_t m,
                                 int64_t n, int64_t k, int32_t* acc);

@@ -111,6 +111,62 @@ TEST(Int8MatMulInt32Test, PackedKernelsEqualReferenceAtOddShapes) {
   }
 }
 
+// Int8GemmTransposedPanels (the int8 Conv's kernel: rows in the vector
+// lanes, epilogue and Relu fused) against Int8MatMulInt32Ref's sums put
+// through the same float expressions, bit for bit, at odd shapes.
+TEST(Int8GemmTransposedPanelsTest, EqualsReferenceBitForBit) {
+  const std::tuple<int64_t, int64_t, int64_t> shapes[] = {
+      {1, 1, 1}, {16, 8, 9}, {17, 9, 3}, {33, 7, 13}, {196, 64, 288}, {784, 32, 9}, {5, 17, 1001}};
+  for (auto [rows, out, depth] : shapes) {
+    std::vector<uint8_t> x;
+    std::vector<int8_t> w;
+    RandomOperands(rows, out, depth, rows + out + depth, &x, &w);
+    std::vector<int32_t> sums(rows * out);
+    ASSERT_TRUE(Int8MatMulInt32Ref(x.data(), w.data(), rows, out, depth, sums.data()).ok());
+    const std::vector<int8_t> x_panels =
+        PackInt8Panels(reinterpret_cast<const int8_t*>(x.data()), rows, depth);
+    const std::vector<float> scales = RandomFloats(out, 3, 0.01f), bias = RandomFloats(out, 4);
+    std::vector<int32_t> row_sums(out, 0);
+    for (int64_t o = 0; o < out; ++o) {
+      for (int64_t kk = 0; kk < depth; ++kk) row_sums[o] += w[o * depth + kk];
+    }
+    for (const bool relu : {false, true}) {
+      for (const bool with_bias : {false, true}) {
+        Int8OutputRescale rescale;
+        rescale.x_scale = 0.037f;
+        rescale.x_zero_point = 119;
+        rescale.w_scales = scales.data();
+        rescale.w_row_sums = row_sums.data();
+        rescale.bias = with_bias ? bias.data() : nullptr;
+        rescale.relu = relu;
+        const int64_t ldy = rows + 3;
+        std::vector<float> expected(out * ldy, -7.0f);
+        for (int64_t o = 0; o < out; ++o) {
+          for (int64_t r = 0; r < rows; ++r) {
+            const int32_t centred = static_cast<int32_t>(
+                static_cast<uint32_t>(sums[r * out + o]) -
+                static_cast<uint32_t>(rescale.x_zero_point * row_sums[o]));
+            float v = (rescale.x_scale * scales[o]) * static_cast<float>(centred);
+            if (with_bias) v += bias[o];
+            if (relu) v = std::max(0.0f, v);
+            expected[o * ldy + r] = v;
+          }
+        }
+        for (GemmPath path : AvailablePaths()) {
+          std::vector<float> y(out * ldy, -7.0f);  // the gaps past `rows` stay untouched
+          ASSERT_TRUE(Int8GemmTransposedPanels(reinterpret_cast<const uint8_t*>(x_panels.data()),
+                                               rows, depth, w.data(), out, rescale, y.data(), ldy,
+                                               GemmOptions{1, path})
+                          .ok());
+          EXPECT_EQ(0, std::memcmp(y.data(), expected.data(), y.size() * sizeof(float)))
+              << GemmPathName(path) << " " << rows << "x" << out << "x" << depth << " relu "
+              << relu << " bias " << with_bias;
+        }
+      }
+    }
+  }
+}
+
 TEST(Int8MatMulInt32Test, PanelLayoutIsSixteenColumnsByFourDepthsZeroPadded) {
   const int64_t out = 17, in = 6;  // 2 panels of 2 groups
   std::vector<int8_t> q(out * in);

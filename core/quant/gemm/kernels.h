@@ -56,12 +56,34 @@ using MinMaxFn = bool (*)(const float* x, int64_t n, float* lo, float* hi);
 using QuantizeRowFn = void (*)(const float* x, int64_t n, float factor, bool divide,
                                float zero, uint8_t* q);
 
+// The float epilogue of every int8 GEMM, per output channel o:
+//   v = (x_scale * w_scales[o]) * float(int32(uint32(sum) - uint32(x_zero * w_row_sums[o])))
+//   (+ bias[o] when bias is not null), then max(0, v) when relu,
+// each operation rounded once (no FMA), so every path gives the same bits.
+struct Int8Rescale {
+  float x_scale = 0.0f;
+  int32_t x_zero = 0;
+  const float* w_scales = nullptr;
+  const int32_t* w_row_sums = nullptr;
+  const float* bias = nullptr;
+  bool relu = false;
+};
+
+// Output transposed, for convolutions: y[o * ldy + r] = rescale(sum_k x[r, k]
+// * w[o * depth + k]) for o < out, r < rows, with x (uint8) as panels of 16
+// rows in the int8 weight-panel layout (rows in place of columns) and w the
+// [out, depth] int8 weights read in place.
+using Int8TransposedGemmFn = void (*)(const uint8_t* x_panels, int64_t rows, const int8_t* w,
+                                      int64_t out, int64_t depth, const Int8Rescale& rescale,
+                                      float* y, int64_t ldy);
+
 struct GemmKernels {
   Int8TileFn int8_tile;
   PanelGemmFn panel_gemm;
   Int8PanelTileFn int8_panel_tile;  // null on paths without VNNI
   MinMaxFn min_max;
   QuantizeRowFn quantize_row;
+  Int8TransposedGemmFn int8_transposed_gemm;
 };
 
 // The portable kernels (scalar_kernels.cc); Int8TileScalar is also the
@@ -73,6 +95,9 @@ void PanelGemmScalar(const float* x, int64_t ldx, int64_t rows,
                      const float* panel, int64_t depth, float* y, int64_t ldy,
                      int64_t cols);
 bool MinMaxScalar(const float* x, int64_t n, float* lo, float* hi);
+void Int8TransposedGemmScalar(const uint8_t* x_panels, int64_t rows, const int8_t* w,
+                              int64_t out, int64_t depth, const Int8Rescale& rescale, float* y,
+                              int64_t ldy);
 void QuantizeRowScalar(const float* x, int64_t n, float factor, bool divide, float zero,
                        uint8_t* q);
 
@@ -95,6 +120,9 @@ void Int8PanelTileAvx512Vnni(const uint8_t* x, int64_t ldx, const int8_t* panels
                              int64_t rows, int64_t cols, int64_t depth, int32_t* acc,
                              int64_t ldacc);
 bool MinMaxAvx512(const float* x, int64_t n, float* lo, float* hi);
+void Int8TransposedGemmAvx512Vnni(const uint8_t* x_panels, int64_t rows, const int8_t* w,
+                                  int64_t out, int64_t depth, const Int8Rescale& rescale,
+                                  float* y, int64_t ldy);
 void QuantizeRowAvx512(const float* x, int64_t n, float factor, bool divide, float zero,
                        uint8_t* q);
 

@@ -5,9 +5,11 @@
 #include <cstring>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/kernels/cpu/kernel_util.h"
 #include "core/quant/gemm/int8_gemm.h"
 #include "core/status_macros.h"
 
@@ -185,76 +187,169 @@ absl::StatusOr<const uint8_t*> UnsignedInput(const runtime::KernelCall& call, in
   return storage->data();
 }
 
-// kInt8QdqConvOp: im2col of the uint8 input (padding with the zero point,
-// which is what the float 0 padding of the simulated graph quantizes to),
-// one int8 GEMM, rescale into [N, out, OH, OW].
-absl::StatusOr<std::vector<Tensor>> RunConv(const runtime::KernelCall& call, const uint8_t* xq, int32_t zx, float sx,
-                                            int64_t in, int64_t out, int num_threads) {
-  const Node& node = call.node;
-  const Tensor& x = *call.input(0);
-  const int64_t c = node.IntAttribute("c", 0), kh = node.IntAttribute("kernel_h", 0),
-                kw = node.IntAttribute("kernel_w", 0), sh = node.IntAttribute("stride_h", 1),
-                sw_ = node.IntAttribute("stride_w", 1), dh = node.IntAttribute("dilation_h", 1),
-                dw = node.IntAttribute("dilation_w", 1), pt = node.IntAttribute("pad_top", 0),
-                pl = node.IntAttribute("pad_left", 0), pb = node.IntAttribute("pad_bottom", 0),
-                pr = node.IntAttribute("pad_right", 0);
-  if (x.rank() != 4 || x.shape()[1] != c || c * kh * kw != in || sh < 1 || sw_ < 1 || dh < 1 || dw < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(node.name, ": ", kInt8QdqConvOp, " needs X [N, ", c,
-                                                   ", H, W] and c * kernel = in, got ",
-                                                   graph::ShapeToString(x.shape())));
-  }
-  const int64_t n = x.shape()[0], h = x.shape()[2], w = x.shape()[3];
-  const int64_t oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1;
-  const int64_t ow = (w + pl + pr - dw * (kw - 1) - 1) / sw_ + 1;
-  if (oh < 1 || ow < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(node.name, ": empty output for input ",
-                                                   graph::ShapeToString(x.shape())));
-  }
-  Tensor y(DataType::kFloat32, {n, out, oh, ow});
-  if (n == 0) return std::vector<Tensor>{std::move(y)};
-  const int64_t rows = n * oh * ow;
-  std::vector<uint8_t> patches(rows * in, static_cast<uint8_t>(zx));
-  for (int64_t b = 0; b < n; ++b) {
-    for (int64_t yo = 0; yo < oh; ++yo) {
-      for (int64_t xo = 0; xo < ow; ++xo) {
-        uint8_t* row = patches.data() + ((b * oh + yo) * ow + xo) * in;
-        for (int64_t ch = 0; ch < c; ++ch) {
-          const uint8_t* plane = xq + (b * c + ch) * h * w;
-          for (int64_t i = 0; i < kh; ++i) {
-            const int64_t iy = yo * sh - pt + i * dh;
-            if (iy < 0 || iy >= h) continue;
-            for (int64_t j = 0; j < kw; ++j) {
-              const int64_t ix = xo * sw_ - pl + j * dw;
-              if (ix >= 0 && ix < w) row[(ch * kh + i) * kw + j] = plane[iy * w + ix];
-            }
-          }
+// The epilogue of an int8 node's call (inputs 4-6) for activations with
+// scale sx and uint8 zero point zx.
+Int8OutputRescale RescaleOf(const runtime::KernelCall& call, float sx, int32_t zx, bool relu) {
+  const Tensor* bias = call.input(6);
+  Int8OutputRescale rescale;
+  rescale.x_scale = sx;
+  rescale.x_zero_point = zx;
+  rescale.w_scales = call.input(4)->data<float>();
+  rescale.w_row_sums = call.input(5)->data<int32_t>();
+  rescale.bias = bias ? bias->data<float>() : nullptr;
+  rescale.relu = relu;
+  return rescale;
+}
+
+// Int8OutputRescale's expressions for one int32 sum of output channel o.
+float Rescale(const Int8OutputRescale& r, int64_t o, int32_t sum) {
+  // Exact in int32 (bounded by 255 * 127 * in); unsigned avoids UB.
+  const int32_t centred =
+      static_cast<int32_t>(static_cast<uint32_t>(sum) - static_cast<uint32_t>(r.x_zero_point * r.w_row_sums[o]));
+  float v = (r.x_scale * r.w_scales[o]) * static_cast<float>(centred);
+  if (r.bias != nullptr) v += r.bias[o];
+  if (r.relu) v = std::max(0.0f, v);  // the Relu kernel's expression
+  return v;
+}
+
+struct ConvGeometry {
+  int64_t c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
+};
+
+// The first and one-past-last output column whose tap `j` lands inside a
+// row of width g.w.
+void ValidColumns(const ConvGeometry& g, int64_t j, int64_t* lo, int64_t* hi) {
+  *lo = 0;
+  while (*lo < g.ow && *lo * g.sw - g.pl + j * g.dw < 0) ++*lo;
+  *hi = g.ow;
+  while (*hi > *lo && (*hi - 1) * g.sw - g.pl + j * g.dw >= g.w) --*hi;
+}
+
+// The im2col walk of one uint8 image [c, h, w]: for every depth kk (c, i, j
+// order, as the OIHW weight rows) and output row yo whose tap lands inside
+// the image, segment(kk, yo, lo, hi, src) where output columns [lo, hi) read
+// src[xo * g.sw]. Positions never visited are padding (the zero point, which
+// is what the float 0 padding of the simulated graph quantizes to).
+template <typename Segment>
+void ForEachTapSegment(const uint8_t* image, const ConvGeometry& g, Segment segment) {
+  for (int64_t ch = 0; ch < g.c; ++ch) {
+    const uint8_t* plane = image + ch * g.h * g.w;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const int64_t kk = (ch * g.kh + i) * g.kw + j;
+        int64_t lo = 0, hi = 0;
+        ValidColumns(g, j, &lo, &hi);
+        for (int64_t yo = 0; yo < g.oh; ++yo) {
+          const int64_t iy = yo * g.sh - g.pt + i * g.dh;
+          if (iy >= 0 && iy < g.h) segment(kk, yo, lo, hi, plane + iy * g.w - g.pl + j * g.dw);
         }
       }
     }
   }
+}
+
+// im2col of one image straight into the activation panels of
+// Int8GemmTransposedPanels: pixel p, depth kk at ((p / 16) * groups + kk / 4)
+// * 64 + (p % 16) * 4 + kk % 4.
+void Im2ColPanels(const uint8_t* image, const ConvGeometry& g, uint8_t zx, uint8_t* panels,
+                  int64_t panel_bytes) {
+  std::memset(panels, zx, panel_bytes);
+  const int64_t panel_stride = panel_bytes / ((g.oh * g.ow + 15) / 16);
+  ForEachTapSegment(image, g, [&](int64_t kk, int64_t yo, int64_t lo, int64_t hi, const uint8_t* src) {
+    // Pixel p sits at lane p % 16 of panel p / 16: 4 bytes to the next
+    // lane, a panel's size from lane 15 to the next panel's lane 0.
+    const int64_t p = yo * g.ow + lo;
+    int64_t lane = p % 16;
+    uint8_t* dst = panels + (kk / 4) * 64 + kk % 4 + (p / 16) * panel_stride + lane * 4;
+    for (int64_t xo = lo; xo < hi; ++xo) {
+      *dst = src[xo * g.sw];
+      dst += 4;
+      if (++lane == 16) {
+        lane = 0;
+        dst += panel_stride - 64;
+      }
+    }
+  });
+}
+
+// kInt8QdqConvOp. On the avx512vnni path: per image, im2col into activation
+// panels and Int8GemmTransposedPanels, which writes [out, OH * OW] directly
+// with the epilogue (and a fused Relu) applied; images split over threads.
+// Elsewhere: im2col rows, one Int8MatMulInt32Prepacked, then the epilogue
+// into [N, out, OH, OW] (the same int32 sums and float expressions, so both
+// give the same bits).
+absl::StatusOr<std::vector<Tensor>> RunConv(const runtime::KernelCall& call, const uint8_t* xq, int32_t zx, float sx,
+                                            int64_t in, int64_t out, int num_threads, bool relu) {
+  const Node& node = call.node;
+  const Tensor& x = *call.input(0);
+  ConvGeometry g{};
+  g.c = node.IntAttribute("c", 0);
+  g.kh = node.IntAttribute("kernel_h", 0);
+  g.kw = node.IntAttribute("kernel_w", 0);
+  g.sh = node.IntAttribute("stride_h", 1);
+  g.sw = node.IntAttribute("stride_w", 1);
+  g.dh = node.IntAttribute("dilation_h", 1);
+  g.dw = node.IntAttribute("dilation_w", 1);
+  g.pt = node.IntAttribute("pad_top", 0);
+  g.pl = node.IntAttribute("pad_left", 0);
+  const int64_t pb = node.IntAttribute("pad_bottom", 0), pr = node.IntAttribute("pad_right", 0);
+  if (x.rank() != 4 || x.shape()[1] != g.c || g.c * g.kh * g.kw != in || g.sh < 1 || g.sw < 1 || g.dh < 1 ||
+      g.dw < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": ", kInt8QdqConvOp, " needs X [N, ", g.c,
+                                                   ", H, W] and c * kernel = in, got ",
+                                                   graph::ShapeToString(x.shape())));
+  }
+  const int64_t n = x.shape()[0];
+  g.h = x.shape()[2];
+  g.w = x.shape()[3];
+  g.oh = (g.h + g.pt + pb - g.dh * (g.kh - 1) - 1) / g.sh + 1;
+  g.ow = (g.w + g.pl + pr - g.dw * (g.kw - 1) - 1) / g.sw + 1;
+  if (g.oh < 1 || g.ow < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": empty output for input ",
+                                                   graph::ShapeToString(x.shape())));
+  }
+  Tensor y(DataType::kFloat32, {n, out, g.oh, g.ow});
+  if (n == 0) return std::vector<Tensor>{std::move(y)};
+  const int64_t plane = g.oh * g.ow;
+  const Int8OutputRescale rescale = RescaleOf(call, sx, zx, relu);
+  const int8_t* wq = call.input(3)->data<int8_t>();
+  float* yp = y.data<float>();
+  SQ_ASSIGN_OR_RETURN(const GemmPath path, ResolveGemmPath(GemmPath::kAuto));
+  if (path == GemmPath::kAvx512Vnni) {
+    const int64_t panel_bytes = Int8PanelsSize(plane, in);
+    static const int hardware_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    std::vector<absl::Status> status(n);
+    kernels::cpu::ParallelFor(n, 1, num_threads > 0 ? num_threads : hardware_threads, [&](int64_t begin, int64_t end) {
+      std::vector<uint8_t> panels(panel_bytes);
+      for (int64_t b = begin; b < end; ++b) {
+        Im2ColPanels(xq + b * g.c * g.h * g.w, g, static_cast<uint8_t>(zx), panels.data(), panel_bytes);
+        status[b] = Int8GemmTransposedPanels(panels.data(), plane, in, wq, out, rescale, yp + b * out * plane, plane,
+                                             GemmOptions{1, path});
+      }
+    });
+    for (const absl::Status& s : status) SQ_RETURN_IF_ERROR(s);
+    return std::vector<Tensor>{std::move(y)};
+  }
+  const int64_t rows = n * plane;
+  std::vector<uint8_t> patches(rows * in, static_cast<uint8_t>(zx));
+  for (int64_t b = 0; b < n; ++b) {
+    ForEachTapSegment(xq + b * g.c * g.h * g.w, g,
+                      [&](int64_t kk, int64_t yo, int64_t lo, int64_t hi, const uint8_t* src) {
+                        uint8_t* row = patches.data() + (b * plane + yo * g.ow) * in + kk;
+                        for (int64_t xo = lo; xo < hi; ++xo) row[xo * in] = src[xo * g.sw];
+                      });
+  }
   std::vector<int32_t> acc(rows * out);
   GemmOptions options;
   options.num_threads = num_threads;
+  options.path = path;
   const Tensor* panels = call.input(7);
-  SQ_RETURN_IF_ERROR(Int8MatMulInt32Prepacked(patches.data(), call.input(3)->data<int8_t>(),
-                                              panels ? panels->data<int8_t>() : nullptr, rows, out, in, acc.data(),
-                                              options));
-  const float* scales = call.input(4)->data<float>();
-  const int32_t* row_sums = call.input(5)->data<int32_t>();
-  const Tensor* bias = call.input(6);
-  const float* bp = bias ? bias->data<float>() : nullptr;
-  float* yp = y.data<float>();
-  const int64_t plane = oh * ow;
+  SQ_RETURN_IF_ERROR(Int8MatMulInt32Prepacked(patches.data(), wq, panels ? panels->data<int8_t>() : nullptr, rows,
+                                              out, in, acc.data(), options));
   for (int64_t b = 0; b < n; ++b) {
     for (int64_t p = 0; p < plane; ++p) {
       const int32_t* a = acc.data() + (b * plane + p) * out;
-      for (int64_t o = 0; o < out; ++o) {
-        const int32_t centred =
-            static_cast<int32_t>(static_cast<uint32_t>(a[o]) - static_cast<uint32_t>(zx * row_sums[o]));
-        float v = (sx * scales[o]) * static_cast<float>(centred);
-        if (bp != nullptr) v += bp[o];
-        yp[(b * out + o) * plane + p] = v;
-      }
+      for (int64_t o = 0; o < out; ++o) yp[(b * out + o) * plane + p] = Rescale(rescale, o, a[o]);
     }
   }
   return std::vector<Tensor>{std::move(y)};
@@ -271,6 +366,22 @@ class Int8QdqBackend : public runtime::KernelBackend {
     return op_type == kInt8QdqMatMulOp || op_type == kInt8QdqConvOp || base_->Supports(op_type);
   }
 
+  // The int8 nodes apply a Relu in their epilogue; QDQ nodes fuse nothing;
+  // everything else goes to `base` with the call as it is.
+  bool FusesActivation(const graph::Node& node, absl::string_view activation) const override {
+    if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp) return activation == "Relu";
+    if (node.op_type == "QuantizeLinear" || node.op_type == "DequantizeLinear") return false;
+    return base_->FusesActivation(node, activation);
+  }
+
+  bool FusesMaxPool(const graph::Node& node, const graph::Node& pool) const override {
+    if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp || node.op_type == "QuantizeLinear" ||
+        node.op_type == "DequantizeLinear") {
+      return false;
+    }
+    return base_->FusesMaxPool(node, pool);
+  }
+
   absl::StatusOr<std::vector<Tensor>> Run(const runtime::KernelCall& call) const override {
     if (call.node.op_type == "QuantizeLinear" || call.node.op_type == "DequantizeLinear") {
       std::optional<Tensor> fast = RunQdqPerTensor(call);
@@ -279,13 +390,17 @@ class Int8QdqBackend : public runtime::KernelBackend {
     if (call.node.op_type != kInt8QdqMatMulOp && call.node.op_type != kInt8QdqConvOp) return base_->Run(call);
     int64_t in = 0, out = 0;
     SQ_RETURN_IF_ERROR(CheckCall(call, &in, &out));
+    if (!call.fused_activation.empty() && call.fused_activation != "Relu") {
+      return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": ", call.node.op_type,
+                                                     " cannot fuse activation '", call.fused_activation, "'"));
+    }
+    const bool relu = call.fused_activation == "Relu";
     const Tensor& x = *call.input(0);
-    const Tensor* bias = call.input(6);
     const float sx = *call.input(1)->data<float>();
     int32_t zx = 0;
     std::vector<uint8_t> shifted;
     SQ_ASSIGN_OR_RETURN(const uint8_t* xq, UnsignedInput(call, &zx, &shifted));
-    if (call.node.op_type == kInt8QdqConvOp) return RunConv(call, xq, zx, sx, in, out, num_threads_);
+    if (call.node.op_type == kInt8QdqConvOp) return RunConv(call, xq, zx, sx, in, out, num_threads_, relu);
     const int64_t rows = x.num_elements() / in;
     std::vector<int64_t> shape = x.shape();
     shape.back() = out;
@@ -298,19 +413,10 @@ class Int8QdqBackend : public runtime::KernelBackend {
     SQ_RETURN_IF_ERROR(Int8MatMulInt32Prepacked(xq, call.input(3)->data<int8_t>(),
                                                 panels ? panels->data<int8_t>() : nullptr, rows, out, in, acc.data(),
                                                 options));
-    const float* sw = call.input(4)->data<float>();
-    const int32_t* row_sums = call.input(5)->data<int32_t>();
-    const float* b = bias ? bias->data<float>() : nullptr;
+    const Int8OutputRescale rescale = RescaleOf(call, sx, zx, relu);
     float* yp = y.data<float>();
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t c = 0; c < out; ++c) {
-        // Exact in int32 (bounded by 255 * 127 * in); unsigned avoids UB.
-        const int32_t centred = static_cast<int32_t>(static_cast<uint32_t>(acc[r * out + c]) -
-                                                     static_cast<uint32_t>(zx * row_sums[c]));
-        float v = (sx * sw[c]) * static_cast<float>(centred);
-        if (b != nullptr) v += b[c];
-        yp[r * out + c] = v;
-      }
+      for (int64_t c = 0; c < out; ++c) yp[r * out + c] = Rescale(rescale, c, acc[r * out + c]);
     }
     return std::vector<Tensor>{std::move(y)};
   }

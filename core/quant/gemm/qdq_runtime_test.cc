@@ -7,11 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <cstdlib>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "core/graph/builder.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/onnx/onnx_model.h"
+#include "core/quant/gemm/gemm_dispatch.h"
 #include "core/quant/ptq/ptq.h"
 #include "core/runtime/executor.h"
 #include "gtest/gtest.h"
@@ -199,6 +202,40 @@ TEST(QdqRuntimeTest, ConvGeometryMatchesSimulatedGraph) {
   int close = 0;
   for (size_t i = 0; i < int8.size(); ++i) close += std::fabs(int8[i] - simulated[i]) <= 1e-4f * (1 + std::fabs(simulated[i]));
   EXPECT_GE(close, static_cast<int>(int8.size() * 9 / 10));
+}
+
+// The int8 Conv runs im2col panels + the transposed VNNI kernel on the
+// avx512vnni path and im2col rows + Int8MatMulInt32 + a scalar epilogue
+// elsewhere: the same int32 sums and float expressions, so every path gives
+// the same bits, with the Relu the executor fuses into the int8 nodes.
+TEST(QdqRuntimeTest, Int8ConvGivesTheSameBitsOnEveryPath) {
+  for (uint32_t seed : {21u, 22u}) {
+    const Graph original = seed == 21 ? ConvGeometryModel(seed) : ConvModel(seed);
+    const std::vector<int64_t> shape = seed == 21 ? std::vector<int64_t>{3, 3, 9, 8}
+                                                  : std::vector<int64_t>{5, 2, 6, 6};
+    const auto batches = Batches("image", shape, 2, seed + 1, /*nonnegative=*/false);
+    auto quantized = ptq::QuantizeGraph(original, batches, W8A8());
+    ASSERT_TRUE(quantized.ok()) << quantized.status();
+    Graph runtime_graph = quantized->graph;
+    ASSERT_TRUE(UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized), {/*conv=*/true}).ok());
+    auto cpu = kernels::cpu::CreateCpuBackend(1);
+    const auto test = Batches("image", shape, 1, seed + 2, false)[0];
+    std::vector<std::vector<float>> outputs;
+    std::vector<std::string> names;
+    for (const char* path : {"scalar", "avx2", "avxvnni", "avx512vnni"}) {
+      setenv("SQUEEZE_GEMM_PATH", path, 1);
+      if (!ResolveGemmPath(GemmPath::kAuto).ok()) continue;
+      for (int threads : {1, 2}) {
+        outputs.push_back(RunGraph(runtime_graph, CreateInt8QdqBackend(cpu, threads), test));
+        names.push_back(absl::StrCat(path, " ", threads, " threads"));
+      }
+    }
+    unsetenv("SQUEEZE_GEMM_PATH");
+    ASSERT_GE(outputs.size(), 2u);
+    for (size_t i = 1; i < outputs.size(); ++i) {
+      EXPECT_EQ(outputs[i], outputs[0]) << names[i] << " vs " << names[0] << ", seed " << seed;
+    }
+  }
 }
 
 TEST(QdqRuntimeTest, SignedActivationsUseTheInt8ZeroPoint) {

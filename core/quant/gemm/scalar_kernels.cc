@@ -75,4 +75,27 @@ void QuantizeRowScalar(const float* x, int64_t n, float factor, bool divide, flo
   }
 }
 
+void Int8TransposedGemmScalar(const uint8_t* x_panels, int64_t rows, const int8_t* w,
+                              int64_t out, int64_t depth, const Int8Rescale& rescale, float* y,
+                              int64_t ldy) {
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* panel = x_panels + (r / kInt8PanelWidth) * Int8PanelBytes(depth);
+      int32_t sum = 0;
+      for (int64_t kk = 0; kk < depth; ++kk) {
+        const int64_t at = ((kk / kInt8PanelDepth) * kInt8PanelWidth + r % kInt8PanelWidth) *
+                               kInt8PanelDepth + kk % kInt8PanelDepth;
+        sum += int32_t{panel[at]} * int32_t{w[o * depth + kk]};
+      }
+      const int32_t centred = static_cast<int32_t>(
+          static_cast<uint32_t>(sum) -
+          static_cast<uint32_t>(rescale.x_zero * rescale.w_row_sums[o]));
+      float v = (rescale.x_scale * rescale.w_scales[o]) * static_cast<float>(centred);
+      if (rescale.bias != nullptr) v += rescale.bias[o];
+      if (rescale.relu) v = v > 0.0f ? v : 0.0f;  // std::max(0.0f, v), the Relu kernel's
+      y[o * ldy + r] = v;
+    }
+  }
+}
+
 }  // namespace squeeze::core::quant::gemm::internal
