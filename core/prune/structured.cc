@@ -128,13 +128,38 @@ std::optional<LayerWeight> AsLayer(const Graph& graph, const GraphIndex& index, 
 
 // Where a traced value keeps its units: `axis` counted from the end,
 // `block` elements per unit (0: not yet known, after a Flatten), `rank`
-// (-1: unknown).
+// (-1: unknown); unit u holds elements [offset + u * block, offset + (u + 1)
+// * block) of the axis, whose size is `extent` (units * block unless a
+// Concat put other channels beside them; 0 when block is 0).
 struct Layout {
   int rank = -1;
   int axis = -1;
   int64_t block = 1;
-  bool operator==(const Layout& o) const { return rank == o.rank && axis == o.axis && block == o.block; }
+  int64_t offset = 0;
+  int64_t extent = 0;
+  bool operator==(const Layout& o) const {
+    return rank == o.rank && axis == o.axis && block == o.block && offset == o.offset && extent == o.extent;
+  }
 };
+
+// The unit an element at `position` of the unit axis belongs to, or -1 when
+// it lies outside the units (another Concat input's channels).
+int64_t UnitAt(int64_t position, int64_t offset, int64_t block, int64_t units) {
+  if (position < offset) return -1;
+  const int64_t unit = (position - offset) / block;
+  return unit < units ? unit : -1;
+}
+
+// The size of `value` along dimension `axis` (from the end when negative),
+// when its shape is known (initializers, declared or inferred shapes).
+std::optional<int64_t> DimOf(const Graph& graph, const std::string& value, int axis) {
+  std::optional<std::vector<graph::Dim>> shape = graph::KnownShape(graph, value);
+  if (!shape) return std::nullopt;
+  const int rank = static_cast<int>(shape->size());
+  const int a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank) return std::nullopt;
+  return (*shape)[a].value;
+}
 
 const std::set<std::string>& UnaryOps() {
   static const auto* ops = new std::set<std::string>{
@@ -182,12 +207,12 @@ bool SliceConsumer(const LayerWeight& layer, const Node& node, const std::string
       return false;
     }
     block = layer.in / trace->units;
-  } else if (layer.in != trace->units * block) {
+  } else if (layer.in != layout.extent) {
     Block(trace, absl::StrCat("node '", NodeLabel(node), "' has ", layer.in, " input columns, expected ",
-                              trace->units * block));
+                              layout.extent));
     return false;
   }
-  trace->slices.push_back({layer.weight, layer.in_axis, block});
+  trace->slices.push_back({layer.weight, layer.in_axis, block, layout.offset});
   if (trace->activation.empty()) {
     if (layout.block == 0) {
       trace->activation = pre_flatten;
@@ -210,6 +235,7 @@ Trace TraceProducer(const Graph& graph, const GraphIndex& index, const Node& nod
   start.rank = layer.output_rank;
   start.axis = node.op_type == "Conv" ? -(layer.output_rank - 1) : -1;
   start.block = 1;
+  start.extent = layer.out;
   // (value, layout, last value before a Flatten and its layout)
   struct Item {
     std::string value;
@@ -252,12 +278,12 @@ Trace TraceProducer(const Graph& graph, const GraphIndex& index, const Node& nod
                  (layout.rank < 0 || layout.rank + layout.axis == 1)) {
         for (size_t i = 1; i < 5 && i < n.inputs.size(); ++i) {
           const Tensor* t = FindInitializer(graph, n.inputs[i]);
-          if (t == nullptr || t->rank() != 1 || t->shape()[0] != trace.units) {
+          if (t == nullptr || t->rank() != 1 || t->shape()[0] != layout.extent) {
             Block(&trace, absl::StrCat("BatchNormalization '", label, "' input ", i, " is not a constant of size ",
-                                       trace.units));
+                                       layout.extent));
             break;
           }
-          trace.slices.push_back({n.inputs[i], 0, 1});
+          trace.slices.push_back({n.inputs[i], 0, 1, layout.offset});
         }
         push(n.outputs[0], layout, item);
       } else if (BinaryOps().count(n.op_type) > 0 && n.inputs.size() == 2) {
@@ -273,15 +299,48 @@ Trace TraceProducer(const Graph& graph, const GraphIndex& index, const Node& nod
           if (rank < -layout.axis) continue;  // broadcast over the unit axis
           const int64_t size = t->shape()[rank + layout.axis];
           if (size == 1) continue;
-          if (layout.block != 0 && size == trace.units * layout.block &&
-              (layout.rank < 0 || rank <= layout.rank)) {
-            trace.slices.push_back({other, static_cast<int>(rank + layout.axis), layout.block});
+          if (layout.block != 0 && size == layout.extent && (layout.rank < 0 || rank <= layout.rank)) {
+            trace.slices.push_back({other, static_cast<int>(rank + layout.axis), layout.block, layout.offset});
           } else {
             Block(&trace, absl::StrCat(n.op_type, " '", label, "' applies constant '", other, "' of shape ",
                                        graph::ShapeToString(t->shape()), " across the channels"));
           }
         }
         push(n.outputs[0], layout, item);
+      } else if (n.op_type == "Concat") {
+        // Along the unit axis: the units move behind the channels of the
+        // inputs before this one; the sizes must be known.
+        const int64_t count = std::count(n.inputs.begin(), n.inputs.end(), v);
+        int rank = layout.rank;
+        if (const auto shape = graph::KnownShape(graph, v); rank < 0 && shape.has_value()) {
+          rank = static_cast<int>(shape->size());
+        }
+        int64_t axis = n.IntAttribute("axis", 0);
+        if (rank > 0 && axis < 0) axis += rank;
+        if (count != 1 || layout.block == 0 || rank < 0 || axis != rank + layout.axis) {
+          Block(&trace, absl::StrCat("Concat '", label, "' joins the channels along another axis"));
+          break;
+        }
+        Layout out = layout;
+        out.rank = rank;
+        out.extent = 0;
+        bool before = true;
+        for (const std::string& input : n.inputs) {
+          if (input == v) {
+            before = false;
+            out.extent += layout.extent;
+            continue;
+          }
+          const std::optional<int64_t> size = DimOf(graph, input, layout.axis);
+          if (!size.has_value()) {
+            Block(&trace, absl::StrCat("Concat '", label, "' input '", input, "' has an unknown size"));
+            break;
+          }
+          out.extent += *size;
+          if (before) out.offset += *size;
+        }
+        if (!trace.reason.empty()) break;
+        push(n.outputs[0], out, item);
       } else if (n.op_type == "Flatten" && first_input) {
         const int64_t axis = n.IntAttribute("axis", 1);
         if (layout.rank < 2 || axis != 1 || layout.rank + layout.axis != 1) {
@@ -293,7 +352,24 @@ Trace TraceProducer(const Graph& graph, const GraphIndex& index, const Node& nod
           flat.pre_flatten = v;
           flat.pre_flatten_layout = layout;
         }
-        Layout out{2, -1, layout.rank == 2 ? layout.block : 0};
+        Layout out{2, -1, layout.rank == 2 ? layout.block : 0, 0, 0};
+        if (layout.rank == 2) {
+          out = layout;
+        } else if (layout.offset != 0 || layout.extent != trace.units * layout.block) {
+          // Beside other channels (after a Concat): the columns per channel
+          // must be known from the shape.
+          int64_t inner = 1;
+          for (int d = 2; d < layout.rank; ++d) {
+            const std::optional<int64_t> size = DimOf(graph, v, d);
+            if (!size.has_value()) {
+              Block(&trace, absl::StrCat("Flatten '", label, "' after a Concat has an input of unknown shape"));
+              break;
+            }
+            inner *= *size;
+          }
+          if (!trace.reason.empty()) break;
+          out = Layout{2, -1, layout.block * inner, layout.offset * inner, layout.extent * inner};
+        }
         auto it = trace.reached.find(n.outputs[0]);
         if (it == trace.reached.end()) {
           trace.reached[n.outputs[0]] = out;
@@ -302,14 +378,14 @@ Trace TraceProducer(const Graph& graph, const GraphIndex& index, const Node& nod
       } else if (n.op_type == "Conv" && first_input && n.IntAttribute("group", 1) != 1) {
         const Tensor* w = n.inputs.size() > 1 ? FindInitializer(graph, n.inputs[1]) : nullptr;
         const int64_t group = n.IntAttribute("group", 1);
-        if (w == nullptr || layout.block != 1 || group != trace.units || w->shape()[0] != trace.units ||
-            w->shape()[1] != 1) {
+        if (w == nullptr || layout.block != 1 || layout.offset != 0 || layout.extent != trace.units ||
+            group != trace.units || w->shape()[0] != trace.units || w->shape()[1] != 1) {
           Block(&trace, absl::StrCat("grouped Conv '", label, "' (group ", group,
                                      ") is not depthwise over these channels"));
           break;
         }
-        trace.slices.push_back({n.inputs[1], 0, 1});
-        if (n.inputs.size() > 2 && !n.inputs[2].empty()) trace.slices.push_back({n.inputs[2], 0, 1});
+        trace.slices.push_back({n.inputs[1], 0, 1, 0});
+        if (n.inputs.size() > 2 && !n.inputs[2].empty()) trace.slices.push_back({n.inputs[2], 0, 1, 0});
         trace.depthwise_outputs.push_back(n.outputs[0]);
         push(n.outputs[0], layout, item);
       } else if (std::optional<LayerWeight> consumer = AsLayer(graph, index, n);
@@ -523,9 +599,11 @@ std::vector<bool>& Mask(const Graph& graph, KeepMasks* masks, const std::string&
   return it->second;
 }
 
-void DropBlocks(std::vector<bool>* mask, const std::vector<int64_t>& units, int64_t block) {
+void DropBlocks(std::vector<bool>* mask, const std::vector<int64_t>& units, int64_t block, int64_t offset = 0) {
   for (int64_t u : units) {
-    for (int64_t i = u * block; i < (u + 1) * block && i < static_cast<int64_t>(mask->size()); ++i) (*mask)[i] = false;
+    for (int64_t i = offset + u * block; i < offset + (u + 1) * block && i < static_cast<int64_t>(mask->size()); ++i) {
+      (*mask)[i] = false;
+    }
   }
 }
 
@@ -564,7 +642,7 @@ KeepMasks BuildMasks(const Graph& graph, const std::vector<PruneGroup>& groups,
     auto it = removed.find(group.name);
     if (it == removed.end() || it->second.empty()) continue;
     for (const UnitSlice& slice : group.slices) {
-      DropBlocks(&Mask(graph, &masks, slice.initializer, slice.axis), it->second, slice.block);
+      DropBlocks(&Mask(graph, &masks, slice.initializer, slice.axis), it->second, slice.block, slice.offset);
     }
     if (group.kind == GroupKind::kHeads) {
       const HeadPlan plan = PlanHeads(group, it->second);
@@ -778,7 +856,8 @@ absl::StatusOr<StructuredScore> ParseStructuredScore(const std::string& name) {
 
 absl::StatusOr<std::vector<PruneGroup>> FindPruneGroups(const Graph& input) {
   Graph graph = input;
-  SQ_RETURN_IF_ERROR(graph::SortTopologically(&graph));
+  // Concat offsets need the sizes of the other inputs.
+  SQ_RETURN_IF_ERROR(graph::InferShapes(&graph).status());
   const GraphIndex index = IndexGraph(graph);
   std::vector<Trace> traces;
   for (const Node& node : graph.nodes) {
@@ -790,10 +869,13 @@ absl::StatusOr<std::vector<PruneGroup>> FindPruneGroups(const Graph& input) {
   const int64_t n = static_cast<int64_t>(traces.size());
   std::vector<int64_t> parent(n);
   std::iota(parent.begin(), parent.end(), 0);
+  // A value holds the channels of several producers side by side after a
+  // Concat (different offsets): those stay separate groups.
+  auto key = [](const std::string& value, const Layout& layout) { return absl::StrCat(value, "@", layout.offset); };
   std::map<std::string, int64_t> owner;
   for (int64_t i = 0; i < n; ++i) {
     for (const auto& [value, layout] : traces[i].reached) {
-      auto [it, inserted] = owner.emplace(value, i);
+      auto [it, inserted] = owner.emplace(key(value, layout), i);
       if (!inserted) parent[Find(parent, i)] = Find(parent, it->second);
     }
   }
@@ -825,7 +907,9 @@ absl::StatusOr<std::vector<PruneGroup>> FindPruneGroups(const Graph& input) {
     }
     for (const auto& s : t.slices) {
       bool dup = false;
-      for (const auto& e : g.slices) dup = dup || (e.initializer == s.initializer && e.axis == s.axis);
+      for (const auto& e : g.slices) {
+        dup = dup || (e.initializer == s.initializer && e.axis == s.axis && e.offset == s.offset);
+      }
       if (!dup) g.slices.push_back(s);
     }
     g.depthwise_outputs.insert(g.depthwise_outputs.end(), t.depthwise_outputs.begin(), t.depthwise_outputs.end());
@@ -834,6 +918,7 @@ absl::StatusOr<std::vector<PruneGroup>> FindPruneGroups(const Graph& input) {
       g.activation = t.activation;
       g.activation_axis = t.activation_layout.axis;
       g.activation_block = t.activation_layout.block;
+      g.activation_offset = t.activation_layout.offset;
     }
   }
   // Joins must be satisfied inside the group; layouts must agree.
@@ -841,7 +926,7 @@ absl::StatusOr<std::vector<PruneGroup>> FindPruneGroups(const Graph& input) {
     PruneGroup& g = groups[group_of_root[Find(parent, i)]];
     if (!g.prunable) continue;
     for (const auto& [value, layout] : traces[i].joins) {
-      auto it = owner.find(value);
+      auto it = owner.find(key(value, layout));
       if (it == owner.end() || Find(parent, it->second) != Find(parent, i)) {
         g.prunable = false;
         g.reason = absl::StrCat("its channels are combined with '", value,
@@ -1017,7 +1102,8 @@ absl::StatusOr<std::vector<std::vector<double>>> ScoreUnits(const Graph& graph, 
         for (int64_t a = s.axis + 1; a < t.rank(); ++a) inner *= t.shape()[a];
         const int64_t dim = t.shape()[s.axis];
         for (int64_t i = 0; i < t.num_elements(); ++i) {
-          const int64_t unit = (i / inner) % dim / s.block;
+          const int64_t unit = UnitAt((i / inner) % dim, s.offset, s.block, g.units);
+          if (unit < 0) continue;
           sum[unit] += score == StructuredScore::kL1 ? std::fabs(w[i]) : static_cast<double>(w[i]) * w[i];
         }
       }
@@ -1085,7 +1171,8 @@ absl::StatusOr<std::vector<std::vector<double>>> ScoreUnits(const Graph& graph, 
         for (int64_t a = s.axis + 1; a < t.rank(); ++a) inner *= t.shape()[a];
         const int64_t dim = t.shape()[s.axis];
         for (int64_t i = 0; i < t.num_elements(); ++i) {
-          dot[(i / inner) % dim / s.block] += static_cast<double>(w[i]) * d[i];
+          const int64_t unit = UnitAt((i / inner) % dim, s.offset, s.block, g.units);
+          if (unit >= 0) dot[unit] += static_cast<double>(w[i]) * d[i];
         }
       }
       if (g.kind == GroupKind::kBlocks) {
@@ -1119,17 +1206,18 @@ absl::StatusOr<std::vector<std::vector<double>>> ScoreUnits(const Graph& graph, 
       if (act == tape.values.end() || act->second.dtype() != DataType::kFloat32) continue;
       const Tensor& a = act->second;
       const int axis = static_cast<int>(a.rank()) + g.activation_axis;
-      if (axis < 0 || a.shape()[axis] != g.units * g.activation_block) continue;
+      if (axis < 0 || a.shape()[axis] < g.activation_offset + g.units * g.activation_block) continue;
       int64_t inner = 1;
       for (int64_t x = axis + 1; x < a.rank(); ++x) inner *= a.shape()[x];
       const int64_t dim = a.shape()[axis];
       const float* values = a.data<float>();
       for (int64_t i = 0; i < a.num_elements(); ++i) {
-        const int64_t unit = (i / inner) % dim / g.activation_block;
+        const int64_t unit = UnitAt((i / inner) % dim, g.activation_offset, g.activation_block, g.units);
+        if (unit < 0) continue;
         act_sum[gi][unit] += values[i];
         act_sq[gi][unit] += static_cast<double>(values[i]) * values[i];
       }
-      act_count[gi] += static_cast<double>(a.num_elements()) / static_cast<double>(g.units);
+      act_count[gi] += static_cast<double>(a.num_elements() / dim * g.activation_block);
     }
   }
   const double nb = static_cast<double>(batches.size());

@@ -9,11 +9,14 @@
 // through the graph: elementwise ops and pooling keep a channel, BatchNorm
 // and per-channel constants are sliced with it, Flatten turns a channel
 // into a block of columns of the next Gemm, a depthwise Conv passes it
-// through, and the next Conv/Gemm/MatMul loses the matching input
-// columns. Layers whose outputs meet in a binary op (residual Add, SwiGLU's
+// through, a Concat along the channel axis places it after the channels of
+// the inputs before it (an offset; each input of a Concat stays its own
+// group), and the next Conv/Gemm/MatMul loses the matching input columns.
+// Layers whose outputs meet in a binary op (residual Add, SwiGLU's
 // gate * up) share one channel set and are pruned together. A set that
-// reaches the graph outputs, a Concat, a Reshape, a reduction or any other
-// operator is left dense, and the reason is reported.
+// reaches the graph outputs, a Concat along another axis, a Reshape, a
+// reduction or any other operator is left dense, and the reason is
+// reported.
 #ifndef SQUEEZE_CORE_PRUNE_STRUCTURED_H_
 #define SQUEEZE_CORE_PRUNE_STRUCTURED_H_
 
@@ -51,11 +54,13 @@ enum class RatioAllocation {
 enum class GroupKind { kChannels, kHeads, kBlocks };
 
 // One slice of an initializer owned by a group: unit u owns indices
-// [u * block, (u + 1) * block) of `axis`.
+// [offset + u * block, offset + (u + 1) * block) of `axis` (offset > 0 when
+// the channels reach it through a Concat after other inputs).
 struct UnitSlice {
   std::string initializer;
   int axis = 0;
   int64_t block = 1;
+  int64_t offset = 0;
 };
 
 // A set of units that are removed together.
@@ -83,6 +88,7 @@ struct PruneGroup {
   std::string activation;
   int activation_axis = -1;
   int64_t activation_block = 1;
+  int64_t activation_offset = 0;
 
   // Heads only: units are query heads of `head_dim`; a key/value head is
   // removed with the last query head of its group.

@@ -103,7 +103,8 @@ void SilenceUnit(Graph* graph, const PruneGroup& group, int64_t unit, const std:
     for (int64_t a = s.axis + 1; a < t.rank(); ++a) inner *= t.shape()[a];
     const int64_t dim = t.shape()[s.axis];
     for (int64_t i = 0; i < t.num_elements(); ++i) {
-      if ((i / inner) % dim / s.block == unit) t.data<float>()[i] = 0;
+      const int64_t position = (i / inner) % dim;
+      if (position >= s.offset && (position - s.offset) / s.block == unit) t.data<float>()[i] = 0;
     }
   }
 }
@@ -224,23 +225,100 @@ TEST(FindPruneGroupsTest, ResidualAddJoinsProducersAndRefusesInputResiduals) {
   EXPECT_TRUE(absl::StrContains(Group(*refused, "wd").reason, "'x'")) << Group(*refused, "wd").reason;
 }
 
-TEST(FindPruneGroupsTest, RefusesConcatenatedChannelsWithAReason) {
+// x [N, 6] -> x W_a [N, 4] and x W_b [N, 4] -> Concat(axis) -> W_c.
+Graph ConcatMlp(int64_t axis) {
   std::mt19937 rng(4);
   GraphBuilder b("concat");
   b.Initializer("wa", Random({6, 4}, &rng));
   b.Initializer("wb", Random({6, 4}, &rng));
-  b.Initializer("wc", Random({8, 2}, &rng));
+  b.Initializer("wc", Random({axis == 1 ? 8 : 4, 2}, &rng));
   const std::string joined =
-      b.Add("Concat", {b.Add("MatMul", {"x", "wa"}), b.Add("MatMul", {"x", "wb"})}, {{"axis", int64_t{1}}});
+      b.Add("Concat", {b.Add("MatMul", {"x", "wa"}), b.Add("MatMul", {"x", "wb"})}, {{"axis", axis}});
   b.Add("MatMul", {joined, "wc"}, {}, "logits");
-  b.AddInput({"x", DataType::kFloat32, std::vector<graph::Dim>{{std::nullopt, "batch"}, {6, ""}}});
-  b.AddOutput({"logits", DataType::kFloat32, std::vector<graph::Dim>{{std::nullopt, "batch"}, {2, ""}}});
-  auto groups = FindPruneGroups(b.Finish());
-  ASSERT_TRUE(groups.ok());
+  b.AddInput({"x", DataType::kFloat32, std::vector<graph::Dim>{{3, ""}, {6, ""}}});
+  b.AddOutput({"logits", DataType::kFloat32, std::nullopt});
+  return b.Finish();
+}
+
+TEST(FindPruneGroupsTest, EachInputOfAChannelConcatIsItsOwnGroup) {
+  const Graph graph = ConcatMlp(1);
+  auto groups = FindPruneGroups(graph);
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  for (const char* name : {"wa", "wb"}) EXPECT_TRUE(Group(*groups, name).prunable) << Group(*groups, name).reason;
+  int64_t wb_offset = -1;
+  for (const auto& s : Group(*groups, "wb").slices) {
+    if (s.initializer == "wc") wb_offset = s.offset;
+  }
+  EXPECT_EQ(wb_offset, 4);  // wb's columns follow wa's 4 in the concat.
+
+  std::mt19937 rng(9);
+  const std::map<std::string, Tensor> feeds = {{"x", Random({3, 6}, &rng, 1.0f)}};
+  Graph silenced = graph;
+  SilenceUnit(&silenced, Group(*groups, "wa"), 1, {"wc"});
+  SilenceUnit(&silenced, Group(*groups, "wb"), 2, {"wc"});
+  auto pruned = RemoveUnits(graph, *groups, {{"wa", {1}}, {"wb", {2}}});
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(pruned->initializers.at("wc").shape(), (std::vector<int64_t>{6, 2}));
+  ExpectNear(RunGraph(*pruned, feeds), RunGraph(silenced, feeds));
+}
+
+TEST(FindPruneGroupsTest, RefusesAConcatAlongAnotherAxisWithAReason) {
+  auto groups = FindPruneGroups(ConcatMlp(0));
+  ASSERT_TRUE(groups.ok()) << groups.status();
   for (const char* name : {"wa", "wb"}) {
     EXPECT_FALSE(Group(*groups, name).prunable);
-    EXPECT_TRUE(absl::StrContains(Group(*groups, name).reason, "Concat")) << Group(*groups, name).reason;
+    EXPECT_TRUE(absl::StrContains(Group(*groups, name).reason, "another axis")) << Group(*groups, name).reason;
   }
+}
+
+TEST(RemoveUnitsTest, ConvChannelsThroughConcatBatchNormAndFlatten) {
+  // image [N, 2, 4, 4] -> convA (3 ch), convB (2 ch) -> Concat [N, 5, 4, 4]
+  // -> BN (5) -> Relu -> Flatten [N, 80] -> fc (80 -> 3) = logits.
+  std::mt19937 rng(5);
+  GraphBuilder b("concat_cnn");
+  auto conv = [&](const std::string& name, int64_t out) {
+    b.Initializer(name + ".weight", Random({out, 2, 3, 3}, &rng));
+    b.Initializer(name + ".bias", Random({out}, &rng));
+    return b.Add("Conv", {"image", name + ".weight", name + ".bias"},
+                 {{"pads", std::vector<int64_t>{1, 1, 1, 1}}, {"kernel_shape", std::vector<int64_t>{3, 3}}});
+  };
+  std::string x = b.Add("Concat", {conv("convA", 3), conv("convB", 2)}, {{"axis", int64_t{1}}});
+  b.Initializer("bn.scale", Positive({5}, &rng));
+  b.Initializer("bn.bias", Random({5}, &rng));
+  b.Initializer("bn.mean", Random({5}, &rng));
+  b.Initializer("bn.var", Positive({5}, &rng));
+  x = b.Add("Relu", {b.Add("BatchNormalization", {x, "bn.scale", "bn.bias", "bn.mean", "bn.var"})});
+  b.Initializer("fc.weight", Random({3, 80}, &rng));
+  b.Add("Gemm", {b.Add("Flatten", {x}), "fc.weight"}, {{"transB", int64_t{1}}}, "logits");
+  b.AddInput({"image", DataType::kFloat32, std::vector<graph::Dim>{{std::nullopt, "batch"}, {2, ""}, {4, ""}, {4, ""}}});
+  b.AddOutput({"logits", DataType::kFloat32, std::vector<graph::Dim>{{std::nullopt, "batch"}, {3, ""}}});
+  const Graph graph = b.Finish();
+
+  auto groups = FindPruneGroups(graph);
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  for (const char* name : {"convA.weight", "convB.weight"}) {
+    EXPECT_TRUE(Group(*groups, name).prunable) << Group(*groups, name).reason;
+  }
+  bool fc_block = false;
+  for (const auto& s : Group(*groups, "convB.weight").slices) {
+    fc_block = fc_block || (s.initializer == "fc.weight" && s.block == 16 && s.offset == 48);
+  }
+  EXPECT_TRUE(fc_block);
+
+  std::mt19937 data(11);
+  const std::map<std::string, Tensor> feeds = {{"image", Random({2, 2, 4, 4}, &data, 1.0f)}};
+  Graph silenced = graph;
+  SilenceUnit(&silenced, Group(*groups, "convA.weight"), 0, {"fc.weight"});
+  SilenceUnit(&silenced, Group(*groups, "convB.weight"), 1, {"fc.weight"});
+  auto pruned = RemoveUnits(graph, *groups, {{"convA.weight", {0}}, {"convB.weight", {1}}});
+  ASSERT_TRUE(pruned.ok()) << pruned.status();
+  EXPECT_EQ(pruned->initializers.at("bn.var").shape(), (std::vector<int64_t>{3}));
+  EXPECT_EQ(pruned->initializers.at("fc.weight").shape(), (std::vector<int64_t>{3, 48}));
+  ExpectNear(RunGraph(*pruned, feeds), RunGraph(silenced, feeds));
+
+  // Scores see only each group's own channels of the shared consumer.
+  auto l1 = ScoreUnits(graph, *groups, {}, StructuredScore::kL1);
+  ASSERT_TRUE(l1.ok()) << l1.status();
 }
 
 TEST(ScoreUnitsTest, MagnitudeScoresSumEveryWeightOfTheUnit) {

@@ -153,6 +153,21 @@ absl::Status PruneOptions::Validate(const std::vector<ptq::QuantizableLayer>& la
   return absl::OkStatus();
 }
 
+namespace {
+
+// max_j sqrt(H_jj) / median_j sqrt(H_jj): the spread of the input column
+// norms (H_jj is proportional to ||X_j||^2).
+double InputNormSpread(const std::vector<double>& hessian, int64_t in) {
+  std::vector<double> norms(in);
+  for (int64_t j = 0; j < in; ++j) norms[j] = std::sqrt(std::max(0.0, hessian[j * in + j]));
+  const double max = *std::max_element(norms.begin(), norms.end());
+  std::nth_element(norms.begin(), norms.begin() + in / 2, norms.end());
+  const double median = norms[in / 2];
+  return median > 0 ? max / median : 0.0;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<float>> PruneMagnitude(const std::string& layer, const std::vector<float>& weight,
                                                   int64_t out, int64_t in, const SparsityTarget& target) {
   SQ_RETURN_IF_ERROR(ValidateTarget(layer, out, in, weight, target));
@@ -387,6 +402,7 @@ absl::StatusOr<PruneResult> PruneGraph(const Graph& input_graph, const std::vect
     if (!stats.empty()) {
       report.relative_output_error =
           RelativeOutputError(stats[i].kept_rows, stats[i].kept, layer.out, layer.in, original, pruned);
+      if (!stats[i].hessian.empty()) report.input_norm_spread = InputNormSpread(stats[i].hessian, layer.in);
     }
     result.params += report.params;
     result.zeros += report.zeros;

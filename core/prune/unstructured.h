@@ -92,6 +92,11 @@ struct PruneLayerReport {
   // layers before it produce); -1 when there were none (magnitude without
   // batches).
   double relative_output_error = -1;
+  // How unequal the layer's input features are: max_j ||X_j|| / median_j
+  // ||X_j|| over the input columns, on the calibration rows (1 when they are
+  // equal); 0 without calibration statistics. Wanda's |W| * ||X|| differs
+  // from |W| only through this spread.
+  double input_norm_spread = 0;
   std::vector<std::string> notes;  // e.g. SparseGPT damping retries
 };
 

@@ -12,6 +12,7 @@
 // images; calibration on --calibration_images training images. The tied
 // embedding / LM head is a weight shared with a Gather, which
 // FindQuantizableLayers skips: it stays dense in every row.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <optional>
@@ -208,9 +209,21 @@ absl::Status Measure(const std::string& model, const Graph& graph, const std::ve
                 model.c_str(), method.name.c_str(), metric_name.c_str(), value, seconds, result.layers.size(),
                 rows->back().sparsity, error);
     for (const auto& layer : result.layers) {
-      std::printf("  %s [%lld x %lld] sparsity %.4f rel. output error %.4f\n", layer.name.c_str(),
-                  static_cast<long long>(layer.out), static_cast<long long>(layer.in), layer.sparsity,
-                  layer.relative_output_error);
+      std::printf("  %s [%lld x %lld] sparsity %.4f rel. output error %.4f input norm spread %.1f\n",
+                  layer.name.c_str(), static_cast<long long>(layer.out), static_cast<long long>(layer.in),
+                  layer.sparsity, layer.relative_output_error, layer.input_norm_spread);
+    }
+    if (method.options.method == prune::PruneMethod::kWanda && method.options.nm_m == 0 &&
+        !method.options.sequential) {
+      // Wanda's |W| * ||X|| departs from |W| only where input features differ
+      // in norm: report how much they do here.
+      std::vector<double> spreads;
+      for (const auto& layer : result.layers) spreads.push_back(layer.input_norm_spread);
+      std::sort(spreads.begin(), spreads.end());
+      notes->push_back(absl::StrFormat(
+          "%s: input feature norms (max / median ||X_j|| per pruned layer, the spread Wanda's score adds to |W|): "
+          "median over layers %.1f, smallest %.1f, largest %.1f",
+          model, spreads[spreads.size() / 2], spreads.front(), spreads.back()));
     }
     if (method.options.nm_m > 0 && method.options.method == prune::PruneMethod::kSparseGpt &&
         !method.options.sequential) {
