@@ -2,23 +2,12 @@
 // fast_gemm_avx2.cc with 16-lane vectors (8 rows by 32 columns in 16
 // accumulators for B as [k, n], 8 rows by 16 columns for a last tile of at
 // most 16 columns; 4 rows by 6 columns of 16-lane dot products,
-// 24 accumulators, for B as [n, k]) and mask registers for the edges. The
-// only file built with -mavx512f; used only when FastGemmAvailable() found
-// AVX-512F on the CPU.
-// GCC 12's avx512fintrin.h (_mm512_undefined in its cast and permute
-// intrinsics) trips -Wuninitialized (GCC bug 105593, fixed in GCC 13).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
+// 24 accumulators, for B as [n, k]) and mask registers for the edges. Built
+// with -mavx512f (as is vector_math_avx512.cc); used only when
+// FastGemmAvailable() found AVX-512F on the CPU.
 #include <cstdint>
 
+#include "core/kernels/cpu/avx512_intrinsics.h"
 #include "core/kernels/cpu/fast_gemm.h"
 
 namespace squeeze::core::kernels::cpu::internal {

@@ -1,8 +1,11 @@
 #include "core/kernels/cpu/vector_math.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+
+#include "core/kernels/cpu/fast_gemm.h"
 
 namespace squeeze::core::kernels::cpu {
 namespace {
@@ -31,13 +34,18 @@ inline float Exp(float x) {
   return x < kMin ? 0.0f : p * scale;
 }
 
+bool UseAvx512() {
+  static const bool use = std::strcmp(FastGemmKernelName(), "avx512") == 0;
+  return use;
+}
+
 }  // namespace
 
 namespace internal {
-float ExpNonPositive(float x) { return Exp(x); }
-}  // namespace internal
 
-void SoftmaxRows(const float* in, float* out, int64_t rows, int64_t n) {
+float ExpNonPositive(float x) { return Exp(x); }
+
+void SoftmaxRowsPortable(const float* in, float* out, int64_t rows, int64_t n) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = in + r * n;
     float* y = out + r * n;
@@ -56,12 +64,35 @@ void SoftmaxRows(const float* in, float* out, int64_t rows, int64_t n) {
   }
 }
 
-void SigmoidArray(const float* in, float* out, int64_t n) {
+void SigmoidArrayPortable(const float* in, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float x = in[i];
     const float e = Exp(x < 0 ? x : -x);
     const float one_over = 1.0f / (1.0f + e);
     out[i] = x >= 0 ? one_over : e * one_over;
+  }
+}
+
+#if !defined(SQUEEZE_FAST_GEMM_AVX512)
+void SoftmaxRowsAvx512(const float*, float*, int64_t, int64_t) { std::abort(); }
+void SigmoidArrayAvx512(const float*, float*, int64_t) { std::abort(); }
+#endif
+
+}  // namespace internal
+
+void SoftmaxRows(const float* in, float* out, int64_t rows, int64_t n) {
+  if (UseAvx512()) {
+    internal::SoftmaxRowsAvx512(in, out, rows, n);
+  } else {
+    internal::SoftmaxRowsPortable(in, out, rows, n);
+  }
+}
+
+void SigmoidArray(const float* in, float* out, int64_t n) {
+  if (UseAvx512()) {
+    internal::SigmoidArrayAvx512(in, out, n);
+  } else {
+    internal::SigmoidArrayPortable(in, out, n);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/kernels/cpu/fast_gemm.h"
 #include "gtest/gtest.h"
 
 namespace squeeze::core::kernels::cpu {
@@ -62,6 +63,36 @@ TEST(VectorMathTest, SigmoidMatchesReferenceWithoutOverflow) {
   }
   EXPECT_EQ(y[0], 0.0f);
   EXPECT_EQ(y[9], 1.0f);
+}
+
+TEST(VectorMathTest, Avx512LoopsMatchThePortableOnes) {
+  if (!internal::CpuRunsAvx512()) GTEST_SKIP() << "no AVX-512 here";
+  std::vector<float> x;
+  for (int i = 0; i < 1000; ++i) x.push_back(static_cast<float>((i * 7919) % 2003) / 10.0f - 100.0f);
+  x.push_back(std::nanf(""));
+  x.push_back(-0.0f);
+  for (int64_t n : {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{33}, int64_t{1002}}) {
+    std::vector<float> portable(n), avx512(n);
+    internal::SigmoidArrayPortable(x.data(), portable.data(), n);
+    internal::SigmoidArrayAvx512(x.data(), avx512.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      if (std::isnan(portable[i])) {
+        EXPECT_TRUE(std::isnan(avx512[i]));
+      } else {
+        EXPECT_EQ(portable[i], avx512[i]) << "sigmoid n " << n << " i " << i;  // same lanes
+      }
+    }
+  }
+  for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{16}, int64_t{40}, int64_t{128}}) {
+    const int64_t rows = 1000 / n;
+    std::vector<float> portable(rows * n), avx512(rows * n);
+    internal::SoftmaxRowsPortable(x.data(), portable.data(), rows, n);
+    internal::SoftmaxRowsAvx512(x.data(), avx512.data(), rows, n);
+    for (int64_t i = 0; i < rows * n; ++i) {
+      // Only the sum's order differs.
+      EXPECT_NEAR(portable[i], avx512[i], 2e-7 * portable[i]) << "softmax n " << n << " i " << i;
+    }
+  }
 }
 
 }  // namespace
