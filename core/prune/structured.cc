@@ -534,6 +534,100 @@ PruneGroup FindHeadGroup(const Graph& graph, const GraphIndex& index, const std:
   return group;
 }
 
+// GPT-2's fused attention, from its c_attn weight [d, 3d]: MatMul(x, W)
+// (+ bias) -> three Slices of the last axis at [0, d), [d, 2d), [2d, 3d) ->
+// each a Reshape [0, 0, heads, head_dim]; c_proj reads the Reshape
+// [0, 0, d] that merges the heads. A head owns head_dim columns of each
+// third of c_attn (weight and bias) and head_dim rows of c_proj.
+PruneGroup FindFusedHeadGroup(const Graph& graph, const GraphIndex& index, const std::string& qkv_weight) {
+  const std::string prefix = qkv_weight.substr(0, qkv_weight.size() - std::string("c_attn.weight").size());
+  PruneGroup group;
+  group.kind = GroupKind::kHeads;
+  group.name = prefix.substr(0, prefix.size() - 1);
+  group.aliases = {group.name};
+  group.q_weight = qkv_weight;
+  group.o_weight = prefix + "c_proj.weight";
+  auto fail = [&group](const std::string& reason) {
+    group.prunable = false;
+    group.reason = reason;
+    return group;
+  };
+  const Tensor* w = FindInitializer(graph, qkv_weight);
+  const Tensor* o = FindInitializer(graph, group.o_weight);
+  const int m = ConsumerOfType(graph, index, qkv_weight, "MatMul");
+  if (w == nullptr || o == nullptr || w->rank() != 2 || o->rank() != 2 || m < 0 ||
+      graph.nodes[m].inputs[1] != qkv_weight || w->shape()[1] % 3 != 0) {
+    return fail("c_attn is not MatMul(x, weight [d, 3d]) or c_proj is missing");
+  }
+  const int64_t d = w->shape()[1] / 3;
+  std::string qkv = graph.nodes[m].outputs[0];
+  std::string bias;
+  if (const int a = ConsumerOfType(graph, index, qkv, "Add"); a >= 0) {
+    const Node& add = graph.nodes[a];
+    const std::string& other = add.inputs[0] == qkv ? add.inputs[1] : add.inputs[0];
+    const Tensor* b = FindInitializer(graph, other);
+    if (b == nullptr || b->rank() != 1 || b->shape()[0] != 3 * d) return fail("c_attn's bias is not a [3d] constant");
+    bias = other;
+    qkv = add.outputs[0];
+  }
+  // The three Slices, ordered by start.
+  std::map<int64_t, int> slice_at;
+  auto consumers = index.consumers.find(qkv);
+  if (consumers != index.consumers.end()) {
+    for (int c : consumers->second) {
+      const Node& n = graph.nodes[c];
+      if (n.op_type != "Slice" || n.inputs.size() != 4) continue;
+      auto starts = ShapeConstant(graph, n.inputs[1]);
+      auto ends = ShapeConstant(graph, n.inputs[2]);
+      auto axes = ShapeConstant(graph, n.inputs[3]);
+      if (!starts || !ends || !axes || starts->size() != 1 || ends->size() != 1 || axes->size() != 1 ||
+          ((*axes)[0] != 2 && (*axes)[0] != -1) || (*ends)[0] - (*starts)[0] != d) {
+        continue;
+      }
+      slice_at[(*starts)[0]] = c;
+    }
+  }
+  if (slice_at.size() != 3 || !slice_at.count(0) || !slice_at.count(d) || !slice_at.count(2 * d)) {
+    return fail("q, k and v are not three Slices of c_attn's output at 0, d and 2d");
+  }
+  std::vector<std::string> splits;
+  for (const auto& [start, c] : slice_at) {
+    const int r = ConsumerOfType(graph, index, graph.nodes[c].outputs[0], "Reshape");
+    auto shape = r < 0 ? std::nullopt : ShapeConstant(graph, graph.nodes[r].inputs[1]);
+    if (!shape || shape->size() != 4 || (*shape)[2] * (*shape)[3] != d) {
+      return fail("a q/k/v slice is not split by a Reshape [0, 0, heads, head_dim]");
+    }
+    if (group.units != 0 && (group.units != (*shape)[2] || group.head_dim != (*shape)[3])) {
+      return fail("q/k/v head shapes do not agree");
+    }
+    group.units = (*shape)[2];
+    group.head_dim = (*shape)[3];
+    group.fused_slices.push_back(graph.nodes[c].outputs[0]);
+    splits.push_back(graph.nodes[r].outputs[0]);
+  }
+  group.kv_heads = group.units;
+  group.q_split = splits[0];
+  group.k_split = splits[1];
+  group.v_split = splits[2];
+  const int om = ConsumerOfType(graph, index, group.o_weight, "MatMul");
+  auto merge = om < 0 ? index.producer.end() : index.producer.find(graph.nodes[om].inputs[0]);
+  if (om < 0 || graph.nodes[om].inputs[1] != group.o_weight || merge == index.producer.end() ||
+      graph.nodes[merge->second].op_type != "Reshape" ||
+      ShapeConstant(graph, graph.nodes[merge->second].inputs[1]).value_or(std::vector<int64_t>{}).size() != 3) {
+    return fail("c_proj's input is not the Reshape merging the heads");
+  }
+  group.merge = graph.nodes[merge->second].outputs[0];
+  for (int64_t part = 0; part < 3; ++part) {
+    group.slices.push_back({qkv_weight, 1, group.head_dim, part * d});
+    if (!bias.empty()) group.slices.push_back({bias, 0, group.head_dim, part * d});
+  }
+  group.slices.push_back({group.o_weight, 0, group.head_dim, 0});
+  group.activation = group.merge;
+  group.activation_axis = -1;
+  group.activation_block = group.head_dim;
+  return group;
+}
+
 // The LLaMA block stack: block i is Add(Add(x, attention), MLP) with the
 // residual adds found from its o_proj and down_proj MatMuls.
 std::optional<PruneGroup> FindBlockGroup(const Graph& graph, const GraphIndex& index) {
@@ -647,7 +741,7 @@ KeepMasks BuildMasks(const Graph& graph, const std::vector<PruneGroup>& groups,
     if (group.kind == GroupKind::kHeads) {
       const HeadPlan plan = PlanHeads(group, it->second);
       for (const std::string* w : {&group.k_weight, &group.v_weight}) {
-        DropBlocks(&Mask(graph, &masks, *w, 0), plan.removed_kv, group.head_dim);
+        if (!w->empty()) DropBlocks(&Mask(graph, &masks, *w, 0), plan.removed_kv, group.head_dim);
       }
     }
     if (group.kind == GroupKind::kBlocks) {
@@ -713,7 +807,7 @@ int64_t ParamsAfter(const Graph& graph, const KeepMasks& masks) {
 std::set<std::string> GroupInitializers(const PruneGroup& group) {
   std::set<std::string> names;
   for (const auto& s : group.slices) names.insert(s.initializer);
-  if (group.kind == GroupKind::kHeads) {
+  if (group.kind == GroupKind::kHeads && group.fused_slices.empty()) {
     names.insert(group.k_weight);
     names.insert(group.v_weight);
   }
@@ -959,6 +1053,7 @@ absl::StatusOr<std::vector<PruneGroup>> FindPruneGroups(const Graph& input) {
   }
   for (const auto& [name, tensor] : graph.initializers) {
     if (absl::EndsWith(name, "self_attn.q_proj.weight")) groups.push_back(FindHeadGroup(graph, index, name));
+    if (absl::EndsWith(name, "attn.c_attn.weight")) groups.push_back(FindFusedHeadGroup(graph, index, name));
   }
   if (std::optional<PruneGroup> blocks = FindBlockGroup(graph, index); blocks.has_value()) {
     groups.push_back(std::move(*blocks));
@@ -1047,6 +1142,18 @@ absl::StatusOr<Graph> RemoveUnits(const Graph& input, const std::vector<PruneGro
     reshape(group.k_split, "k_heads_shape", {0, 0, kv, group.head_dim});
     reshape(group.v_split, "v_heads_shape", {0, 0, kv, group.head_dim});
     reshape(group.merge, "merge_shape", {0, 0, kept * group.head_dim});
+    // Fused q/k/v: the Slices take thirds of the narrower c_attn output.
+    for (size_t part = 0; part < group.fused_slices.size(); ++part) {
+      Node* node = ProducerNode(&graph, group.fused_slices[part]);
+      const int64_t width = kept * group.head_dim;
+      for (int bound = 0; bound < 2; ++bound) {
+        const std::string name = absl::StrCat(group.name, ".pruned_qkv_", part, bound == 0 ? "_start" : "_end");
+        stale_initializers.insert(node->inputs[1 + bound]);
+        graph.initializers[name] =
+            Tensor::FromVector<int64_t>(DataType::kInt64, {1}, {(static_cast<int64_t>(part) + bound) * width});
+        node->inputs[1 + bound] = name;
+      }
+    }
     if (!group.k_repeat.empty()) {
       const std::string indices = absl::StrCat(group.name, ".pruned_kv_of_head");
       graph.initializers[indices] =

@@ -1,7 +1,8 @@
 // Structured pruning of a graph::Graph: whole output channels/filters of
 // convolutions, output neurons of Gemm/MatMul layers (LLaMA FFN neurons
 // included: gate/up rows and down columns together) and attention heads
-// (q/k/v/o of a head together, grouped-query aware) are scored, chosen and
+// (q/k/v/o of a head together, grouped-query aware; GPT-2's fused c_attn
+// too) are scored, chosen and
 // physically removed, so the pruned graph has smaller initializers and
 // shape constants and runs as a smaller dense model.
 //
@@ -91,10 +92,14 @@ struct PruneGroup {
   int64_t activation_offset = 0;
 
   // Heads only: units are query heads of `head_dim`; a key/value head is
-  // removed with the last query head of its group.
+  // removed with the last query head of its group. GPT-2's fused attention
+  // (one c_attn projection for q, k and v) has no separate k/v weights: its
+  // q, k and v columns are `slices` at offsets 0, d and 2d, and
+  // `fused_slices` are the Slice nodes (by output) that split them.
   int64_t head_dim = 0;
   int64_t kv_heads = 0;
   std::string q_weight, k_weight, v_weight, o_weight;
+  std::vector<std::string> fused_slices;
   // Outputs of the Reshape nodes that split q, k, v into heads and merge
   // the context back; of the key/value repeat (outer Reshape) and its input.
   std::string q_split, k_split, v_split, merge;

@@ -556,6 +556,54 @@ TEST(StructuredLlamaTest, HeadsAndFfnNeuronsMatchTheSilencedModel) {
   EXPECT_FALSE(RemoveUnits(*graph, *groups, {{"model.layers", {0, 1}}}).ok());
 }
 
+TEST(StructuredGpt2Test, FusedAttentionHeadsMatchTheSilencedModel) {
+  hf::HfConfig c;
+  c.family = hf::ModelFamily::kGpt2;
+  c.vocab_size = 32;
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 4;
+  c.head_dim = 4;
+  c.max_positions = 16;
+  c.tie_word_embeddings = true;
+  c.tensor_prefix = "transformer.";
+  auto graph = hf::BuildCausalLmGraph(c, hf::InitializeWeights(c, 12, 0.2f));
+  ASSERT_TRUE(graph.ok()) << graph.status();
+  auto groups = FindPruneGroups(*graph);
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  const PruneGroup& heads = Group(*groups, "transformer.h.1.attn");
+  ASSERT_TRUE(heads.prunable) << heads.reason;
+  EXPECT_EQ(heads.units, 4);
+  EXPECT_EQ(heads.head_dim, 4);
+  EXPECT_EQ(heads.fused_slices.size(), 3u);
+
+  Tensor ids(DataType::kInt64, {2, 6});
+  for (int64_t i = 0; i < 12; ++i) ids.data<int64_t>()[i] = (i * 5 + 1) % 32;
+  const std::map<std::string, Tensor> feeds{{"input_ids", ids}};
+  for (const std::vector<int64_t>& removed : {std::vector<int64_t>{1}, std::vector<int64_t>{0, 3}}) {
+    SCOPED_TRACE(removed.size());
+    Graph silenced = *graph;
+    for (int64_t u : removed) SilenceUnit(&silenced, heads, u, {"transformer.h.1.attn.c_proj.weight"});
+    auto pruned = RemoveUnits(*graph, *groups, {{"transformer.h.1.attn", removed}});
+    ASSERT_TRUE(pruned.ok()) << pruned.status();
+    const int64_t width = 4 * (4 - static_cast<int64_t>(removed.size()));
+    EXPECT_EQ(pruned->initializers.at("transformer.h.1.attn.c_attn.weight").shape(),
+              (std::vector<int64_t>{16, 3 * width}));
+    EXPECT_EQ(pruned->initializers.at("transformer.h.1.attn.c_attn.bias").shape(), (std::vector<int64_t>{3 * width}));
+    EXPECT_EQ(pruned->initializers.at("transformer.h.1.attn.c_proj.weight").shape(),
+              (std::vector<int64_t>{width, 16}));
+    // Layer 0 keeps its heads and the shared slice constants.
+    EXPECT_EQ(pruned->initializers.at("transformer.h.0.attn.c_attn.weight").shape(),
+              (std::vector<int64_t>{16, 48}));
+    ExpectNear(RunGraph(*pruned, feeds), RunGraph(silenced, feeds));
+  }
+  auto scores = ScoreUnits(*graph, *groups, {{{{"input_ids", ids}}, std::vector<int64_t>(12, 1)}},
+                           StructuredScore::kCombined);
+  ASSERT_TRUE(scores.ok()) << scores.status();
+}
+
 // A pruned model is recovered with core/distill's output stage (the teacher
 // is the dense model): the loss falls, the pruned shapes and the
 // BatchNormalization statistics stay.
