@@ -3,13 +3,15 @@
 // activation QuantizeLinear -> DequantizeLinear; what variants ran before)
 // and the same variant on the int8 kernels (quant::gemm::UseInt8Kernels +
 // CreateInt8QdqBackend), through the Executor at batch 1, 8 and 32, all on
-// one thread, in the same run; for the CNN also with its Conv layers on the
-// int8 im2col path (UseInt8Kernels conv=true, off by default). Each figure is the median over --repeats
-// alternating rounds of the per-round median latency. Calibration and
-// timing inputs are seeded uniform [0, 1) pixels (latency does not depend
-// on them); the int8 outputs are checked against the simulated graph's.
+// one thread, in the same run; for the CNN both with its Conv layers left
+// fp32 (conv=false) and on the int8 Conv (conv=true; the default where the
+// GEMM path is avx512vnni). Each figure is the median over --repeats
+// alternating rounds of the per-round median latency; ratios are fp32 /
+// int8 of those medians. Calibration and timing inputs are seeded uniform
+// [0, 1) pixels (latency does not depend on them); the int8 outputs are
+// checked against the simulated graph's.
 //
-//   build/bin/squeeze-bench-int8-runtime [--repeats=5] [--min_seconds=0.2]
+//   build-vnni/bin/squeeze-bench-int8-runtime [--repeats=5] [--min_seconds=0.2]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -26,6 +28,7 @@
 #include "core/eval/latency.h"
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/onnx/onnx_model.h"
+#include "core/quant/gemm/gemm_dispatch.h"
 #include "core/quant/gemm/qdq_runtime.h"
 #include "core/quant/ptq/ptq.h"
 #include "core/runtime/executor.h"
@@ -85,13 +88,17 @@ void BenchModel(const std::string& file) {
   std::map<std::string, quant::QuantizedLinear> packed;
   for (const auto& linear : ptq.packed) packed[weight_of.at(linear.name)] = linear;
   graph::Graph runtime_graph = ptq.graph;
-  const quant::gemm::Int8Rewrite rewrite = Check(quant::gemm::UseInt8Kernels(&runtime_graph, packed));
-  std::printf("\n%s: %s\n", file.c_str(), quant::gemm::DescribeInt8Rewrite(rewrite).c_str());
+  const quant::gemm::Int8Rewrite rewrite =
+      Check(quant::gemm::UseInt8Kernels(&runtime_graph, packed, {/*conv=*/false}));
+  std::printf("\n%s (GEMM path %s, int8 Conv by default: %s)\nconv=false: %s\n", file.c_str(),
+              quant::gemm::GemmPathName(Check(quant::gemm::ResolveGemmPath(quant::gemm::GemmPath::kAuto))),
+              quant::gemm::Int8ConvFasterThanFp32() ? "yes" : "no",
+              quant::gemm::DescribeInt8Rewrite(rewrite).c_str());
   graph::Graph conv_graph = ptq.graph;
   const quant::gemm::Int8Rewrite conv_rewrite =
       Check(quant::gemm::UseInt8Kernels(&conv_graph, packed, {/*conv=*/true}));
   const bool has_conv = conv_rewrite.int8_layers.size() > rewrite.int8_layers.size();
-  if (has_conv) std::printf("with conv=true: %s\n", quant::gemm::DescribeInt8Rewrite(conv_rewrite).c_str());
+  if (has_conv) std::printf("conv=true: %s\n", quant::gemm::DescribeInt8Rewrite(conv_rewrite).c_str());
 
   auto cpu = kernels::cpu::CreateCpuBackend(1);
   const auto fp32 = Check(runtime::Executor::Create(original, cpu));
@@ -99,12 +106,13 @@ void BenchModel(const std::string& file) {
   auto int8_backend = quant::gemm::CreateInt8QdqBackend(cpu, 1);
   const auto int8 = Check(runtime::Executor::Create(runtime_graph, int8_backend));
   const auto int8_conv = Check(runtime::Executor::Create(conv_graph, int8_backend));
-  std::printf("| batch | fp32 ms | W8A8 simulated ms | W8A8 int8 ms | fp32 / int8 | simulated / int8 | max |int8 - sim| / max |sim| | int8 incl. Conv ms |\n");
+  std::printf("| batch | fp32 ms | W8A8 simulated ms | W8A8 int8, Conv fp32 ms | fp32 / it | W8A8 int8 incl. Conv ms | "
+              "fp32 / it | max |int8 - sim| / max |sim| |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (int64_t batch : {1, 8, 32}) {
     const std::map<std::string, graph::Tensor> feeds = {{input.name, Pixels(shape_for(batch), 100)}};
     const std::vector<float> sim_y = Check(simulated.Run(feeds))[0].ToFloats();
-    const std::vector<float> int8_y = Check(int8.Run(feeds))[0].ToFloats();
+    const std::vector<float> int8_y = Check((has_conv ? int8_conv : int8).Run(feeds))[0].ToFloats();
     double diff = 0, scale = 0;
     for (size_t i = 0; i < sim_y.size(); ++i) {
       diff = std::max(diff, std::fabs(double{int8_y[i]} - sim_y[i]));
@@ -118,9 +126,11 @@ void BenchModel(const std::string& file) {
       if (has_conv) qc.push_back(RoundMs([&] { Check(int8_conv.Run(feeds)); }));
     }
     const double fm = MedianOf(f), sm = MedianOf(s), qm = MedianOf(q);
-    std::printf("| %lld | %.4f | %.4f | %.4f | %.2fx | %.2fx | %.1e | %s |\n", static_cast<long long>(batch), fm, sm,
-                qm, fm / qm, sm / qm, scale > 0 ? diff / scale : diff,
-                has_conv ? absl::StrFormat("%.4f", MedianOf(qc)).c_str() : "-");
+    const std::string conv_cells =
+        has_conv ? absl::StrFormat("%.4f | %.2fx", MedianOf(qc), fm / MedianOf(qc)) : std::string("- | -");
+    std::printf("| %lld | %.4f | %.4f | %.4f | %.2fx | %s | %.1e |\n", static_cast<long long>(batch), fm, sm, qm,
+                fm / qm, conv_cells.c_str(), scale > 0 ? diff / scale : diff);
+    std::fflush(stdout);
   }
 }
 

@@ -122,6 +122,12 @@ absl::Status CheckCall(const runtime::KernelCall& call, int64_t* in, int64_t* ou
                                                    "] (PackInt8Panels of [", *out, ", ", *in, "]), got ",
                                                    panels->num_elements(), " values"));
   }
+  const Tensor* hwc = call.input(8);
+  if (hwc != nullptr && (node.op_type != kInt8QdqConvOp || hwc->dtype() != DataType::kInt8 ||
+                         hwc->num_elements() != *out * *in || node.IntAttribute("c", 0) % 4 != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": Wq_hwc must be the int8 [", *out, ", ", *in,
+                                                   "] weight of a Conv whose channels are a multiple of 4"));
+  }
   return absl::OkStatus();
 }
 
@@ -272,6 +278,43 @@ void Im2ColPanels(const uint8_t* image, const ConvGeometry& g, uint8_t zx, uint8
   });
 }
 
+// The same panels with the depth in (i, j, c) order, for c a multiple of 4:
+// each group of 4 depths is 4 channels of one tap, copied as one 4-byte word
+// from the image transposed to [h, w, c] (in `hwc`, h * w * c bytes).
+void Im2ColPanelsHwc(const uint8_t* image, const ConvGeometry& g, uint8_t zx, uint8_t* hwc, uint8_t* panels,
+                     int64_t panel_bytes) {
+  const int64_t pixels = g.h * g.w, channel_groups = g.c / 4;
+  for (int64_t ch = 0; ch < g.c; ++ch) {
+    for (int64_t pos = 0; pos < pixels; ++pos) hwc[pos * g.c + ch] = image[ch * pixels + pos];
+  }
+  std::memset(panels, zx, panel_bytes);
+  const int64_t panel_stride = panel_bytes / ((g.oh * g.ow + 15) / 16);
+  for (int64_t i = 0; i < g.kh; ++i) {
+    for (int64_t j = 0; j < g.kw; ++j) {
+      int64_t lo = 0, hi = 0;
+      ValidColumns(g, j, &lo, &hi);
+      uint8_t* tap = panels + (i * g.kw + j) * channel_groups * 64;
+      for (int64_t yo = 0; yo < g.oh; ++yo) {
+        const int64_t iy = yo * g.sh - g.pt + i * g.dh;
+        if (iy < 0 || iy >= g.h) continue;
+        const uint8_t* src = hwc + (iy * g.w - g.pl + j * g.dw) * g.c;
+        const int64_t p = yo * g.ow + lo;
+        int64_t lane = p % 16;
+        uint8_t* dst = tap + (p / 16) * panel_stride + lane * 4;
+        for (int64_t xo = lo; xo < hi; ++xo) {
+          const uint8_t* from = src + xo * g.sw * g.c;
+          for (int64_t cg = 0; cg < channel_groups; ++cg) std::memcpy(dst + cg * 64, from + cg * 4, 4);
+          dst += 4;
+          if (++lane == 16) {
+            lane = 0;
+            dst += panel_stride - 64;
+          }
+        }
+      }
+    }
+  }
+}
+
 // kInt8QdqConvOp. On the avx512vnni path: per image, im2col into activation
 // panels and Int8GemmTransposedPanels, which writes [out, OH * OW] directly
 // with the epilogue (and a fused Relu) applied; images split over threads.
@@ -319,12 +362,19 @@ absl::StatusOr<std::vector<Tensor>> RunConv(const runtime::KernelCall& call, con
     const int64_t panel_bytes = Int8PanelsSize(plane, in);
     static const int hardware_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
     std::vector<absl::Status> status(n);
+    const Tensor* hwc_weights = call.input(8);
     kernels::cpu::ParallelFor(n, 1, num_threads > 0 ? num_threads : hardware_threads, [&](int64_t begin, int64_t end) {
-      std::vector<uint8_t> panels(panel_bytes);
+      std::vector<uint8_t> panels(panel_bytes), hwc(hwc_weights ? g.c * g.h * g.w : 0);
       for (int64_t b = begin; b < end; ++b) {
-        Im2ColPanels(xq + b * g.c * g.h * g.w, g, static_cast<uint8_t>(zx), panels.data(), panel_bytes);
-        status[b] = Int8GemmTransposedPanels(panels.data(), plane, in, wq, out, rescale, yp + b * out * plane, plane,
-                                             GemmOptions{1, path});
+        const uint8_t* image = xq + b * g.c * g.h * g.w;
+        if (hwc_weights != nullptr) {
+          Im2ColPanelsHwc(image, g, static_cast<uint8_t>(zx), hwc.data(), panels.data(), panel_bytes);
+        } else {
+          Im2ColPanels(image, g, static_cast<uint8_t>(zx), panels.data(), panel_bytes);
+        }
+        status[b] = Int8GemmTransposedPanels(panels.data(), plane, in,
+                                             hwc_weights ? hwc_weights->data<int8_t>() : wq, out, rescale,
+                                             yp + b * out * plane, plane, GemmOptions{1, path});
       }
     });
     for (const absl::Status& s : status) SQ_RETURN_IF_ERROR(s);
@@ -428,6 +478,11 @@ class Int8QdqBackend : public runtime::KernelBackend {
 
 }  // namespace
 
+bool Int8ConvFasterThanFp32() {
+  const absl::StatusOr<GemmPath> path = ResolveGemmPath(GemmPath::kAuto);
+  return path.ok() && *path == GemmPath::kAvx512Vnni;
+}
+
 absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::string, QuantizedLinear>& packed,
                                            const Int8RewriteOptions& options) {
   SQ_ASSIGN_OR_RETURN(ptq::LayerScan scan, ptq::FindQuantizableLayers(*graph));
@@ -437,7 +492,8 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
   };
   for (const ptq::QuantizableLayer& layer : scan.layers) {
     if (layer.op_type == "Conv" && !options.conv) {
-      skip(layer, "Conv kept on the fp32 kernel: int8 im2col measured slower");
+      skip(layer, "Conv kept on the fp32 kernel (conv = false; the default without AVX-512 VNNI, where the int8 "
+                  "Conv is slower)");
       continue;
     }
     const auto quantized = packed.find(layer.weight);
@@ -507,6 +563,20 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
     int8.op_type = layer.op_type == "Conv" ? kInt8QdqConvOp : kInt8QdqMatMulOp;
     int8.inputs = {qdq.q, qdq.scale, qdq.zero, wq, scales, sums,
                    layer.op_type != "MatMul" && !layer.bias.empty() ? layer.bias : std::string(), panels};
+    if (layer.op_type == "Conv" && layer.in_channels % 4 == 0) {
+      // The depth in (kh, kw, c) order, for RunConv's channel-group im2col.
+      const int64_t c = layer.in_channels, taps = layer.kernel_size;
+      const std::string hwc = graph::UniqueValueName(*graph, absl::StrCat(layer.weight, ".int8_hwc"));
+      Tensor hwc_tensor(DataType::kInt8, {weights->out, weights->in});
+      int8_t* dst = hwc_tensor.data<int8_t>();
+      for (int64_t o = 0; o < weights->out; ++o) {
+        for (int64_t ch = 0; ch < c; ++ch) {
+          for (int64_t t = 0; t < taps; ++t) dst[o * weights->in + t * c + ch] = weights->q[o * weights->in + ch * taps + t];
+        }
+      }
+      graph->initializers[hwc] = std::move(hwc_tensor);
+      int8.inputs.push_back(hwc);
+    }
     int8.outputs = node->outputs;
     int8.attributes = {{"in", layer.in}, {"out", layer.out}};
     if (layer.op_type == "Conv") {

@@ -49,7 +49,10 @@ namespace squeeze::core::quant::gemm {
 inline constexpr char kInt8QdqMatMulOp[] = "SqueezeInt8QdqMatMul";
 
 // The same inputs for a 2-D Conv: X [N, c, H, W] -> Y [N, out, OH, OW], Wq
-// the [out, c * kernel_h * kernel_w] OIHW weight; int attributes in, out, c,
+// the [out, c * kernel_h * kernel_w] OIHW weight, plus, where c is a multiple
+// of 4, optional Wq_hwc: the same weight with its depth in (kernel_h,
+// kernel_w, c) order, which the avx512vnni path reads (im2col then copies 4
+// channels at a time); int attributes in, out, c,
 // kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top,
 // pad_left, pad_bottom, pad_right. Runtime-only as above.
 inline constexpr char kInt8QdqConvOp[] = "SqueezeInt8QdqConv";
@@ -59,10 +62,15 @@ struct Int8Rewrite {
   std::vector<ptq::SkippedNode> skipped;          // Gemm/MatMul/Conv layers left as they were, with why
 };
 
+// Whether Conv layers go int8 by default: where the GEMM path resolves to
+// avx512vnni (im2col panels + the transposed VNNI kernel), which measured
+// faster than the fp32 Conv on the reference CNN; elsewhere the int8 Conv
+// (im2col rows + Int8MatMulInt32) measured 2-4x slower (docs/benchmarks.md).
+bool Int8ConvFasterThanFp32();
+
 struct Int8RewriteOptions {
-  // Conv layers too (im2col + int8 GEMM). Off by default: on the reference
-  // CNN it measured 2-4x slower than the fp32 Conv (docs/benchmarks.md).
-  bool conv = false;
+  // Conv layers too (im2col + int8 GEMM).
+  bool conv = Int8ConvFasterThanFp32();
 };
 
 // Rewrites `graph` as the file comment says. `packed` maps weight

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/graph/builder.h"
 #include "core/kernels/cpu/cpu_backend.h"
@@ -54,17 +55,18 @@ Graph ConvModel(uint32_t seed) {
   return b.Finish();
 }
 
-// image [N, 3, 9, 8] -> Conv 3x2 (stride 2x1, dilation 1x2, pads 1,0,2,1)
-// -> Relu -> Conv 1x1 -> y: strides, dilations, uneven padding, and
-// padding with the int8 zero point (signed input).
-Graph ConvGeometryModel(uint32_t seed) {
+// image [N, c, 9, 8] -> Conv 3x2 to `mid` channels (stride 2x1, dilation
+// 1x2, pads 1,0,2,1) -> Relu -> Conv 1x1 -> y: strides, dilations, uneven
+// padding, and padding with the int8 zero point (signed input). Channels
+// that are multiples of 4 take the int8 Conv's channel-group im2col.
+Graph ConvGeometryModel(uint32_t seed, int64_t c = 3, int64_t mid = 5) {
   std::mt19937 rng(seed);
   graph::GraphBuilder b("conv_geometry");
-  std::string x = b.Add("Conv", {"image", b.Initializer("c1.weight", Random({5, 3, 3, 2}, &rng, 0.4f)),
-                                 b.Initializer("c1.bias", Random({5}, &rng, 0.1f))},
+  std::string x = b.Add("Conv", {"image", b.Initializer("c1.weight", Random({mid, c, 3, 2}, &rng, 0.4f)),
+                                 b.Initializer("c1.bias", Random({mid}, &rng, 0.1f))},
                         {{"pads", std::vector<int64_t>{1, 0, 2, 1}}, {"kernel_shape", std::vector<int64_t>{3, 2}},
                          {"strides", std::vector<int64_t>{2, 1}}, {"dilations", std::vector<int64_t>{1, 2}}});
-  b.Add("Conv", {b.Add("Relu", {x}), b.Initializer("c2.weight", Random({4, 5, 1, 1}, &rng, 0.4f))},
+  b.Add("Conv", {b.Add("Relu", {x}), b.Initializer("c2.weight", Random({4, mid, 1, 1}, &rng, 0.4f))},
         {{"kernel_shape", std::vector<int64_t>{1, 1}}}, "y");
   b.AddInput({"image", DataType::kFloat32, std::nullopt});
   b.AddOutput({"y", DataType::kFloat32, std::nullopt});
@@ -150,9 +152,11 @@ TEST(QdqRuntimeTest, RewritesGemmMatMulAndConvAndMatchesSimulatedGraph) {
   ASSERT_TRUE(rewrite.ok()) << rewrite.status();
   EXPECT_EQ(rewrite->int8_layers.size(), 3u);
   EXPECT_TRUE(rewrite->skipped.empty()) << DescribeInt8Rewrite(*rewrite);
-  // By default the Conv stays fp32 (with its QDQ pair).
+  // With conv = false the Conv stays fp32 (with its QDQ pair); that is the
+  // default except on the avx512vnni path.
+  EXPECT_EQ(Int8RewriteOptions{}.conv, *ResolveGemmPath(GemmPath::kAuto) == GemmPath::kAvx512Vnni);
   Graph default_graph = quantized->graph;
-  auto default_rewrite = UseInt8Kernels(&default_graph, PackedByWeight(original, *quantized));
+  auto default_rewrite = UseInt8Kernels(&default_graph, PackedByWeight(original, *quantized), {/*conv=*/false});
   ASSERT_TRUE(default_rewrite.ok());
   EXPECT_EQ(default_rewrite->int8_layers.size(), 2u);
   ASSERT_EQ(default_rewrite->skipped.size(), 1u);
@@ -209,17 +213,28 @@ TEST(QdqRuntimeTest, ConvGeometryMatchesSimulatedGraph) {
 // elsewhere: the same int32 sums and float expressions, so every path gives
 // the same bits, with the Relu the executor fuses into the int8 nodes.
 TEST(QdqRuntimeTest, Int8ConvGivesTheSameBitsOnEveryPath) {
-  for (uint32_t seed : {21u, 22u}) {
-    const Graph original = seed == 21 ? ConvGeometryModel(seed) : ConvModel(seed);
-    const std::vector<int64_t> shape = seed == 21 ? std::vector<int64_t>{3, 3, 9, 8}
-                                                  : std::vector<int64_t>{5, 2, 6, 6};
+  for (uint32_t seed : {21u, 22u, 23u}) {
+    const Graph original = seed == 21   ? ConvGeometryModel(seed)
+                           : seed == 22 ? ConvModel(seed)
+                                        : ConvGeometryModel(seed, /*c=*/4, /*mid=*/8);
+    const std::vector<int64_t> shape = seed == 21   ? std::vector<int64_t>{3, 3, 9, 8}
+                                       : seed == 22 ? std::vector<int64_t>{5, 2, 6, 6}
+                                                    : std::vector<int64_t>{3, 4, 9, 8};
     const auto batches = Batches("image", shape, 2, seed + 1, /*nonnegative=*/false);
     auto quantized = ptq::QuantizeGraph(original, batches, W8A8());
     ASSERT_TRUE(quantized.ok()) << quantized.status();
     Graph runtime_graph = quantized->graph;
     ASSERT_TRUE(UseInt8Kernels(&runtime_graph, PackedByWeight(original, *quantized), {/*conv=*/true}).ok());
+    EXPECT_EQ(CountOps(runtime_graph, "Conv"), 0);
+    int hwc_weights = 0;
+    for (const auto& [name, tensor] : runtime_graph.initializers) hwc_weights += absl::EndsWith(name, ".int8_hwc");
+    EXPECT_EQ(hwc_weights, seed == 23 ? 2 : 0);
     auto cpu = kernels::cpu::CreateCpuBackend(1);
     const auto test = Batches("image", shape, 1, seed + 2, false)[0];
+    // And close to the simulated graph, as the other int8 tests.
+    EXPECT_LT(MaxRelativeDifference(RunGraph(runtime_graph, CreateInt8QdqBackend(cpu, 1), test),
+                                    RunGraph(quantized->graph, cpu, test)),
+              1e-2);
     std::vector<std::vector<float>> outputs;
     std::vector<std::string> names;
     for (const char* path : {"scalar", "avx2", "avxvnni", "avx512vnni"}) {
