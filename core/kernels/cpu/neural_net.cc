@@ -737,9 +737,16 @@ KernelResult MatMul(const KernelCall& call, int threads) {
   if (!a_vector) out_shape.push_back(rows);
   if (!b_vector) out_shape.push_back(cols);
   FloatOutput output(a->dtype(), out_shape);
-  for (size_t i = 0; i < ia.size(); ++i) {
-    ParallelMatMul(av.data() + ia[i] * rows * inner, bv.data() + ib[i] * inner * cols,
-                   output.data() + i * rows * cols, rows, inner, cols, threads);
+  if (b_batch.empty()) {
+    // One B for every batch of A (a weight): one GEMM over all of A's rows,
+    // so each panel of B is loaded once, not once per batch. Same sums.
+    const int64_t all_rows = static_cast<int64_t>(ia.size()) * rows;
+    ParallelMatMul(av.data(), bv.data(), output.data(), all_rows, inner, cols, threads);
+  } else {
+    for (size_t i = 0; i < ia.size(); ++i) {
+      ParallelMatMul(av.data() + ia[i] * rows * inner, bv.data() + ib[i] * inner * cols,
+                     output.data() + i * rows * cols, rows, inner, cols, threads);
+    }
   }
   if (relu) {
     BiasRelu(output.data(), 1, static_cast<int64_t>(ia.size()) * rows * cols, 0, nullptr, true);
