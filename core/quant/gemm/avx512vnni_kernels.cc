@@ -296,4 +296,41 @@ void QuantizeRowAvx512(const float* x, int64_t n, float factor, bool divide, flo
   }
 }
 
+void Int4GemvAvx512(const float* x_even, const float* x_odd, const uint8_t* packed,
+                    int64_t row_bytes, int64_t rows, int64_t group_bytes, int64_t groups,
+                    const float* scales, const uint8_t* zero_points, const float* bias, float* y) {
+  const __m512i low_nibble = _mm512_set1_epi32(0xF);
+  for (int64_t n = 0; n < rows; ++n) {
+    const uint8_t* row = packed + n * row_bytes;
+    __m512 total = _mm512_setzero_ps();
+    for (int64_t g = 0; g < groups; ++g) {
+      const __m512i zero =
+          _mm512_set1_epi32(zero_points == nullptr ? 8 : zero_points[n * groups + g]);
+      __m512 sum = _mm512_setzero_ps();
+      const int64_t end = (g + 1) * group_bytes;
+      for (int64_t b = g * group_bytes; b < end; b += 16) {
+        const int64_t count = end - b < 16 ? end - b : 16;
+        __m128i bytes;
+        if (count == 16) {
+          bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + b));
+        } else {
+          alignas(16) uint8_t tail[16] = {};
+          for (int64_t i = 0; i < count; ++i) tail[i] = row[b + i];
+          bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(tail));
+        }
+        const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
+        const __m512i wide = _mm512_cvtepu8_epi32(bytes);
+        const __m512 w_even =
+            _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(wide, low_nibble), zero));
+        const __m512 w_odd = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(wide, 4), zero));
+        sum = _mm512_fmadd_ps(w_even, _mm512_maskz_loadu_ps(mask, x_even + b), sum);
+        sum = _mm512_fmadd_ps(w_odd, _mm512_maskz_loadu_ps(mask, x_odd + b), sum);
+      }
+      total = _mm512_fmadd_ps(_mm512_set1_ps(scales[n * groups + g]), sum, total);
+    }
+    const float dot = _mm512_reduce_add_ps(total);
+    y[n] = bias == nullptr ? dot : dot + bias[n];
+  }
+}
+
 }  // namespace squeeze::core::quant::gemm::internal

@@ -99,19 +99,20 @@ absl::StatusOr<ResolvedGemm> Resolve(const GemmOptions& options) {
   switch (*path) {
     case GemmPath::kAvx512Vnni:
       resolved.kernels = {Int8TileAvx2,  PanelGemmAvx2,     Int8PanelTileAvx512Vnni,
-                          MinMaxAvx512,  QuantizeRowAvx512, Int8TransposedGemmAvx512Vnni};
+                          MinMaxAvx512,  QuantizeRowAvx512, Int8TransposedGemmAvx512Vnni,
+                          Int4GemvAvx512};
       break;
     case GemmPath::kAvxVnni:
       resolved.kernels = {Int8TileAvx2, PanelGemmAvx2,     Int8PanelTileAvxVnni,
-                          MinMaxScalar, QuantizeRowScalar, Int8TransposedGemmScalar};
+                          MinMaxScalar, QuantizeRowScalar, Int8TransposedGemmScalar, nullptr};
       break;
     case GemmPath::kAvx2:
       resolved.kernels = {Int8TileAvx2, PanelGemmAvx2, nullptr, MinMaxScalar, QuantizeRowScalar,
-                          Int8TransposedGemmScalar};
+                          Int8TransposedGemmScalar, nullptr};
       break;
     default:
       resolved.kernels = {Int8TileScalar,    PanelGemmScalar, nullptr, MinMaxScalar,
-                          QuantizeRowScalar, Int8TransposedGemmScalar};
+                          QuantizeRowScalar, Int8TransposedGemmScalar, nullptr};
       break;
   }
   // hardware_concurrency() reads /sys on Linux: once per process, not per call.

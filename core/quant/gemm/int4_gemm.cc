@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/kernels/cpu/kernel_util.h"
 #include "core/quant/gemm/gemm_driver.h"
 #include "core/quant/packed_formats.h"
 #include "core/status_macros.h"
@@ -37,6 +38,11 @@ absl::Status CheckLayer(int64_t m, const QuantizedLinear& layer) {
   return absl::OkStatus();
 }
 
+// Activation rows up to which Int4Gemm runs the register-decoding GEMV, and
+// the output rows a GEMV thread takes at least.
+constexpr int64_t kGemvMaxRows = 4;
+constexpr int64_t kMinGemvRowsPerThread = 256;
+
 // The stored q of a nibble minus its zero point (symmetric: the +8 offset).
 int Centred(uint8_t nibble, int zero) { return static_cast<int>(nibble) - zero; }
 
@@ -64,6 +70,33 @@ absl::Status Int4Gemm(const float* x, int64_t m, const QuantizedLinear& layer,
                       float* y, const GemmOptions& options) {
   SQ_RETURN_IF_ERROR(CheckLayer(m, layer));
   SQ_ASSIGN_OR_RETURN(const internal::ResolvedGemm gemm, internal::Resolve(options));
+  if (m <= kGemvMaxRows && gemm.kernels.int4_gemv != nullptr && layer.in % 2 == 0 &&
+      layer.group_size % 2 == 0) {
+    // A few rows: decode the nibbles in registers, row by row of W, instead
+    // of decoding float panels that only these rows would use.
+    const int64_t half = layer.in / 2, groups = layer.Groups();
+    std::vector<float> split(m * layer.in);  // per row: x[0], x[2], ..., then x[1], x[3], ...
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t k = 0; k < half; ++k) {
+        split[r * layer.in + k] = x[r * layer.in + 2 * k];
+        split[r * layer.in + half + k] = x[r * layer.in + 2 * k + 1];
+      }
+    }
+    const uint8_t* packed = reinterpret_cast<const uint8_t*>(layer.packed.data());
+    kernels::cpu::ParallelFor(
+        layer.out, kMinGemvRowsPerThread, gemm.threads, [&](int64_t begin, int64_t end) {
+          for (int64_t r = 0; r < m; ++r) {
+            gemm.kernels.int4_gemv(
+                split.data() + r * layer.in, split.data() + r * layer.in + half,
+                packed + begin * half, half, end - begin, half / groups, groups,
+                layer.scales.data() + begin * groups,
+                layer.asymmetric ? layer.zero_points.data() + begin * groups : nullptr,
+                layer.bias.empty() ? nullptr : layer.bias.data() + begin,
+                y + r * layer.out + begin);
+          }
+        });
+    return absl::OkStatus();
+  }
   internal::DecodedPanelGemm(
       x, m, layer.in, layer.out,
       [&layer](int64_t n, float* out, int64_t stride) { DecodeRow(layer, n, out, stride); },

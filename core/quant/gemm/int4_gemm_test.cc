@@ -46,7 +46,11 @@ TEST(Int4GemmRefTest, EqualsProductOfDequantizedWeights) {
 TEST(Int4GemmTest, MatchesReferenceWithinReassociationBound) {
   for (auto [m, n, k, group] : {std::tuple<int64_t, int64_t, int64_t, int>{1, 1, 8, 8},
                                 {1, 4096, 192, 64}, {2048 / 64, 65, 128, 0},
-                                {7, 33, 37, 0}, {13, 17, 96, 32}, {300, 5, 64, 16}}) {
+                                {7, 33, 37, 0}, {13, 17, 96, 32}, {300, 5, 64, 16},
+                                // The GEMV (m <= 4): 16-byte tails, groups of 4 bytes,
+                                // odd depth (not taken), 600 output rows over 2 threads.
+                                {1, 19, 36, 0}, {3, 20, 40, 8}, {4, 600, 64, 8}, {2, 9, 37, 0},
+                                {1, 8, 96, 32}}) {
     for (bool asymmetric : {false, true}) {
       for (bool zero_group : {false, true}) {
         const QuantizedLinear q = Quantized(n, k, RtnOptions{4, group, asymmetric},

@@ -77,6 +77,19 @@ using Int8TransposedGemmFn = void (*)(const uint8_t* x_panels, int64_t rows, con
                                       int64_t out, int64_t depth, const Int8Rescale& rescale,
                                       float* y, int64_t ldy);
 
+// Int4 GEMV for a few activation rows: for output rows n < rows,
+// y[n] = sum_g scales[n * groups + g] * sum_{kk in group g} x[kk] * (q[n, kk] - zero)
+// (+ bias[n]), with zero = zero_points[n * groups + g], or 8 (the symmetric
+// offset) when zero_points is null; the nibbles decoded in registers from
+// `packed` (row_bytes a row, low nibble = even kk), x given de-interleaved as
+// x_even[k] = x[2k], x_odd[k] = x[2k + 1]. Every group is group_bytes bytes
+// (even depth and group sizes only). Float results within the reassociation
+// bound of Int4GemmRef.
+using Int4GemvFn = void (*)(const float* x_even, const float* x_odd, const uint8_t* packed,
+                            int64_t row_bytes, int64_t rows, int64_t group_bytes, int64_t groups,
+                            const float* scales, const uint8_t* zero_points, const float* bias,
+                            float* y);
+
 struct GemmKernels {
   Int8TileFn int8_tile;
   PanelGemmFn panel_gemm;
@@ -84,6 +97,7 @@ struct GemmKernels {
   MinMaxFn min_max;
   QuantizeRowFn quantize_row;
   Int8TransposedGemmFn int8_transposed_gemm;
+  Int4GemvFn int4_gemv;  // null where the panel GEMM serves every batch
 };
 
 // The portable kernels (scalar_kernels.cc); Int8TileScalar is also the
@@ -125,6 +139,9 @@ void Int8TransposedGemmAvx512Vnni(const uint8_t* x_panels, int64_t rows, const i
                                   float* y, int64_t ldy);
 void QuantizeRowAvx512(const float* x, int64_t n, float factor, bool divide, float zero,
                        uint8_t* q);
+void Int4GemvAvx512(const float* x_even, const float* x_odd, const uint8_t* packed,
+                    int64_t row_bytes, int64_t rows, int64_t group_bytes, int64_t groups,
+                    const float* scales, const uint8_t* zero_points, const float* bias, float* y);
 
 }  // namespace squeeze::core::quant::gemm::internal
 
