@@ -17,6 +17,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -128,6 +129,13 @@ absl::Status Measure(const std::string& model, const Graph& graph, const std::ve
     std::printf("%s %s: %s %.4f (quantized in %.1f s, %zu layers, %zu left in float)%s\n", model.c_str(),
                 method.name.c_str(), metric_name.c_str(), value, quantize_seconds, result.layers.size(),
                 result.skipped.size(), alphas.empty() ? "" : absl::StrCat(" awq alphas ", alphas).c_str());
+    // Activation ranges per layer: how far each observer clips.
+    for (const auto& layer : result.layers) {
+      if (layer.activation_scale <= 0) continue;
+      const bool is_unsigned = absl::StrContains(layer.technique, "a8u");
+      std::printf("  %s: %s, activation threshold %.4g\n", layer.name.c_str(), layer.technique.c_str(),
+                  layer.activation_scale * (is_unsigned ? 255.0 : 127.0));
+    }
     std::fflush(stdout);
   }
   return absl::OkStatus();

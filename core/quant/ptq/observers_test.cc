@@ -1,6 +1,7 @@
 #include "core/quant/ptq/observers.h"
 
 #include <cmath>
+#include <utility>
 #include <random>
 
 #include "gmock/gmock.h"
@@ -45,6 +46,28 @@ TEST(ObserversTest, MseAndEntropyClipAGaussianOutlier) {
     // outlier's clipping error, so it clips less, but it does clip.
     EXPECT_GT(range->threshold, 2.0f) << ObserverName(observer);
     EXPECT_LT(range->threshold, observer == Observer::kMse ? 40.0f : 10.0f) << ObserverName(observer);
+  }
+}
+
+// Exponential quantiles -ln(1 - (i + 0.5) / n): a long, light tail.
+std::vector<float> ExponentialQuantiles(int n) {
+  std::vector<float> v(n);
+  for (int i = 0; i < n; ++i) v[i] = static_cast<float>(-std::log1p(-(i + 0.5) / n));
+  return v;
+}
+
+// The bins TensorRT's procedure picks on the same values
+// (tests/fixtures/observers/entropy_reference.py prints "unsigned threshold
+// 11.1094... bins 1864" and "signed threshold 10.2631... bins 1722"); ours
+// reports the middle of the chosen bin.
+TEST(ObserversTest, EntropyMatchesTheReferenceProcedure) {
+  const std::vector<float> v = ExponentialQuantiles(100000);
+  const double max = v.back();
+  const double width = max / 2048;
+  for (auto [is_unsigned, bins] : {std::pair{true, 1864}, std::pair{false, 1722}}) {
+    auto range = ObserveRange("x", v, max, !is_unsigned, Observer::kEntropy);
+    ASSERT_TRUE(range.ok());
+    EXPECT_NEAR(range->threshold, (bins + 0.5) * width, 1e-4) << (is_unsigned ? "unsigned" : "signed");
   }
 }
 
