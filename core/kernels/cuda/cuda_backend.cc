@@ -10,17 +10,8 @@
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/kernels/cpu/kernel_util.h"
 #include "core/kernels/cuda/cuda_kernels.h"
+#include "core/kernels/cuda/device_buffer.h"
 #include "core/status_macros.h"
-
-// Turns a CUDA runtime error into an absl::Status naming the call.
-#define SQ_CUDA_RETURN_IF_ERROR(expr)                                                  \
-  do {                                                                                 \
-    const cudaError_t sq_cuda_error_ = (expr);                                         \
-    if (sq_cuda_error_ != cudaSuccess) {                                               \
-      return absl::InternalError(absl::StrCat("cuda: ", #expr, ": ",                  \
-                                              cudaGetErrorString(sq_cuda_error_)));    \
-    }                                                                                  \
-  } while (0)
 
 #define SQ_CUBLAS_RETURN_IF_ERROR(expr)                                                       \
   do {                                                                                        \
@@ -37,38 +28,6 @@ namespace {
 using graph::DataType;
 using graph::Tensor;
 using runtime::KernelCall;
-
-// Owns one device allocation.
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer() {
-    if (data_ != nullptr) cudaFree(data_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-  absl::Status Allocate(size_t bytes) {
-    SQ_CUDA_RETURN_IF_ERROR(cudaMalloc(&data_, bytes > 0 ? bytes : 1));
-    bytes_ = bytes;
-    return absl::OkStatus();
-  }
-  absl::Status Upload(const void* host, size_t bytes) {
-    SQ_RETURN_IF_ERROR(Allocate(bytes));
-    SQ_CUDA_RETURN_IF_ERROR(cudaMemcpy(data_, host, bytes, cudaMemcpyHostToDevice));
-    return absl::OkStatus();
-  }
-  absl::Status Download(void* host) const {
-    SQ_CUDA_RETURN_IF_ERROR(cudaMemcpy(host, data_, bytes_, cudaMemcpyDeviceToHost));
-    return absl::OkStatus();
-  }
-  template <typename T>
-  T* get() const { return static_cast<T*>(data_); }
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
-};
 
 absl::Status UploadTensor(const Tensor& tensor, DeviceBuffer* buffer) {
   return buffer->Upload(tensor.raw_data(), static_cast<size_t>(tensor.byte_size()));
