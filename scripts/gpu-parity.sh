@@ -4,8 +4,9 @@
 # cuda_lowbit_gemm_test) and squeeze-cuda-lowbit-bench, runs the tests
 # (which must run on the device, not skip), then times the low-bit and 2:4
 # kernels against cuBLAS float32 at 1024x1024x1024 and the LM's shapes and
-# prints a markdown table. About 5 minutes on a 16-core machine from a cold
-# build directory; well under a minute of it on the GPU.
+# prints a markdown table. Not yet timed on a GPU machine: it builds only
+# these three targets' dependencies (here, 2 cores, warm ccache: under a
+# minute), and the tests and timings take seconds.
 #
 #   scripts/gpu-parity.sh
 #       On a GPU machine that has the project's build dependencies
