@@ -1,8 +1,12 @@
 #include "core/runtime/executor.h"
 
+#include <map>
 #include <new>
 #include <set>
 #include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -88,7 +92,9 @@ absl::StatusOr<Executor> Executor::Create(
     absl::StatusOr<std::vector<graph::Tensor>> outputs = RunCall(*backend, call);
     if (!outputs.ok() || outputs->size() < node.outputs.size()) continue;
     for (size_t k = 0; k < node.outputs.size(); ++k) {
-      if (!node.outputs[k].empty()) constants.insert_or_assign(node.outputs[k], (*outputs)[k]);
+      if (!node.outputs[k].empty()) {
+        constants.insert_or_assign(node.outputs[k], std::move((*outputs)[k]));
+      }
     }
     steps[i].skipped = true;
   }
