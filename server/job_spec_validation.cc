@@ -1,5 +1,6 @@
 #include "server/job_spec_validation.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -52,13 +53,92 @@ absl::Status ValidateBlobRef(const v1::BlobRef& ref, const std::string& field, b
   return absl::OkStatus();
 }
 
+// The combinations of a quantize pass's method, granularity and
+// mixed-precision budget (its single fields are checked by ValidatePass).
+absl::Status ValidateQuantizeMethod(const v1::QuantizePass& q, const std::string& field) {
+  const bool kmeans = q.method() == v1::QuantizePass::KMEANS;
+  const bool rtn = q.method() == v1::QuantizePass::METHOD_UNSPECIFIED || q.method() == v1::QuantizePass::RTN;
+  if (q.granularity() == v1::QuantizePass::PER_TENSOR) {
+    if (!rtn && !kmeans) {
+      return Invalid(absl::StrCat(field, ".quantize.granularity PER_TENSOR needs method RTN or KMEANS, got ",
+                                  v1::QuantizePass::Method_Name(q.method())));
+    }
+    if (q.bias_correction() || q.smoothquant_alpha() > 0) {
+      return Invalid(absl::StrCat(field, ".quantize.granularity PER_TENSOR does not combine with bias_correction "
+                                         "or smoothquant_alpha"));
+    }
+  }
+  if (q.kmeans_iterations() < 0 || q.kmeans_iterations() > 1000) {
+    return Invalid(absl::StrCat(field, ".quantize.kmeans_iterations must be in [1, 1000] (0: default 100), got ",
+                                q.kmeans_iterations()));
+  }
+  if (!kmeans && q.kmeans_iterations() != 0) {
+    return Invalid(absl::StrCat(field, ".quantize.kmeans_iterations applies to method KMEANS only"));
+  }
+  if (kmeans) {
+    if (q.bits() != 2 && q.bits() != 3 && q.bits() != 4) {
+      return Invalid(absl::StrCat(field, ".quantize.bits must be 2, 3 or 4 for method KMEANS (2^bits centroids), got ",
+                                  q.bits()));
+    }
+    if (q.granularity() == v1::QuantizePass::PER_GROUP || q.asymmetric() || q.activation_bits() != 0 ||
+        q.bias_correction() || q.smoothquant_alpha() > 0 || q.per_device()) {
+      return Invalid(absl::StrCat(field, ".quantize.method KMEANS is weight-only with a codebook per layer "
+                                         "(PER_TENSOR) or per channel: granularity PER_GROUP, asymmetric, "
+                                         "activation_bits, bias_correction, smoothquant_alpha and per_device "
+                                         "must keep their defaults"));
+    }
+  }
+  if (!q.has_mixed_precision()) return absl::OkStatus();
+  const v1::MixedPrecision& m = q.mixed_precision();
+  if (q.bits() != 0 || !rtn || q.activation_bits() != 0 || q.asymmetric() || q.bias_correction() ||
+      q.smoothquant_alpha() > 0 || q.per_device() ||
+      (q.granularity() != v1::QuantizePass::GRANULARITY_UNSPECIFIED &&
+       q.granularity() != v1::QuantizePass::PER_CHANNEL)) {
+    return Invalid(absl::StrCat(field, ".quantize.mixed_precision chooses per-channel symmetric RTN widths per "
+                                       "layer, weight-only: bits must stay 0 (got ", q.bits(), "), method RTN (got ",
+                                v1::QuantizePass::Method_Name(q.method()),
+                                "), granularity PER_CHANNEL, and asymmetric, activation_bits, bias_correction, "
+                                "smoothquant_alpha and per_device their defaults"));
+  }
+  if ((m.average_bits() != 0) == (m.max_bytes() != 0)) {
+    return Invalid(absl::StrCat(field, ".quantize.mixed_precision needs exactly one of average_bits and max_bytes, "
+                                       "got average_bits ", m.average_bits(), " and max_bytes ", m.max_bytes()));
+  }
+  if (m.average_bits() != 0 && !(m.average_bits() >= 2 && m.average_bits() <= 16)) {
+    return Invalid(absl::StrCat(field, ".quantize.mixed_precision.average_bits must be in [2, 16], got ",
+                                m.average_bits()));
+  }
+  if (m.max_bytes() < 0) {
+    return Invalid(absl::StrCat(field, ".quantize.mixed_precision.max_bytes must be > 0, got ", m.max_bytes()));
+  }
+  if (!v1::MixedPrecision::Sensitivity_IsValid(m.sensitivity())) {
+    return Invalid(absl::StrCat(field, ".quantize.mixed_precision.sensitivity is unknown: ",
+                                static_cast<int>(m.sensitivity())));
+  }
+  std::set<int> seen;
+  for (int bits : m.candidate_bits()) {
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 8 && bits != 16) {
+      return Invalid(absl::StrCat(field, ".quantize.mixed_precision.candidate_bits must each be 2, 3, 4, 8 or 16, got ",
+                                  bits));
+    }
+    if (!seen.insert(bits).second) {
+      return Invalid(absl::StrCat(field, ".quantize.mixed_precision.candidate_bits names ", bits, " twice"));
+    }
+  }
+  if (m.probes() < 0 || m.probes() > 64) {
+    return Invalid(absl::StrCat(field, ".quantize.mixed_precision.probes must be in [1, 64] (0: default 4), got ",
+                                m.probes()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidatePass(const v1::Pass& pass, int index) {
   const std::string field = absl::StrCat("spec.recipe.passes[", index, "]");
   switch (pass.technique_case()) {
     case v1::Pass::kQuantize: {
       const v1::QuantizePass& q = pass.quantize();
-      if (q.bits() != 0 && q.bits() != 4 && q.bits() != 8) {
-        return Invalid(absl::StrCat(field, ".quantize.bits must be 4 or 8, got ", q.bits()));
+      if (q.bits() != 0 && q.bits() != 2 && q.bits() != 3 && q.bits() != 4 && q.bits() != 8) {
+        return Invalid(absl::StrCat(field, ".quantize.bits must be 2, 3, 4 or 8, got ", q.bits()));
       }
       if (!v1::QuantizePass::Granularity_IsValid(q.granularity())) {
         return Invalid(absl::StrCat(field, ".quantize.granularity is unknown: ",
@@ -91,6 +171,7 @@ absl::Status ValidatePass(const v1::Pass& pass, int index) {
         return Invalid(absl::StrCat(field, ".quantize.smoothquant_alpha = ", q.smoothquant_alpha(),
                                     " needs activation_bits = 8 (SmoothQuant is for W8A8)"));
       }
+      SQ_RETURN_IF_ERROR(ValidateQuantizeMethod(q, field));
       if (q.calibration_batches() < 0 || q.calibration_batches() > kMaxCalibrationBatches) {
         return Invalid(absl::StrCat(field, ".quantize.calibration_batches must be in [1, ", kMaxCalibrationBatches,
                                     "] or 0 for the default, got ", q.calibration_batches()));
@@ -201,8 +282,37 @@ absl::Status ValidatePass(const v1::Pass& pass, int index) {
       return absl::OkStatus();
     }
     case v1::Pass::kQat: {
-      return absl::UnimplementedError(absl::StrCat(
-          field, ": technique 'qat' is not offered by this daemon yet (core/quant/qat has it as a library)"));
+      const v1::QatPass& q = pass.qat();
+      if (q.steps() < 3 || q.steps() > kMaxTrainingSteps) {
+        return Invalid(absl::StrCat(field, ".qat.steps must be in [3, ", kMaxTrainingSteps, "], got ", q.steps()));
+      }
+      if (q.weight_bits() != 0 && q.weight_bits() != 4 && q.weight_bits() != 8) {
+        return Invalid(absl::StrCat(field, ".qat.weight_bits must be 4 or 8 (0: default 4), got ", q.weight_bits()));
+      }
+      if (!(q.learning_rate() >= 0 && q.learning_rate() <= 1)) {
+        return Invalid(absl::StrCat(field, ".qat.learning_rate must be in (0, 1] (0: default 1e-4), got ",
+                                    q.learning_rate()));
+      }
+      if (!(q.scale_learning_rate() >= 0 && q.scale_learning_rate() <= 1)) {
+        return Invalid(absl::StrCat(field, ".qat.scale_learning_rate must be in (0, 1] (0: default 1e-4), got ",
+                                    q.scale_learning_rate()));
+      }
+      if (q.batch_size() < 0 || q.batch_size() > kMaxCalibrationBatchSize) {
+        return Invalid(absl::StrCat(field, ".qat.batch_size must be in [1, ", kMaxCalibrationBatchSize,
+                                    "] (0: default 32), got ", q.batch_size()));
+      }
+      if (!(q.distill_temperature() >= 0 && q.distill_temperature() <= 100)) {
+        return Invalid(absl::StrCat(field, ".qat.distill_temperature must be in (0, 100] (0: default 4), got ",
+                                    q.distill_temperature()));
+      }
+      if (!(q.distill_weight() >= 0 && q.distill_weight() <= 1)) {
+        return Invalid(absl::StrCat(field, ".qat.distill_weight must be in [0, 1] (0: default 0.5), got ",
+                                    q.distill_weight()));
+      }
+      if (!q.distill_from_float() && (q.distill_temperature() != 0 || q.distill_weight() != 0)) {
+        return Invalid(absl::StrCat(field, ".qat.distill_temperature and .distill_weight need distill_from_float"));
+      }
+      return absl::OkStatus();
     }
     case v1::Pass::TECHNIQUE_NOT_SET:
       return Invalid(absl::StrCat(field, " names no technique (an unknown technique from a "
@@ -270,7 +380,7 @@ absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request,
   int quantize_passes = 0;
   for (int i = 0; i < passes; ++i) {
     SQ_RETURN_IF_ERROR(ValidatePass(spec.recipe().passes(i), i));
-    if (spec.recipe().passes(i).has_quantize()) ++quantize_passes;
+    if (spec.recipe().passes(i).has_quantize() || spec.recipe().passes(i).has_qat()) ++quantize_passes;
   }
   for (int i = 0; i < passes; ++i) {
     if (spec.recipe().passes(i).has_search() && passes > 1) {
@@ -281,9 +391,9 @@ absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request,
   bool pruned_weights = false;
   for (int i = 0; i < passes; ++i) {
     const v1::Pass& pass = spec.recipe().passes(i);
-    if (pass.has_quantize() && i + 1 != passes) {
-      return Invalid(absl::StrCat("spec.recipe.passes[", i, "]: quantize must be the last pass (", passes - 1 - i,
-                                  " passes follow it)"));
+    if ((pass.has_quantize() || pass.has_qat()) && i + 1 != passes) {
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "]: ", pass.has_qat() ? "qat" : "quantize",
+                                  " must be the last pass (", passes - 1 - i, " passes follow it)"));
     }
     if (pass.has_quantize() && pruned_weights && pass.quantize().method() == v1::QuantizePass::GPTQ) {
       return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize.method GPTQ after unstructured or N:M ",
@@ -293,7 +403,7 @@ absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request,
   }
   if (quantize_passes > 1) {
     return Invalid(absl::StrCat("spec.recipe has ", quantize_passes,
-                                " quantize passes; a model is quantized once"));
+                                " quantize or qat passes; a model is quantized once"));
   }
 
   if (spec.target_devices_size() > kMaxDevices) {
@@ -363,6 +473,10 @@ absl::Status ValidateRecipeForModel(const v1::Recipe& recipe,
     const v1::QuantizePass& q = recipe.passes(i).quantize();
     if (q.per_device()) {
       return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize.per_device needs an ONNX model"));
+    }
+    if (q.granularity() == v1::QuantizePass::PER_TENSOR || q.has_mixed_precision()) {
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize: granularity PER_TENSOR and "
+                                  "mixed_precision need an ONNX model"));
     }
     if (q.method() > v1::QuantizePass::RTN || q.activation_bits() != 0 ||
         q.observer() > v1::QuantizePass::MIN_MAX || q.smoothquant_alpha() != 0 || q.bias_correction()) {
@@ -447,9 +561,30 @@ absl::Status ValidateRecipeForGraph(const v1::Recipe& recipe, const core::quant:
   }
   for (int i = 0; i < recipe.passes_size(); ++i) {
     if (!recipe.passes(i).has_quantize()) continue;
-    if (recipe.passes(i).quantize().per_device()) continue;  // Resolved per device by the worker.
-    absl::Status status = PtqOptionsFromPass(recipe.passes(i).quantize()).Validate(scan.layers);
+    const v1::QuantizePass& q = recipe.passes(i).quantize();
+    if (q.per_device()) continue;  // Resolved per device by the worker.
+    absl::Status status = PtqOptionsFromPass(q).Validate(scan.layers);
     if (!status.ok()) return Invalid(absl::StrCat("spec.recipe.passes[", i, "]: ", status.message()));
+    if (!q.has_mixed_precision()) continue;
+    // The smallest plan: every layer at the narrowest candidate, with its
+    // per-channel float32 scales (as core/quant/mixed counts sizes).
+    const v1::MixedPrecision& m = q.mixed_precision();
+    int narrowest = m.candidate_bits().empty() ? 2 : 16;
+    for (int bits : m.candidate_bits()) narrowest = std::min(narrowest, bits);
+    int64_t params = 0, smallest_bits = 0;
+    for (const auto& layer : scan.layers) {
+      params += layer.out * layer.in;
+      smallest_bits += layer.out * layer.in * narrowest + (narrowest < 16 ? layer.out * 32 : 0);
+    }
+    const int64_t budget_bits =
+        m.max_bytes() > 0 ? m.max_bytes() * 8 : static_cast<int64_t>(std::floor(m.average_bits() * params));
+    if (budget_bits < smallest_bits) {
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize.mixed_precision: the budget of ", budget_bits,
+                                  " bits (", static_cast<double>(budget_bits) / params, " per weight over ", params,
+                                  " weights) is below the smallest plan, every layer at ", narrowest, " bits: ",
+                                  smallest_bits, " bits (", static_cast<double>(smallest_bits) / params,
+                                  " per weight, per-channel scales included)"));
+    }
   }
   return absl::OkStatus();
 }

@@ -28,7 +28,13 @@ TEST_F(ValidationTest, NamesTheBadField) {
   request_.mutable_spec()->mutable_recipe()->mutable_passes(0)->mutable_quantize()->set_bits(12);
   absl::Status status = Check();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(status.message(), "spec.recipe.passes[0].quantize.bits must be 4 or 8, got 12");
+  EXPECT_EQ(status.message(), "spec.recipe.passes[0].quantize.bits must be 2, 3, 4 or 8, got 12");
+  for (int bits : {2, 3, 4, 8}) {
+    request_.mutable_spec()->mutable_recipe()->mutable_passes(0)->mutable_quantize()->set_bits(bits);
+    EXPECT_TRUE(Check().ok()) << bits << ": " << Check();
+  }
+  request_.mutable_spec()->mutable_recipe()->mutable_passes(0)->mutable_quantize()->set_bits(5);
+  EXPECT_EQ(Check().message(), "spec.recipe.passes[0].quantize.bits must be 2, 3, 4 or 8, got 5");
 }
 
 TEST_F(ValidationTest, RejectsBadReferencesAndRanges) {
@@ -56,7 +62,105 @@ TEST_F(ValidationTest, UnknownAndUnimplementedTechniques) {
   request_.mutable_spec()->mutable_recipe()->add_passes();  // No technique set.
   EXPECT_NE(Check().message().find("passes[1] names no technique"), std::string::npos);
   request_.mutable_spec()->mutable_recipe()->mutable_passes(1)->mutable_qat()->set_steps(5);
-  EXPECT_EQ(Check().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(Check().message(), "spec.recipe.passes[0]: quantize must be the last pass (1 passes follow it)");
+}
+
+TEST_F(ValidationTest, PerTensorGranularity) {
+  auto* q = request_.mutable_spec()->mutable_recipe()->mutable_passes(0)->mutable_quantize();
+  q->set_granularity(v1::QuantizePass::PER_TENSOR);
+  q->set_bits(2);
+  EXPECT_TRUE(Check().ok()) << Check();
+  q->set_method(v1::QuantizePass::GPTQ);
+  EXPECT_EQ(Check().message(),
+            "spec.recipe.passes[0].quantize.granularity PER_TENSOR needs method RTN or KMEANS, got GPTQ");
+  q->set_method(v1::QuantizePass::RTN);
+  q->set_bias_correction(true);
+  EXPECT_NE(Check().message().find("PER_TENSOR does not combine with bias_correction"), std::string::npos) << Check();
+  q->set_granularity(static_cast<v1::QuantizePass::Granularity>(7));
+  EXPECT_NE(Check().message().find("granularity is unknown: 7"), std::string::npos) << Check();
+}
+
+TEST_F(ValidationTest, KmeansOptions) {
+  auto* q = request_.mutable_spec()->mutable_recipe()->mutable_passes(0)->mutable_quantize();
+  q->set_method(v1::QuantizePass::KMEANS);
+  q->set_bits(8);
+  EXPECT_EQ(Check().message(),
+            "spec.recipe.passes[0].quantize.bits must be 2, 3 or 4 for method KMEANS (2^bits centroids), got 8");
+  q->set_bits(3);
+  EXPECT_TRUE(Check().ok()) << Check();
+  q->set_granularity(v1::QuantizePass::PER_TENSOR);
+  q->set_kmeans_iterations(50);
+  EXPECT_TRUE(Check().ok()) << Check();
+  q->set_kmeans_iterations(5000);
+  EXPECT_EQ(Check().message(),
+            "spec.recipe.passes[0].quantize.kmeans_iterations must be in [1, 1000] (0: default 100), got 5000");
+  q->set_kmeans_iterations(0);
+  q->set_activation_bits(8);
+  EXPECT_NE(Check().message().find("method KMEANS is weight-only"), std::string::npos) << Check();
+  q->set_activation_bits(0);
+  q->set_method(v1::QuantizePass::RTN);
+  q->set_kmeans_iterations(10);
+  EXPECT_NE(Check().message().find("kmeans_iterations applies to method KMEANS only"), std::string::npos) << Check();
+}
+
+TEST_F(ValidationTest, MixedPrecisionOptions) {
+  auto* q = request_.mutable_spec()->mutable_recipe()->mutable_passes(0)->mutable_quantize();
+  q->set_bits(0);
+  v1::MixedPrecision* m = q->mutable_mixed_precision();
+  EXPECT_NE(Check().message().find("needs exactly one of average_bits and max_bytes, got average_bits 0 and "
+                                   "max_bytes 0"),
+            std::string::npos)
+      << Check();
+  m->set_average_bits(3);
+  EXPECT_TRUE(Check().ok()) << Check();
+  m->set_max_bytes(1000);
+  EXPECT_NE(Check().message().find("exactly one of"), std::string::npos) << Check();
+  m->set_max_bytes(0);
+  m->set_average_bits(1.5);
+  EXPECT_EQ(Check().message(), "spec.recipe.passes[0].quantize.mixed_precision.average_bits must be in [2, 16], got 1.5");
+  m->set_average_bits(3);
+  m->add_candidate_bits(2);
+  m->add_candidate_bits(5);
+  EXPECT_EQ(Check().message(),
+            "spec.recipe.passes[0].quantize.mixed_precision.candidate_bits must each be 2, 3, 4, 8 or 16, got 5");
+  m->set_candidate_bits(1, 2);
+  EXPECT_EQ(Check().message(), "spec.recipe.passes[0].quantize.mixed_precision.candidate_bits names 2 twice");
+  m->set_candidate_bits(1, 16);
+  m->set_probes(100);
+  EXPECT_NE(Check().message().find("probes must be in [1, 64] (0: default 4), got 100"), std::string::npos) << Check();
+  m->set_probes(0);
+  EXPECT_TRUE(Check().ok()) << Check();
+  q->set_bits(4);
+  EXPECT_NE(Check().message().find("bits must stay 0 (got 4)"), std::string::npos) << Check();
+  q->set_bits(0);
+  q->set_method(v1::QuantizePass::GPTQ);
+  EXPECT_NE(Check().message().find("method RTN (got GPTQ)"), std::string::npos) << Check();
+}
+
+TEST_F(ValidationTest, QatOptions) {
+  auto* recipe = request_.mutable_spec()->mutable_recipe();
+  recipe->clear_passes();
+  v1::QatPass* qat = recipe->add_passes()->mutable_qat();
+  EXPECT_EQ(Check().message(), "spec.recipe.passes[0].qat.steps must be in [3, 100000], got 0");
+  qat->set_steps(30);
+  EXPECT_TRUE(Check().ok()) << Check();
+  qat->set_weight_bits(3);
+  EXPECT_EQ(Check().message(), "spec.recipe.passes[0].qat.weight_bits must be 4 or 8 (0: default 4), got 3");
+  qat->set_weight_bits(8);
+  qat->set_learning_rate(2);
+  EXPECT_NE(Check().message().find("qat.learning_rate must be in (0, 1]"), std::string::npos) << Check();
+  qat->set_learning_rate(0);
+  qat->set_distill_temperature(2);
+  EXPECT_EQ(Check().message(),
+            "spec.recipe.passes[0].qat.distill_temperature and .distill_weight need distill_from_float");
+  qat->set_distill_from_float(true);
+  EXPECT_TRUE(Check().ok()) << Check();
+  qat->set_distill_weight(1.5);
+  EXPECT_NE(Check().message().find("qat.distill_weight must be in [0, 1]"), std::string::npos) << Check();
+  qat->set_distill_weight(0);
+  recipe->add_passes()->mutable_distill()->set_steps(5);
+  EXPECT_NE(Check().message().find("passes[0]: qat must be the last pass (1 passes follow it)"), std::string::npos)
+      << Check();
 }
 
 TEST_F(ValidationTest, PruneLowRankDistillAndSearchOptions) {
@@ -233,6 +337,60 @@ TEST(ValidateRecipeForGraphTest, NmPruningNamesTheLayerItDoesNotFit) {
   // Fleet form: layers 2:4 does not fit stay dense instead.
   prune->set_per_device(true);
   EXPECT_TRUE(ValidateRecipeForGraph(recipe, scan).ok());
+}
+
+TEST(ValidateRecipeForGraphTest, GroupSizeAndMixedBudgetNameTheLayerAndValue) {
+  core::quant::ptq::LayerScan scan;
+  scan.layers.resize(2);
+  scan.layers[0].name = "conv1";
+  scan.layers[0].out = 8;
+  scan.layers[0].in = 72;
+  scan.layers[1].name = "fc";
+  scan.layers[1].out = 10;
+  scan.layers[1].in = 128;
+  v1::Recipe recipe;
+  v1::QuantizePass* q = recipe.add_passes()->mutable_quantize();
+  q->set_bits(4);
+  q->set_granularity(v1::QuantizePass::PER_GROUP);
+  q->set_group_size(16);
+  absl::Status status = ValidateRecipeForGraph(recipe, scan);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("passes[0]: "), std::string::npos) << status;
+  EXPECT_NE(status.message().find("group_size 16 does not divide the input width 72"), std::string::npos) << status;
+  EXPECT_NE(status.message().find("conv1"), std::string::npos) << status;
+  q->set_group_size(8);
+  EXPECT_TRUE(ValidateRecipeForGraph(recipe, scan).ok());
+
+  // 1856 weights, 18 output channels: at 2 bits the smallest plan takes
+  // 1856 * 2 + 18 * 32 = 4288 bits, more than 2 bits per weight.
+  q->Clear();
+  q->mutable_mixed_precision()->set_average_bits(2);
+  status = ValidateRecipeForGraph(recipe, scan);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("the budget of 3712 bits (2 per weight over 1856 weights) is below the smallest "
+                                  "plan, every layer at 2 bits: 4288 bits"),
+            std::string::npos)
+      << status;
+  q->mutable_mixed_precision()->set_average_bits(2.5);
+  EXPECT_TRUE(ValidateRecipeForGraph(recipe, scan).ok());
+  q->mutable_mixed_precision()->set_average_bits(0);
+  q->mutable_mixed_precision()->set_max_bytes(400);  // 3200 bits
+  EXPECT_NE(ValidateRecipeForGraph(recipe, scan).message().find("the budget of 3200 bits"), std::string::npos);
+}
+
+TEST(ValidateRecipeForModelTest, OnnxOnlyQuantizeOptionsAreRejectedForSafetensors) {
+  core::model::SafetensorsHeader header;
+  header.tensors["fc1.weight"] = {core::model::DType::kF32, {16, 8}, 0, 512};
+  v1::Recipe recipe;
+  recipe.add_passes()->mutable_quantize()->set_granularity(v1::QuantizePass::PER_TENSOR);
+  EXPECT_NE(ValidateRecipeForModel(recipe, header).message().find("PER_TENSOR and mixed_precision need an ONNX model"),
+            std::string::npos);
+  recipe.mutable_passes(0)->mutable_quantize()->set_granularity(v1::QuantizePass::PER_CHANNEL);
+  recipe.mutable_passes(0)->mutable_quantize()->set_method(v1::QuantizePass::KMEANS);
+  EXPECT_NE(ValidateRecipeForModel(recipe, header).message().find("method KMEANS"), std::string::npos);
+  recipe.mutable_passes(0)->mutable_quantize()->set_method(v1::QuantizePass::RTN);
+  recipe.mutable_passes(0)->mutable_quantize()->set_bits(3);
+  EXPECT_TRUE(ValidateRecipeForModel(recipe, header).ok());
 }
 
 }  // namespace

@@ -89,6 +89,14 @@ absl::StatusOr<int64_t> ValidateOnnxJob(const v1::JobSpec& spec, const std::stri
     if (!header.ok()) continue;
     const bool evaluated = ref == &spec.evaluation_dataset() || !has_evaluation;
     SQ_RETURN_IF_ERROR(ValidateDatasetHeader(*header, *input, top1 && evaluated, field));
+    if (ref == &spec.calibration_dataset() && header->tensors.count("labels") == 0) {
+      for (int i = 0; i < spec.recipe().passes_size(); ++i) {
+        if (!spec.recipe().passes(i).has_qat()) continue;
+        return absl::InvalidArgumentError(absl::StrCat(
+            "spec.calibration_dataset has no tensor \"labels\"; spec.recipe.passes[", i,
+            "].qat trains on them (one integer class per example)"));
+      }
+    }
   }
   return memory;
 }

@@ -526,7 +526,9 @@ absl::StatusOr<GraphVariantReport> BuildGraphVariant(const GraphVariantRequest& 
   SQ_ASSIGN_OR_RETURN(std::unique_ptr<GraphSession> session, GraphSession::Open(request.session, progress));
   SQ_RETURN_IF_ERROR(request.ptq.Validate(session->scan().layers));
   Recipe recipe;
-  recipe.steps.push_back(QuantizeStep{request.ptq});
+  QuantizeStep step;
+  step.ptq = request.ptq;
+  recipe.steps.push_back(step);
   return session->Build(recipe, request.device, request.artifact_path, progress);
 }
 

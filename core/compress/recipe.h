@@ -2,8 +2,8 @@
 // technique of core/ with typed options. The service's v1.Recipe maps onto
 // this one pass for one step (server/job_spec_validation.h).
 //
-// Rules checked by ValidateRecipe: at most one quantize step, and it comes
-// last (it writes the packed weights the export needs); GPTQ after
+// Rules checked by ValidateRecipe: at most one quantize or QAT step, and it
+// comes last (it writes the packed weights the export needs); GPTQ after
 // unstructured or N:M pruning is refused because its error compensation
 // refills pruned weights (RTN and AWQ keep zeros at zero).
 #ifndef SQUEEZE_CORE_COMPRESS_RECIPE_H_
@@ -24,12 +24,41 @@
 #include "core/lowrank/lowrank.h"
 #include "core/prune/structured.h"
 #include "core/prune/unstructured.h"
+#include "core/quant/codebook/kmeans_codebook.h"
+#include "core/quant/mixed/mixed_precision.h"
 #include "core/quant/ptq/ptq.h"
+#include "core/quant/qat/qat.h"
 
 namespace squeeze::core::compress {
 
+// Mixed precision (core/quant/mixed): per-layer sensitivity, then the
+// exact bit allocator under a budget of average_bits per weight or
+// max_bytes (exactly one > 0); each layer then gets symmetric per-channel
+// RTN at its width (fp16 for 16). The loss is the cross-entropy of the
+// graph's first output against the calibration labels, or the float
+// model's own top-1 when the dataset has none.
+struct MixedPrecisionOptions {
+  quant::mixed::SensitivityOptions sensitivity;
+  double average_bits = 0;
+  int64_t max_bytes = 0;
+};
+
+// Weight quantization. `ptq` always holds the weight format and the
+// activation options; `kmeans` or `mixed` replace its weight method, and
+// `per_tensor` (RTN only, no bias correction) its per-channel scales by one
+// scale per tensor.
 struct QuantizeStep {
   quant::ptq::PtqOptions ptq;
+  bool per_tensor = false;
+  std::optional<quant::codebook::KmeansOptions> kmeans;
+  std::optional<MixedPrecisionOptions> mixed;
+};
+
+// Quantization-aware training (core/quant/qat) on batches of batch_size
+// labelled calibration examples (FAILED without labels: INVALID_ARGUMENT).
+struct QatStep {
+  quant::qat::QatOptions options;
+  int64_t batch_size = 32;
 };
 
 // Output distillation from the original model (core/distill's output
@@ -75,7 +104,7 @@ struct DistillStep {
   RecoveryOptions recovery;
 };
 
-using RecipeStep = std::variant<QuantizeStep, PruneStep, LowRankStep, DistillStep>;
+using RecipeStep = std::variant<QuantizeStep, PruneStep, LowRankStep, DistillStep, QatStep>;
 
 struct Recipe {
   std::vector<RecipeStep> steps;

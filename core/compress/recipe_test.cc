@@ -1,13 +1,16 @@
 // Recipes of several steps through a GraphSession on the reference MLP.
 #include "core/compress/recipe.h"
 
+#include <cmath>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <unistd.h>
 
 #include "core/compress/graph_variant_builder.h"
 #include "core/compress/test_util/fashion_mnist_samples.h"
 #include "core/onnx/onnx_model.h"
+#include "core/quant/ptq/layers.h"
 #include "gtest/gtest.h"
 
 namespace squeeze::core::compress {
@@ -41,8 +44,8 @@ class RecipeTest : public ::testing::Test {
     delete dataset_;
   }
 
-  absl::StatusOr<GraphVariantReport> Build(const Recipe& recipe) {
-    return session_->Build(recipe, TargetDevice{}, TempPath("recipe-variant.onnx"), {});
+  absl::StatusOr<GraphVariantReport> Build(const Recipe& recipe, const ProgressFn& progress = {}) {
+    return session_->Build(recipe, TargetDevice{}, TempPath("recipe-variant.onnx"), progress);
   }
 
   static std::string* dataset_;
@@ -147,6 +150,141 @@ TEST_F(RecipeTest, LoraRecoveryAfterTwoFourKeepsThePattern) {
       ASSERT_LE(nonzero, 2) << name << " group " << g;
     }
   }
+}
+
+// The quantize progress of a Build: (step, total) of every "quantize" report.
+struct QuantizeProgress {
+  std::vector<std::pair<int64_t, int64_t>> layers;
+  std::vector<std::string> stages;
+  ProgressFn Fn() {
+    return [this](const std::string& stage, int64_t step, int64_t total) {
+      stages.push_back(stage);
+      if (stage == "quantize") layers.push_back({step, total});
+      return true;
+    };
+  }
+};
+
+TEST_F(RecipeTest, PerTensorRtnUsesOneScalePerWeightTensor) {
+  QuantizeStep step;
+  step.ptq.weights.emplace();
+  step.ptq.weights->format = {3, 0, false};
+  step.per_tensor = true;
+  QuantizeProgress progress;
+  auto report = Build(Recipe{{step}}, progress.Fn());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->technique, "rtn int3-pt-sym");
+  EXPECT_EQ(report->artifact_format, "onnx-qdq");
+  const auto& layers = session_->scan().layers;
+  ASSERT_EQ(report->layers.size(), layers.size());
+  // Layer i of N, in order.
+  ASSERT_EQ(progress.layers.size(), layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    EXPECT_EQ(progress.layers[i], std::make_pair(static_cast<int64_t>(i + 1), static_cast<int64_t>(layers.size())));
+  }
+  // The artifact dequantizes every weight of a layer with the one scale
+  // max|W| / 3, and each weight lands on round(w / scale) * scale.
+  auto artifact = onnx::LoadOnnxModel(TempPath("recipe-variant.onnx"));
+  ASSERT_TRUE(artifact.ok()) << artifact.status();
+  for (const auto& layer : layers) {
+    const std::vector<float> w = quant::ptq::WeightMatrix(session_->graph(), layer);
+    float max_abs = 0;
+    for (float v : w) max_abs = std::max(max_abs, std::fabs(v));
+    const float scale = static_cast<float>(static_cast<double>(max_abs) / 3);
+    auto scales = artifact->initializers.find(layer.weight + ".scale");
+    ASSERT_NE(scales, artifact->initializers.end()) << layer.weight;
+    for (float s : scales->second.ToFloats()) EXPECT_EQ(s, scale) << layer.name;
+    EXPECT_EQ(report->layers[&layer - &layers[0]].weight_bits, 3);
+  }
+}
+
+TEST_F(RecipeTest, KmeansCodebooksHoldTwoToTheBitsValuesPerLayer) {
+  QuantizeStep step;
+  step.ptq.weights.emplace();
+  step.ptq.weights->format = {4, 0, false};
+  step.kmeans.emplace();
+  step.kmeans->bits = 4;
+  step.kmeans->per_row_codebook = false;
+  step.kmeans->max_iterations = 20;
+  QuantizeProgress progress;
+  auto report = Build(Recipe{{step}}, progress.Fn());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->technique, "kmeans4-layer");
+  EXPECT_EQ(report->artifact_format, "onnx");
+  EXPECT_EQ(progress.layers.size(), session_->scan().layers.size());
+  EXPECT_GT(report->metric_value, report->baseline_metric - 0.05);  // 400 images: a coarse bound
+  EXPECT_LT(report->memory_bytes, report->baseline_memory_bytes / 7);
+  auto artifact = onnx::LoadOnnxModel(TempPath("recipe-variant.onnx"));
+  ASSERT_TRUE(artifact.ok()) << artifact.status();
+  ASSERT_EQ(report->layers.size(), session_->scan().layers.size());
+  for (const auto& layer : session_->scan().layers) {
+    const std::vector<float> w = quant::ptq::WeightMatrix(*artifact, layer);
+    EXPECT_LE(std::set<float>(w.begin(), w.end()).size(), 16u) << layer.name;
+  }
+  for (const auto& layer : report->layers) {
+    EXPECT_EQ(layer.weight_bits, 4);
+    EXPECT_GT(layer.weight_relative_error, 0);
+    EXPECT_LT(layer.weight_relative_error, 0.2) << layer.name;
+  }
+}
+
+TEST_F(RecipeTest, MixedPrecisionPlanFitsTheBudget) {
+  QuantizeStep step;
+  step.ptq.weights.emplace();
+  step.mixed.emplace();
+  step.mixed->average_bits = 3;
+  step.mixed->sensitivity.estimator = quant::mixed::CurvatureEstimator::kFisher;
+  step.mixed->sensitivity.candidate_bits = {2, 4, 8};
+  QuantizeProgress progress;
+  auto report = Build(Recipe{{step}}, progress.Fn());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->technique, "mixed 3 bits fisher");
+  ASSERT_EQ(report->layers.size(), session_->scan().layers.size());
+  int64_t params = 0, bits = 0;
+  std::set<int> widths;
+  for (const auto& layer : report->layers) {
+    widths.insert(layer.weight_bits);
+    EXPECT_TRUE(layer.weight_bits == 2 || layer.weight_bits == 4 || layer.weight_bits == 8) << layer.weight_bits;
+    params += layer.out * layer.in;
+    bits += layer.out * layer.in * layer.weight_bits + layer.out * 32;
+  }
+  EXPECT_LE(bits, 3 * params);
+  EXPECT_GT(widths.size(), 1u);  // 3 bits on average from {2, 4, 8}: a real mix
+  bool plan_stage = false;
+  for (const std::string& stage : progress.stages) plan_stage |= stage.rfind("quantize plan: ", 0) == 0;
+  EXPECT_TRUE(plan_stage);
+  ASSERT_FALSE(report->notes.empty());
+  EXPECT_NE(report->notes[0].find("mixed-precision plan"), std::string::npos) << report->notes[0];
+  EXPECT_GT(report->metric_value, 0.5);
+}
+
+TEST_F(RecipeTest, QatTrainsW4A8AndNeedsLabels) {
+  QatStep step;
+  step.options.steps = 6;
+  step.batch_size = 16;
+  auto report = Build(Recipe{{step}});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->technique, "qat w4a8 lsq 6 steps");
+  EXPECT_EQ(report->artifact_format, "onnx-qdq");
+  ASSERT_EQ(report->layers.size(), session_->scan().layers.size());
+  for (const auto& layer : report->layers) EXPECT_EQ(layer.weight_bits, 4);
+  EXPECT_GT(report->metric_value, report->baseline_metric - 0.10);
+
+  auto unlabelled = ReadDatasetFile(*dataset_);
+  ASSERT_TRUE(unlabelled.ok()) << unlabelled.status();
+  unlabelled->labels.reset();
+  RecipeInputs inputs;
+  inputs.batches = &session_->calibration();
+  inputs.examples = &*unlabelled;
+  inputs.input_name = session_->graph().inputs.front().name;
+  auto result = ApplyRecipe(session_->graph(), Recipe{{step}}, inputs, {});
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(result.status().message().find("step 0 (qat): the calibration dataset has no \"labels\""),
+            std::string::npos)
+      << result.status();
+  QuantizeStep quantize = W8A8();
+  EXPECT_NE(ValidateRecipe(Recipe{{step, quantize}}).message().find("step 0 (qat) must be the last step"),
+            std::string::npos);
 }
 
 TEST_F(RecipeTest, RulesNameTheStep) {
