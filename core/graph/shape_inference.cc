@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -22,6 +23,21 @@ using Shape = std::vector<Dim>;
 
 // Integer tensors up to this many elements are tracked by value.
 constexpr int64_t kMaxTrackedElements = 64;
+// A rank taken from a shape tensor's length is believed up to this.
+constexpr int64_t kMaxRank = 64;
+
+// a * b and a + b, or nullopt when int64 overflows (dimensions come from
+// untrusted files).
+std::optional<int64_t> CheckedMul(int64_t a, int64_t b) {
+  int64_t out;
+  if (__builtin_mul_overflow(a, b, &out)) return std::nullopt;
+  return out;
+}
+std::optional<int64_t> CheckedAdd(int64_t a, int64_t b, int64_t c = 0) {
+  int64_t ab, out;
+  if (__builtin_add_overflow(a, b, &ab) || __builtin_add_overflow(ab, c, &out)) return std::nullopt;
+  return out;
+}
 
 // What is known about one value.
 struct ValueType {
@@ -66,9 +82,18 @@ Dim Product(const Shape& shape, size_t begin, size_t end) {
   int64_t p = 1;
   for (size_t i = begin; i < end; ++i) {
     if (!shape[i].value) return Unknown();
-    p *= *shape[i].value;
+    const std::optional<int64_t> next = CheckedMul(p, *shape[i].value);
+    if (!next) return Unknown();
+    p = *next;
   }
   return Value(p);
+}
+
+// A shape of `n` unknown dimensions, for a shape tensor of known length;
+// nullopt for a length no shape has.
+std::optional<Shape> UnknownDims(const Dim& n) {
+  if (!n.value || *n.value < 0 || *n.value > kMaxRank) return std::nullopt;
+  return Shape(static_cast<size_t>(*n.value));
 }
 
 // prod(numerator) / prod(denominator) when it is one known or symbolic
@@ -80,7 +105,9 @@ Dim Quotient(const Shape& numerator, const Shape& denominator) {
   std::multiset<std::string> symbols;
   for (const Dim& d : numerator) {
     if (d.value) {
-      num *= *d.value;
+      const std::optional<int64_t> next = CheckedMul(num, *d.value);
+      if (!next) return Unknown();
+      num = *next;
     } else if (!d.symbol.empty()) {
       symbols.insert(d.symbol);
     } else {
@@ -89,7 +116,9 @@ Dim Quotient(const Shape& numerator, const Shape& denominator) {
   }
   for (const Dim& d : denominator) {
     if (d.value) {
-      den *= *d.value;
+      const std::optional<int64_t> next = CheckedMul(den, *d.value);
+      if (!next) return Unknown();
+      den = *next;
     } else {
       auto it = d.symbol.empty() ? symbols.end() : symbols.find(d.symbol);
       if (it == symbols.end()) return Unknown();
@@ -334,13 +363,17 @@ std::optional<std::vector<Dim>> CombineElements(const std::string& op, const Val
       continue;
     }
     const int64_t u = *p.value, v = *q.value;
+    std::optional<int64_t> r;
     if (op == "Add") {
-      result.push_back(Value(u + v));
+      r = CheckedAdd(u, v);
     } else if (op == "Sub") {
-      result.push_back(Value(u - v));
+      if (v != std::numeric_limits<int64_t>::min()) r = CheckedAdd(u, -v);
     } else if (op == "Mul") {
-      result.push_back(Value(u * v));
-    } else if (op == "Div" && v != 0) {
+      r = CheckedMul(u, v);
+    }
+    if (op == "Add" || op == "Sub" || op == "Mul") {
+      result.push_back(r ? Value(*r) : Unknown());
+    } else if (op == "Div" && v != 0 && !(v == -1 && u == std::numeric_limits<int64_t>::min())) {
       // Integer Div truncates toward zero, as the kernel's C++ division.
       result.push_back(Value(u / v));
     } else {
@@ -479,8 +512,8 @@ absl::Status Inference::ConstantOfShape(const Node& node, std::vector<ValueType>
         (*out)[0].elements = std::vector<Dim>(*count.value, (*fill.elements)[0]);
       }
     }
-  } else if (shape && shape->shape && shape->shape->size() == 1 && (*shape->shape)[0].value) {
-    (*out)[0].shape = Shape(static_cast<size_t>(*(*shape->shape)[0].value));
+  } else if (shape && shape->shape && shape->shape->size() == 1) {
+    (*out)[0].shape = UnknownDims((*shape->shape)[0]);
   }
   return absl::OkStatus();
 }
@@ -554,14 +587,21 @@ absl::StatusOr<std::vector<int64_t>> Inference::SpatialOutput(
     if (strides[i] <= 0 || dilations[i] <= 0 || kernel[i] <= 0) {
       return NodeError(node, "kernel, strides and dilations must be positive");
     }
-    const int64_t extent = (kernel[i] - 1) * dilations[i] + 1;
+    const int64_t begin = auto_pad == "VALID" ? 0 : pads[i];
+    const int64_t end = auto_pad == "VALID" ? 0 : pads[i + k];
+    const std::optional<int64_t> dilated = CheckedMul(kernel[i] - 1, dilations[i]);
+    const std::optional<int64_t> padded = CheckedAdd(in[i], begin, end);
+    if (!dilated || !padded || *dilated >= std::numeric_limits<int64_t>::max() / 2 ||
+        *padded >= std::numeric_limits<int64_t>::max() / 2 || in[i] < 0 || begin < 0 || end < 0) {
+      return NodeError(node, absl::StrCat("spatial dim ", i, " (input ", in[i], ", kernel ", kernel[i],
+                                          ", pads ", begin, "+", end, ") is out of range"));
+    }
+    const int64_t extent = *dilated + 1;
     if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
       out[i] = (in[i] + strides[i] - 1) / strides[i];
       continue;
     }
-    const int64_t begin = auto_pad == "VALID" ? 0 : pads[i];
-    const int64_t end = auto_pad == "VALID" ? 0 : pads[i + k];
-    const int64_t span = in[i] + begin + end - extent;
+    const int64_t span = *padded - extent;
     if (span < 0) {
       return NodeError(node, absl::StrCat("window of extent ", extent,
                                           " does not fit input dim ", in[i], " padded by ",
@@ -584,7 +624,7 @@ absl::Status Inference::Conv(const Node& node, std::vector<ValueType>* out) {
                                         " must be [N, C, ...] and [M, C/group, ...]"));
   }
   const int64_t group = node.IntAttribute("group", 1);
-  if ((*w)[1].value && xs[1].value && *(*w)[1].value * group != *xs[1].value) {
+  if ((*w)[1].value && xs[1].value && CheckedMul(*(*w)[1].value, group) != xs[1].value) {
     return NodeError(node, absl::StrCat("W ", DimsToString(*w), " with group ", group,
                                         " does not fit the ", *xs[1].value,
                                         " input channels of X ", DimsToString(xs)));
@@ -618,7 +658,9 @@ absl::Status Inference::ConvTranspose(const Node& node, std::vector<ValueType>* 
   }
   const int64_t group = node.IntAttribute("group", 1);
   const size_t dims = xs.size() - 2;
-  Shape result = {xs[0], (*w)[1].value ? Value(*(*w)[1].value * group) : Unknown()};
+  const std::optional<int64_t> channels =
+      (*w)[1].value ? CheckedMul(*(*w)[1].value, group) : std::optional<int64_t>();
+  Shape result = {xs[0], channels ? Value(*channels) : Unknown()};
   std::vector<int64_t> output_shape = node.IntsAttribute("output_shape");
   if (output_shape.size() > dims) output_shape.erase(output_shape.begin(), output_shape.end() - dims);
   std::optional<std::vector<int64_t>> in = Ints(Shape(xs.begin() + 2, xs.end()));
@@ -643,15 +685,20 @@ absl::Status Inference::ConvTranspose(const Node& node, std::vector<ValueType>* 
     }
     const std::string auto_pad = node.StringAttribute("auto_pad", "NOTSET");
     for (size_t d = 0; d < dims; ++d) {
-      if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-        result.push_back(Value((*in)[d] * strides[d]));
-        continue;
+      // Wide arithmetic: every term comes from the file.
+      const __int128 in_d = (*in)[d], stride = strides[d];
+      __int128 size = in_d * stride;
+      if (auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER") {
+        const __int128 full = stride * (in_d - 1) + output_padding[d] +
+                              static_cast<__int128>((*kernel)[d] - 1) * dilations[d] + 1;
+        const __int128 pad = auto_pad == "VALID" ? 0 : static_cast<__int128>(pads[d]) + pads[d + dims];
+        size = full - pad;
       }
-      const int64_t full = strides[d] * ((*in)[d] - 1) + output_padding[d] +
-                           ((*kernel)[d] - 1) * dilations[d] + 1;
-      const int64_t pad = auto_pad == "VALID" ? 0 : pads[d] + pads[d + dims];
-      if (full - pad <= 0) return NodeError(node, "the output would be empty");
-      result.push_back(Value(full - pad));
+      if (size <= 0 || size > std::numeric_limits<int64_t>::max()) {
+        return NodeError(node, absl::StrCat("spatial dim ", d, " of the output would be ",
+                                            size <= 0 ? "empty" : "too large"));
+      }
+      result.push_back(Value(static_cast<int64_t>(size)));
     }
   }
   (*out)[0].shape = std::move(result);
@@ -763,9 +810,7 @@ absl::Status Inference::Reshape(const Node& node, std::vector<ValueType>* out) {
     if (shape->elements) {
       target = *shape->elements;
     } else {
-      if (shape->shape && shape->shape->size() == 1 && (*shape->shape)[0].value) {
-        (*out)[0].shape = Shape(static_cast<size_t>(*(*shape->shape)[0].value));
-      }
+      if (shape->shape && shape->shape->size() == 1) (*out)[0].shape = UnknownDims((*shape->shape)[0]);
       return absl::OkStatus();
     }
   }
@@ -898,8 +943,10 @@ absl::Status Inference::Concat(const Node& node, std::vector<ValueType>* out) {
       }
       if (!a.value && b.value) result[d] = b;
     }
-    if ((*t->shape)[axis].value) {
-      total += *(*t->shape)[axis].value;
+    const std::optional<int64_t> sum =
+        (*t->shape)[axis].value ? CheckedAdd(total, *(*t->shape)[axis].value) : std::nullopt;
+    if (sum) {
+      total = *sum;
     } else {
       known = false;
     }
@@ -944,10 +991,10 @@ absl::Status Inference::Split(const Node& node, std::vector<ValueType>* out) {
     (*out)[i].shape = std::move(shape);
   }
   if (sizes && !sizes->empty() && dim.value) {
-    int64_t sum = 0;
+    __int128 sum = 0;
     for (int64_t s : *sizes) sum += s;
     if (sum != *dim.value) {
-      return NodeError(node, absl::StrCat("split sizes sum to ", sum, ", dim ", axis, " of ",
+      return NodeError(node, absl::StrCat("split sizes sum to ", static_cast<double>(sum), ", dim ", axis, " of ",
                                           DimsToString(*x->shape), " is ", *dim.value));
     }
   }
@@ -965,13 +1012,13 @@ int64_t SliceLength(int64_t dim, int64_t start, int64_t end, int64_t step, int64
     const int64_t s = clamp(std::max<int64_t>(start, -dim - 1), 0, dim);
     const int64_t e = clamp(std::max<int64_t>(end, -dim - 1), 0, dim);
     *begin = s;
-    return std::max<int64_t>(0, (e - s + step - 1) / step);
+    return static_cast<int64_t>(std::max<__int128>(0, (__int128{e} - s + step - 1) / step));
   }
   const int64_t s = clamp(std::max<int64_t>(start, -dim - 1), 0, dim - 1);
   int64_t e = clamp(std::max<int64_t>(end, -dim - 1), -1, dim - 1);
   if (end < -dim) e = -1;
   *begin = s;
-  return std::max<int64_t>(0, (s - e - step - 1) / -step);
+  return static_cast<int64_t>(std::max<__int128>(0, (__int128{s} - e - step - 1) / -__int128{step}));
 }
 
 absl::Status Inference::Slice(const Node& node, std::vector<ValueType>* out) {
@@ -1138,7 +1185,12 @@ absl::Status Inference::Pad(const Node& node, std::vector<ValueType>* out) {
   Shape result = *x->shape;
   for (int64_t d = 0; d < rank; ++d) {
     if (result[d].value) {
-      result[d] = Value(*result[d].value + (*pads)[d] + (*pads)[d + rank]);
+      const std::optional<int64_t> size = CheckedAdd(*result[d].value, (*pads)[d], (*pads)[d + rank]);
+      if (!size || *size < 0) {
+        return NodeError(node, absl::StrCat("pads ", (*pads)[d], "+", (*pads)[d + rank], " on dim ", d, " of ",
+                                            DimsToString(*x->shape), " give no valid size"));
+      }
+      result[d] = Value(*size);
     } else if ((*pads)[d] != 0 || (*pads)[d + rank] != 0) {
       result[d] = Unknown();
     }
@@ -1180,7 +1232,11 @@ absl::Status Inference::Resize(const Node& node, std::vector<ValueType>* out) {
       if ((*scales)[d] == 1.0f) {
         result[d] = in;
       } else if (in.value) {
-        result[d] = Value(static_cast<int64_t>(std::floor(*in.value * double{(*scales)[d]})));
+        const double size = std::floor(static_cast<double>(*in.value) * (*scales)[d]);
+        if (!(size >= 0 && size < 9.0e18)) {
+          return NodeError(node, absl::StrCat("scale ", (*scales)[d], " of dim ", d, " gives size ", size));
+        }
+        result[d] = Value(static_cast<int64_t>(size));
       }
     }
   }

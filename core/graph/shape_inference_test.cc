@@ -1,5 +1,6 @@
 #include "core/graph/shape_inference.h"
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -165,6 +166,39 @@ TEST(ShapeInferenceTest, SliceSplitConcatPadAndReduce) {
   EXPECT_EQ(Shape(graph, "joined"), "[n, 10, 6]");
   EXPECT_EQ(Shape(graph, "mean"), "[n, 6]");
   EXPECT_EQ(Shape(graph, "padded"), "[n, 14, 12]");
+}
+
+TEST(ShapeInferenceTest, AbsurdDimensionsAreErrorsNotCrashes) {
+  const int64_t huge = std::numeric_limits<int64_t>::max();
+  {
+    GraphBuilder b("pad");
+    b.AddInput({"x", DataType::kFloat32, std::vector<Dim>{V(2), V(3)}});
+    b.Int64s("pads", {0, huge, 0, huge});
+    b.Add("Pad", {"x", "pads"});
+    Graph graph = b.Finish();
+    EXPECT_EQ(InferShapes(&graph).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  {
+    GraphBuilder b("conv");
+    b.AddInput({"x", DataType::kFloat32, std::vector<Dim>{V(1), V(1), V(8), V(8)}});
+    b.Initializer("w", Zeros({1, 1, 3, 3}));
+    b.Add("Conv", {"x", "w"}, {{"dilations", std::vector<int64_t>{huge, 1}}});
+    Graph graph = b.Finish();
+    EXPECT_EQ(InferShapes(&graph).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  {
+    // A shape tensor claiming 2^40 dimensions, and a product that overflows.
+    GraphBuilder b("shapes");
+    b.AddInput({"n", DataType::kInt64, std::vector<Dim>{V(int64_t{1} << 40)}});
+    b.AddInput({"x", DataType::kFloat32, std::vector<Dim>{V(2), V(huge), V(2)}});
+    const std::string filled = b.Add("ConstantOfShape", {"n"});
+    const std::string flat = b.Add("Flatten", {"x"});
+    Graph graph = b.Finish();
+    absl::StatusOr<ShapeInferenceStats> stats = InferShapes(&graph);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    EXPECT_EQ(Shape(graph, filled), "unknown");
+    EXPECT_EQ(Shape(graph, flat), "[2, ?]");
+  }
 }
 
 TEST(ShapeInferenceTest, UnknownOperatorLeavesItsOutputsUnknown) {
