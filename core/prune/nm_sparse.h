@@ -13,10 +13,11 @@
 //            boundary (row_index_bytes bytes per row).
 // For 2:4 this is the information NVIDIA's sparse tensor cores (Ampere and
 // later, mma.sp / cuSPARSELt) take: a [out, in/2] value matrix plus a 2-bit
-// index per kept value, one byte per two groups of four. cuSPARSELt's
-// cusparseLtSpMMACompress additionally reorders the metadata bytes into the
-// interleaved tile order its instructions read; that reordering is not done
-// here (there is no CUDA path yet).
+// index per kept value, one byte per two groups of four. The CUDA build
+// multiplies by this form directly (core/kernels/cuda/lowbit_gemm.h): on
+// CUDA cores for any N:M, and for 2:4 on sparse tensor cores with
+// mma.sp::ordered_metadata, whose metadata bit order these indices already
+// have (no cuSPARSELt-style reordering). Not yet run on a GPU.
 #ifndef SQUEEZE_CORE_PRUNE_NM_SPARSE_H_
 #define SQUEEZE_CORE_PRUNE_NM_SPARSE_H_
 
