@@ -1,5 +1,7 @@
-// The AVX2 + FMA kernels. This file alone is compiled with -mavx2 -mfma
-// (core/quant/gemm/CMakeLists.txt), so it holds intrinsics only: no library
+// The AVX2 + FMA kernels (also the activation quantization of the AVX2 and
+// AVX-VNNI paths). This file alone is compiled with -mavx2 -mfma
+// -ffp-contract=off (core/quant/gemm/CMakeLists.txt; FMA only where written
+// as an intrinsic, so the quantization loops keep the scalar bits), so it holds intrinsics only: no library
 // headers whose inline functions could be merged with baseline copies, and
 // every helper in an anonymous namespace; the entry points are declared in
 // kernels.h and called only after CpuHasAvx2Fma().
@@ -104,7 +106,75 @@ void PanelMicroTile(const float* x, int64_t ldx, const float* panel,
   }
 }
 
+// The scalar kernel's rounding (scalar_kernels.cc), operation for operation.
+inline __m256 RoundHalfEvenClamped(__m256 v, __m256 zero) {
+  const __m256 rounder = _mm256_set1_ps(12582912.0f);
+  v = _mm256_max_ps(v, _mm256_set1_ps(-512.0f));  // NaN -> -512, as v >= -512 ? v : -512
+  v = _mm256_min_ps(v, _mm256_set1_ps(512.0f));
+  v = _mm256_add_ps(_mm256_sub_ps(_mm256_add_ps(v, rounder), rounder), zero);
+  v = _mm256_max_ps(v, _mm256_setzero_ps());
+  return _mm256_min_ps(v, _mm256_set1_ps(255.0f));
+}
+
 }  // namespace
+
+bool MinMaxAvx2(const float* x, int64_t n, float* lo, float* hi) {
+  // As MinMaxAvx512: lanes start at 0 and take x only when strictly below
+  // (above), so combining them gives std::min/std::max's result.
+  __m256 l = _mm256_setzero_ps(), h = _mm256_setzero_ps();
+  const __m256 largest = _mm256_set1_ps(3.40282347e38f);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    finite = _mm256_and_ps(finite, _mm256_cmp_ps(_mm256_and_ps(v, abs_mask), largest, _CMP_LE_OQ));
+    l = _mm256_min_ps(v, l);  // v < l ? v : l
+    h = _mm256_max_ps(v, h);  // v > h ? v : h
+  }
+  alignas(32) float ls[8], hs[8];
+  _mm256_store_ps(ls, l);
+  _mm256_store_ps(hs, h);
+  bool all_finite = _mm256_movemask_ps(finite) == 0xFF;
+  float lmin = 0.0f, hmax = 0.0f;
+  for (int k = 0; k < 8; ++k) {
+    lmin = ls[k] < lmin ? ls[k] : lmin;
+    hmax = hmax < hs[k] ? hs[k] : hmax;
+  }
+  for (; i < n; ++i) {
+    all_finite &= x[i] - x[i] == 0.0f;  // false for inf and NaN
+    lmin = x[i] < lmin ? x[i] : lmin;
+    hmax = hmax < x[i] ? x[i] : hmax;
+  }
+  *lo = lmin;
+  *hi = hmax;
+  return all_finite;
+}
+
+void QuantizeRowAvx2(const float* x, int64_t n, float factor, bool divide, float zero,
+                     uint8_t* q) {
+  const __m256 f = _mm256_set1_ps(factor);
+  const __m256 z = _mm256_set1_ps(zero);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256i r = _mm256_cvttps_epi32(
+        RoundHalfEvenClamped(divide ? _mm256_div_ps(v, f) : _mm256_mul_ps(v, f), z));
+    // 8 int32 in [0, 255] -> 8 bytes.
+    const __m128i packed16 = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packus_epi16(packed16, packed16));
+  }
+  if (i < n) {
+    alignas(32) float rest[8] = {};
+    alignas(32) int32_t out[8];
+    for (int64_t k = 0; k < n - i; ++k) rest[k] = x[i + k];
+    const __m256 v = _mm256_load_ps(rest);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out),
+                       _mm256_cvttps_epi32(RoundHalfEvenClamped(
+                           divide ? _mm256_div_ps(v, f) : _mm256_mul_ps(v, f), z)));
+    for (int64_t k = 0; k < n - i; ++k) q[i + k] = static_cast<uint8_t>(out[k]);
+  }
+}
 
 void Int8TileAvx2(const uint8_t* x, int64_t ldx, const int8_t* w, int64_t ldw,
                   int64_t rows, int64_t cols, int64_t depth, int32_t* acc,

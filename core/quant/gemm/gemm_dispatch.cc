@@ -103,11 +103,11 @@ absl::StatusOr<ResolvedGemm> Resolve(const GemmOptions& options) {
                           Int4GemvAvx512};
       break;
     case GemmPath::kAvxVnni:
-      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2,     Int8PanelTileAvxVnni,
-                          MinMaxScalar, QuantizeRowScalar, Int8TransposedGemmScalar, nullptr};
+      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2,   Int8PanelTileAvxVnni,
+                          MinMaxAvx2,   QuantizeRowAvx2, Int8TransposedGemmAvxVnni, nullptr};
       break;
     case GemmPath::kAvx2:
-      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2, nullptr, MinMaxScalar, QuantizeRowScalar,
+      resolved.kernels = {Int8TileAvx2, PanelGemmAvx2, nullptr, MinMaxAvx2, QuantizeRowAvx2,
                           Int8TransposedGemmScalar, nullptr};
       break;
     default:

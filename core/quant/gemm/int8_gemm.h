@@ -134,8 +134,8 @@ struct Int8OutputRescale {
 // rescale(sum_k x[r, k] * wq[o, k]) for o < out, r < rows, with the uint8
 // activations given as PackInt8Panels's layout with rows in place of output
 // columns (Int8PanelsSize(rows, depth) bytes: 16 rows x 4 depths a group)
-// and wq [out, depth] read in place. The avx512vnni path runs a vpdpbusd
-// kernel with the rows in the vector lanes; the others a scalar loop.
+// and wq [out, depth] read in place. The VNNI paths run a vpdpbusd kernel
+// with the rows in the vector lanes; the others a scalar loop.
 // One thread. INVALID_ARGUMENT for bad sizes or ldy < rows.
 absl::Status Int8GemmTransposedPanels(const uint8_t* x_panels, int64_t rows,
                                       int64_t depth, const int8_t* wq, int64_t out,

@@ -122,11 +122,17 @@ void Int8TileAvx2(const uint8_t* x, int64_t ldx, const int8_t* w, int64_t ldw,
 void PanelGemmAvx2(const float* x, int64_t ldx, int64_t rows,
                    const float* panel, int64_t depth, float* y, int64_t ldy,
                    int64_t cols);
+bool MinMaxAvx2(const float* x, int64_t n, float* lo, float* hi);
+void QuantizeRowAvx2(const float* x, int64_t n, float factor, bool divide, float zero,
+                     uint8_t* q);
 
-// The AVX-VNNI kernel (avxvnni_kernels.cc). Call only where
+// The AVX-VNNI kernels (avxvnni_kernels.cc). Call only where
 // CpuRunsGemmPath(GemmPath::kAvxVnni).
 void Int8PanelTileAvxVnni(const uint8_t* x, int64_t ldx, const int8_t* panels, int64_t rows,
                           int64_t cols, int64_t depth, int32_t* acc, int64_t ldacc);
+void Int8TransposedGemmAvxVnni(const uint8_t* x_panels, int64_t rows, const int8_t* w,
+                               int64_t out, int64_t depth, const Int8Rescale& rescale, float* y,
+                               int64_t ldy);
 
 // The AVX-512 kernels (avx512vnni_kernels.cc). Call only where
 // CpuRunsGemmPath(GemmPath::kAvx512Vnni).

@@ -51,7 +51,7 @@ inline constexpr char kInt8QdqMatMulOp[] = "SqueezeInt8QdqMatMul";
 // The same inputs for a 2-D Conv: X [N, c, H, W] -> Y [N, out, OH, OW], Wq
 // the [out, c * kernel_h * kernel_w] OIHW weight, plus, where c is a multiple
 // of 4, optional Wq_hwc: the same weight with its depth in (kernel_h,
-// kernel_w, c) order, which the avx512vnni path reads (im2col then copies 4
+// kernel_w, c) order, which the VNNI paths read (im2col then copies 4
 // channels at a time); int attributes in, out, c,
 // kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top,
 // pad_left, pad_bottom, pad_right. Runtime-only as above.
@@ -63,9 +63,11 @@ struct Int8Rewrite {
 };
 
 // Whether Conv layers go int8 by default: where the GEMM path resolves to
-// avx512vnni (im2col panels + the transposed VNNI kernel), which measured
-// faster than the fp32 Conv on the reference CNN; elsewhere the int8 Conv
-// (im2col rows + Int8MatMulInt32) measured 2-4x slower (docs/benchmarks.md).
+// avx512vnni, or to avxvnni while the fp32 GEMM is not AVX-512 (im2col
+// panels + the transposed VNNI kernel), which measured faster than the fp32
+// Conv on the reference CNN; not on avxvnni against the AVX-512 fp32 Conv,
+// nor on the avx2/scalar paths, where the int8 Conv (im2col rows +
+// Int8MatMulInt32) measured 2-4x slower (docs/benchmarks.md).
 bool Int8ConvFasterThanFp32();
 
 struct Int8RewriteOptions {

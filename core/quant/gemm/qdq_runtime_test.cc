@@ -154,7 +154,16 @@ TEST(QdqRuntimeTest, RewritesGemmMatMulAndConvAndMatchesSimulatedGraph) {
   EXPECT_TRUE(rewrite->skipped.empty()) << DescribeInt8Rewrite(*rewrite);
   // With conv = false the Conv stays fp32 (with its QDQ pair); that is the
   // default except on the avx512vnni path.
-  EXPECT_EQ(Int8RewriteOptions{}.conv, *ResolveGemmPath(GemmPath::kAuto) == GemmPath::kAvx512Vnni);
+  if (*ResolveGemmPath(GemmPath::kAuto) == GemmPath::kAvx512Vnni) {
+    EXPECT_TRUE(Int8RewriteOptions{}.conv);
+  }
+  for (const char* path : {"scalar", "avx2"}) {
+    setenv("SQUEEZE_GEMM_PATH", path, 1);
+    if (ResolveGemmPath(GemmPath::kAuto).ok()) {
+      EXPECT_FALSE(Int8RewriteOptions{}.conv) << path;
+    }
+  }
+  unsetenv("SQUEEZE_GEMM_PATH");
   Graph default_graph = quantized->graph;
   auto default_rewrite = UseInt8Kernels(&default_graph, PackedByWeight(original, *quantized), {/*conv=*/false});
   ASSERT_TRUE(default_rewrite.ok());
