@@ -1,4 +1,5 @@
-// The AVX-512 kernels: the int8 GEMM on packed weight panels with vpdpbusd
+// The AVX-512 kernels: the float panel GEMM of the int4 and codebook GEMMs,
+// the int8 GEMM on packed weight panels with vpdpbusd
 // (AVX512_VNNI: 16 lanes x 4 u8*s8 products summed into int32, 64 MACs per
 // instruction) and the activation quantization loops. This file alone is
 // compiled with -mavx512f -mavx512vnni -ffp-contract=off
@@ -185,6 +186,24 @@ void TransposedChannelStrip(const uint8_t* x_panels, int64_t rows, const int8_t*
   }
 }
 
+// MR rows of a 16-column float panel: one zmm accumulator a row.
+template <int MR>
+void PanelMicroTile(const float* x, int64_t ldx, const float* panel, int64_t depth, float* y,
+                    int64_t ldy, int64_t cols) {
+  __m512 sum[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) sum[i] = _mm512_setzero_ps();
+  for (int64_t kk = 0; kk < depth; ++kk) {
+    const __m512 b = _mm512_loadu_ps(panel + kk * kPanelWidth);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) sum[i] = _mm512_fmadd_ps(_mm512_set1_ps(x[i * ldx + kk]), b, sum[i]);
+  }
+  const __mmask16 mask =
+      cols >= kPanelWidth ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << cols) - 1);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) _mm512_mask_storeu_ps(y + i * ldy, mask, sum[i]);
+}
+
 inline __m512 RoundHalfEvenClamped(__m512 v, __m512 zero) {
   // The scalar kernel's 1.5 * 2^23 rounding, operation for operation.
   const __m512 rounder = _mm512_set1_ps(12582912.0f);
@@ -200,43 +219,25 @@ inline __m512 RoundHalfEvenClamped(__m512 v, __m512 zero) {
 void Int8PanelTileAvx512Vnni(const uint8_t* x, int64_t ldx, const int8_t* panels,
                              int64_t rows, int64_t cols, int64_t depth, int32_t* acc,
                              int64_t ldacc) {
-  constexpr int kRows = 8;
-  int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows) {
-    RowStrip<kRows>(x + r * ldx, ldx, panels, cols, depth, acc + r * ldacc, ldacc);
-  }
-  const uint8_t* xr = x + r * ldx;
-  int32_t* ar = acc + r * ldacc;
-  switch (rows - r) {
-    case 7: RowStrip<7>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    case 6: RowStrip<6>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    case 5: RowStrip<5>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    case 4: RowStrip<4>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    case 3: RowStrip<3>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    case 2: RowStrip<2>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    case 1: RowStrip<1>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    default: break;
-  }
+  ForRowBlocks<8>(rows, [&]<int MR>(int64_t r) {
+    RowStrip<MR>(x + r * ldx, ldx, panels, cols, depth, acc + r * ldacc, ldacc);
+  });
 }
 
 void Int8TransposedGemmAvx512Vnni(const uint8_t* x_panels, int64_t rows, const int8_t* w,
                                   int64_t out, int64_t depth, const Int8Rescale& rescale,
                                   float* y, int64_t ldy) {
-  constexpr int kChannels = 8;
-  int64_t o = 0;
-  for (; o + kChannels <= out; o += kChannels) {
-    TransposedChannelStrip<kChannels>(x_panels, rows, w, depth, o, rescale, y, ldy);
-  }
-  switch (out - o) {
-    case 7: TransposedChannelStrip<7>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    case 6: TransposedChannelStrip<6>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    case 5: TransposedChannelStrip<5>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    case 4: TransposedChannelStrip<4>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    case 3: TransposedChannelStrip<3>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    case 2: TransposedChannelStrip<2>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    case 1: TransposedChannelStrip<1>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    default: break;
-  }
+  ForRowBlocks<8>(out, [&]<int MR>(int64_t o) {
+    TransposedChannelStrip<MR>(x_panels, rows, w, depth, o, rescale, y, ldy);
+  });
+}
+
+void PanelGemmAvx512(const float* x, int64_t ldx, int64_t rows, const float* panel,
+                     int64_t depth, float* y, int64_t ldy, int64_t cols) {
+  // 12 accumulators hide the FMA latency; one panel load feeds 12 FMAs.
+  ForRowBlocks<12>(rows, [&]<int MR>(int64_t r) {
+    PanelMicroTile<MR>(x + r * ldx, ldx, panel, depth, y + r * ldy, ldy, cols);
+  });
 }
 
 bool MinMaxAvx512(const float* x, int64_t n, float* lo, float* hi) {

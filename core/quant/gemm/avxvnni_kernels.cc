@@ -153,40 +153,18 @@ void TransposedChannelStrip(const uint8_t* x_panels, int64_t rows, const int8_t*
 void Int8TransposedGemmAvxVnni(const uint8_t* x_panels, int64_t rows, const int8_t* w,
                                int64_t out, int64_t depth, const Int8Rescale& rescale, float* y,
                                int64_t ldy) {
-  constexpr int kChannels = 6;
-  int64_t o = 0;
-  for (; o + kChannels <= out; o += kChannels) {
-    TransposedChannelStrip<kChannels>(x_panels, rows, w, depth, o, rescale, y, ldy);
-  }
-  switch (out - o) {
-    case 5: TransposedChannelStrip<5>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    case 4: TransposedChannelStrip<4>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    case 3: TransposedChannelStrip<3>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    case 2: TransposedChannelStrip<2>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    case 1: TransposedChannelStrip<1>(x_panels, rows, w, depth, o, rescale, y, ldy); break;
-    default: break;
-  }
+  ForRowBlocks<6>(out, [&]<int MR>(int64_t o) {
+    TransposedChannelStrip<MR>(x_panels, rows, w, depth, o, rescale, y, ldy);
+  });
 }
 
 void Int8PanelTileAvxVnni(const uint8_t* x, int64_t ldx, const int8_t* panels, int64_t rows,
                           int64_t cols, int64_t depth, int32_t* acc, int64_t ldacc) {
   // 6 rows x 2 ymm accumulators + 2 weight registers + 1 broadcast fit the
   // 16 ymm registers.
-  constexpr int kRows = 6;
-  int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows) {
-    RowStrip<kRows>(x + r * ldx, ldx, panels, cols, depth, acc + r * ldacc, ldacc);
-  }
-  const uint8_t* xr = x + r * ldx;
-  int32_t* ar = acc + r * ldacc;
-  switch (rows - r) {
-    case 5: RowStrip<5>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    case 4: RowStrip<4>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    case 3: RowStrip<3>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    case 2: RowStrip<2>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    case 1: RowStrip<1>(xr, ldx, panels, cols, depth, ar, ldacc); break;
-    default: break;
-  }
+  ForRowBlocks<6>(rows, [&]<int MR>(int64_t r) {
+    RowStrip<MR>(x + r * ldx, ldx, panels, cols, depth, acc + r * ldacc, ldacc);
+  });
 }
 
 }  // namespace squeeze::core::quant::gemm::internal

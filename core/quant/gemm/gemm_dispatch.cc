@@ -98,7 +98,7 @@ absl::StatusOr<ResolvedGemm> Resolve(const GemmOptions& options) {
   resolved.path = *path;
   switch (*path) {
     case GemmPath::kAvx512Vnni:
-      resolved.kernels = {Int8TileAvx2,  PanelGemmAvx2,     Int8PanelTileAvx512Vnni,
+      resolved.kernels = {Int8TileAvx2,  PanelGemmAvx512,   Int8PanelTileAvx512Vnni,
                           MinMaxAvx512,  QuantizeRowAvx512, Int8TransposedGemmAvx512Vnni,
                           Int4GemvAvx512};
       break;

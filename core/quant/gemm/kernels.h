@@ -90,6 +90,30 @@ using Int4GemvFn = void (*)(const float* x_even, const float* x_odd, const uint8
                             const float* scales, const uint8_t* zero_points, const float* bias,
                             float* y);
 
+// For the ISA files' micro-kernel loops: calls block.template
+// operator()<kMax>(r) for r = 0, kMax, ... while kMax rows remain, then
+// block.template operator()<left>(r) once for the 1..kMax-1 rows left, so
+// that every tile height is a compile-time constant. (Each caller passes its
+// own lambda, so no instantiation is shared between files built with
+// different instruction sets.)
+template <int kRows, typename Block>
+void CallForRemainder(int64_t left, int64_t r, Block& block) {
+  if constexpr (kRows > 0) {
+    if (left == kRows) {
+      block.template operator()<kRows>(r);
+    } else {
+      CallForRemainder<kRows - 1>(left, r, block);
+    }
+  }
+}
+
+template <int kMax, typename Block>
+void ForRowBlocks(int64_t rows, Block&& block) {
+  int64_t r = 0;
+  for (; r + kMax <= rows; r += kMax) block.template operator()<kMax>(r);
+  CallForRemainder<kMax - 1>(rows - r, r, block);
+}
+
 struct GemmKernels {
   Int8TileFn int8_tile;
   PanelGemmFn panel_gemm;
@@ -139,6 +163,8 @@ void Int8TransposedGemmAvxVnni(const uint8_t* x_panels, int64_t rows, const int8
 void Int8PanelTileAvx512Vnni(const uint8_t* x, int64_t ldx, const int8_t* panels,
                              int64_t rows, int64_t cols, int64_t depth, int32_t* acc,
                              int64_t ldacc);
+void PanelGemmAvx512(const float* x, int64_t ldx, int64_t rows, const float* panel,
+                     int64_t depth, float* y, int64_t ldy, int64_t cols);
 bool MinMaxAvx512(const float* x, int64_t n, float* lo, float* hi);
 void Int8TransposedGemmAvx512Vnni(const uint8_t* x_panels, int64_t rows, const int8_t* w,
                                   int64_t out, int64_t depth, const Int8Rescale& rescale,
