@@ -120,7 +120,8 @@ TEST_F(QuantServiceTest, KmeansCodebooksPerLayer) {
   ASSERT_EQ(job->variants_size(), 1);
   const v1::Variant& variant = job->variants(0);
   EXPECT_EQ(variant.technique(), "kmeans4-layer");
-  EXPECT_EQ(variant.artifact_format(), "onnx");
+  EXPECT_EQ(variant.artifact_format(), "onnx-codebook");
+  EXPECT_LT(variant.size().bytes(), variant.size().baseline_bytes() / 3);
   ExpectLayersAt(variant, 4);
   ExpectHonestAccuracy(variant, 0.05);
   EXPECT_EQ(variant.manifest().spec().recipe().passes(0).quantize().method(), v1::QuantizePass::KMEANS);

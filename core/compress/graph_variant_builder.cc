@@ -17,6 +17,7 @@
 #include "core/onnx/onnx_model.h"
 #include "core/prune/nm_sparse.h"
 #include "core/quant/export/onnx_qdq.h"
+#include "core/quant/gemm/codebook_layout.h"
 #include "core/quant/gemm/qdq_runtime.h"
 #include "core/runtime/executor.h"
 #include "core/status_macros.h"
@@ -249,6 +250,59 @@ int64_t MemoryBytes(const Graph& graph, const std::vector<eval::LayerCost>& cost
     bytes += costs[i].weight_bytes - layer.out * layer.in * static_cast<int64_t>(sizeof(float));
   }
   return bytes;
+}
+
+// `graph` with each codebook weight stored as one uint8 index per weight
+// plus its float codebook(s), looked up by Gather:
+//   W = Gather(codebook, Cast<int64>(indices) [+ row * 2^bits when per row])
+// then Reshape'd (Conv) or Transpose'd ([in, out] weights) to the
+// initializer's layout. Opset 17 has no 4-bit type, so an index takes a
+// byte; the values are exactly the codebook entries the evaluated graph
+// holds.
+absl::StatusOr<Graph> ExportCodebookGraph(const Graph& graph,
+                                          const std::map<std::string, quant::gemm::CodebookLinear>& codebooks) {
+  SQ_ASSIGN_OR_RETURN(auto views, quant_export::FindQuantizableWeights(graph));
+  Graph out = graph;
+  for (const auto& [name, linear] : codebooks) {
+    auto view = views.find(name);
+    if (view == views.end()) return absl::InternalError(absl::StrCat("codebook export: no weight ", name));
+    const int64_t entries = quant::CodebookEntries(linear.bits);
+    const int64_t row_bytes = quant::CodebookRowBytes(linear.bits, linear.in);
+    std::vector<uint8_t> indices(linear.out * linear.in);
+    for (int64_t r = 0; r < linear.out; ++r) {
+      const auto* row = reinterpret_cast<const uint8_t*>(linear.packed.data()) + r * row_bytes;
+      for (int64_t c = 0; c < linear.in; ++c) {
+        indices[r * linear.in + c] = static_cast<uint8_t>(quant::ReadCodebookIndex(row, c, linear.bits));
+      }
+    }
+    out.initializers.erase(name);
+    out.initializers[name + ".indices"] =
+        Tensor::FromVector<uint8_t>(graph::DataType::kUInt8, {linear.out, linear.in}, indices);
+    out.initializers[name + ".codebook"] = Tensor::FromVector<float>(
+        graph::DataType::kFloat32, {static_cast<int64_t>(linear.codebook.size())}, linear.codebook);
+    std::string index = name + ".index";
+    out.nodes.push_back({name + ".cast", "Cast", "", {name + ".indices"}, {index}, {{"to", int64_t{7}}}});
+    if (linear.per_row_codebook) {
+      std::vector<int64_t> offsets(linear.out);
+      for (int64_t r = 0; r < linear.out; ++r) offsets[r] = r * entries;
+      out.initializers[name + ".row_offsets"] =
+          Tensor::FromVector<int64_t>(graph::DataType::kInt64, {linear.out, 1}, offsets);
+      out.nodes.push_back({name + ".offset", "Add", "", {index, name + ".row_offsets"}, {name + ".row_index"}, {}});
+      index = name + ".row_index";
+    }
+    const bool out_in = !view->second.transposed && view->second.shape == std::vector<int64_t>{linear.out, linear.in};
+    const std::string gathered = out_in ? name : name + ".out_in";
+    out.nodes.push_back({name + ".lookup", "Gather", "", {name + ".codebook", index}, {gathered}, {{"axis", int64_t{0}}}});
+    if (view->second.transposed) {
+      out.nodes.push_back({name + ".transpose", "Transpose", "", {gathered}, {name}, {{"perm", std::vector<int64_t>{1, 0}}}});
+    } else if (!out_in) {
+      out.initializers[name + ".shape"] = Tensor::FromVector<int64_t>(
+          graph::DataType::kInt64, {static_cast<int64_t>(view->second.shape.size())}, view->second.shape);
+      out.nodes.push_back({name + ".reshape", "Reshape", "", {gathered, name + ".shape"}, {name}, {}});
+    }
+  }
+  SQ_RETURN_IF_ERROR(graph::SortTopologically(&out));
+  return out;
 }
 
 }  // namespace
@@ -506,7 +560,11 @@ absl::StatusOr<GraphVariantReport> GraphSession::Build(const Recipe& recipe, con
   SQ_RETURN_IF_ERROR(Report(progress, "measure", static_cast<int64_t>(report.points.size()),
                             static_cast<int64_t>(report.points.size())));
 
-  if (result.packed.empty()) {
+  if (!result.codebooks.empty()) {
+    report.artifact_format = "onnx-codebook";
+    SQ_ASSIGN_OR_RETURN(Graph exported, ExportCodebookGraph(result.graph, result.codebooks));
+    SQ_RETURN_IF_ERROR(onnx::SaveOnnxModel(exported, artifact_path));
+  } else if (result.packed.empty()) {
     report.artifact_format = "onnx";
     SQ_RETURN_IF_ERROR(onnx::SaveOnnxModel(result.graph, artifact_path));
   } else {

@@ -104,7 +104,9 @@ struct LatencyPoint {
 // energy fields the local figures (measured or estimated).
 struct GraphVariantReport : CostReport {
   std::string technique;  // e.g. "sparsegpt 2:4 + rtn int8-pc-sym + a8 minmax"
-  std::string artifact_format;  // "onnx-qdq" (quantized) or "onnx"
+  // "onnx-qdq" (quantized), "onnx-codebook" (k-means: uint8 indices, float
+  // codebooks, Gather) or "onnx"
+  std::string artifact_format;
   std::vector<quant::ptq::LayerReport> layers;
   std::vector<quant::ptq::SkippedNode> skipped;
   std::vector<std::string> notes;  // one line per recipe step
@@ -151,7 +153,8 @@ class GraphSession {
 
   // Applies `recipe` to the original model (stages named after the steps),
   // evaluates ("evaluate"), measures ("measure") and writes the artifact
-  // (QDQ ONNX when quantized, else plain ONNX) to `artifact_path`. Recipe
+  // (QDQ ONNX when quantized, codebook ONNX after k-means, else plain ONNX)
+  // to `artifact_path`. Recipe
   // errors name the step and layer; CANCELLED when `progress` returns false
   // (no artifact is written).
   absl::StatusOr<GraphVariantReport> Build(const Recipe& recipe, const TargetDevice& device,

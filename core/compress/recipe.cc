@@ -327,6 +327,7 @@ absl::Status ApplyKmeans(const QuantizeStep& step, const RecipeInputs& inputs, s
     WeightFormat& format = result->formats[layer->weight];
     format.weight_bits = linear.bits;
     format.stored_bytes = quant::codebook::CodebookStorageBytes(linear);
+    result->codebooks[layer->weight] = linear;
     result->layers.push_back(ReportLayer(*layer, technique, linear.bits, result->graph, kmeans.graph));
   }
   if (result->layers.empty()) return absl::InvalidArgumentError("model has no quantizable layer");
@@ -335,7 +336,7 @@ absl::Status ApplyKmeans(const QuantizeStep& step, const RecipeInputs& inputs, s
   result->techniques.push_back(technique);
   result->notes.push_back(absl::StrFormat(
       "step %d quantize: %d layers, %s (%d centroids per %s codebook, at most %d Lloyd iterations%s), %d bytes "
-      "packed; artifact holds the codebook values as float weights",
+      "packed",
       index, result->layers.size(), technique, 1 << step.kmeans->bits,
       step.kmeans->per_row_codebook ? "output-channel" : "layer", step.kmeans->max_iterations,
       step.kmeans->activation_weighted ? ", weighted by calibration x^2" : "", kmeans.storage_bytes));

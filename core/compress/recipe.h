@@ -134,6 +134,9 @@ struct RecipeResult {
   std::optional<graph::Graph> runtime_graph;
   int nm_n = 0, nm_m = 0;
   std::map<std::string, quant::QuantizedLinear> packed;
+  // k-means codebook weights by weight initializer (exported as indices
+  // plus codebook, see GraphSession::Build); `graph` holds codebook[index].
+  std::map<std::string, quant::gemm::CodebookLinear> codebooks;
   std::map<std::string, WeightFormat> formats;  // by weight initializer
   std::vector<quant::ptq::LayerReport> layers;
   std::vector<quant::ptq::SkippedNode> skipped;

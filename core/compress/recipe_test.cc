@@ -1,6 +1,7 @@
 // Recipes of several steps through a GraphSession on the reference MLP.
 #include "core/compress/recipe.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -9,8 +10,10 @@
 
 #include "core/compress/graph_variant_builder.h"
 #include "core/compress/test_util/fashion_mnist_samples.h"
+#include "core/kernels/backends.h"
 #include "core/onnx/onnx_model.h"
 #include "core/quant/ptq/layers.h"
+#include "core/runtime/executor.h"
 #include "gtest/gtest.h"
 
 namespace squeeze::core::compress {
@@ -21,6 +24,8 @@ const std::string kMlp = std::string(SQUEEZE_SOURCE_DIR) + "/deploy/models/fashi
 std::string TempPath(const std::string& name) {
   return (std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()))).string();
 }
+
+double ArtifactAccuracy();
 
 class RecipeTest : public ::testing::Test {
  protected:
@@ -50,6 +55,7 @@ class RecipeTest : public ::testing::Test {
 
   static std::string* dataset_;
   static GraphSession* session_;
+  friend double ArtifactAccuracy();
 };
 std::string* RecipeTest::dataset_ = nullptr;
 GraphSession* RecipeTest::session_ = nullptr;
@@ -198,6 +204,32 @@ TEST_F(RecipeTest, PerTensorRtnUsesOneScalePerWeightTensor) {
   }
 }
 
+// Top-1 accuracy of the last artifact written, run by our CPU runtime on the
+// session's examples (also its evaluation set).
+double ArtifactAccuracy() {
+  auto artifact = onnx::LoadOnnxModel(TempPath("recipe-variant.onnx"));
+  EXPECT_TRUE(artifact.ok()) << artifact.status();
+  auto data = ReadDatasetFile(*RecipeTest::dataset_);
+  auto backend = kernels::CreateBackend("cpu");
+  if (!artifact.ok() || !data.ok() || !backend.ok()) return -1;
+  auto executor = runtime::Executor::Create(*artifact, *backend);
+  EXPECT_TRUE(executor.ok()) << executor.status();
+  auto feed = graph::FromModelTensor(data->inputs);
+  if (!executor.ok() || !feed.ok()) return -1;
+  auto outputs = executor->Run({{artifact->inputs.front().name, *feed}});
+  EXPECT_TRUE(outputs.ok()) << outputs.status();
+  auto labels = data::LabelsAsInt64(*data);
+  if (!outputs.ok() || !labels.ok()) return -1;
+  const graph::Tensor& logits = outputs->at(0);
+  const int64_t classes = logits.shape().back();
+  int64_t correct = 0;
+  for (size_t r = 0; r < labels->size(); ++r) {
+    const float* row = logits.data<float>() + r * classes;
+    correct += (std::max_element(row, row + classes) - row) == (*labels)[r];
+  }
+  return static_cast<double>(correct) / static_cast<double>(labels->size());
+}
+
 TEST_F(RecipeTest, KmeansCodebooksHoldTwoToTheBitsValuesPerLayer) {
   QuantizeStep step;
   step.ptq.weights.emplace();
@@ -210,7 +242,8 @@ TEST_F(RecipeTest, KmeansCodebooksHoldTwoToTheBitsValuesPerLayer) {
   auto report = Build(Recipe{{step}}, progress.Fn());
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->technique, "kmeans4-layer");
-  EXPECT_EQ(report->artifact_format, "onnx");
+  EXPECT_EQ(report->artifact_format, "onnx-codebook");
+  EXPECT_LT(report->artifact_bytes, report->baseline_bytes / 3);  // one byte per weight
   EXPECT_EQ(progress.layers.size(), session_->scan().layers.size());
   EXPECT_GT(report->metric_value, report->baseline_metric - 0.05);  // 400 images: a coarse bound
   EXPECT_LT(report->memory_bytes, report->baseline_memory_bytes / 7);
@@ -218,14 +251,32 @@ TEST_F(RecipeTest, KmeansCodebooksHoldTwoToTheBitsValuesPerLayer) {
   ASSERT_TRUE(artifact.ok()) << artifact.status();
   ASSERT_EQ(report->layers.size(), session_->scan().layers.size());
   for (const auto& layer : session_->scan().layers) {
-    const std::vector<float> w = quant::ptq::WeightMatrix(*artifact, layer);
-    EXPECT_LE(std::set<float>(w.begin(), w.end()).size(), 16u) << layer.name;
+    EXPECT_EQ(artifact->initializers.count(layer.weight), 0u) << layer.weight;
+    ASSERT_EQ(artifact->initializers.count(layer.weight + ".codebook"), 1u) << layer.weight;
+    EXPECT_EQ(artifact->initializers.at(layer.weight + ".codebook").num_elements(), 16) << layer.weight;
   }
+  // The artifact runs in our runtime (Cast, Gather) and scores exactly the
+  // accuracy the report measured on the simulated graph.
+  EXPECT_DOUBLE_EQ(ArtifactAccuracy(), report->metric_value);
   for (const auto& layer : report->layers) {
     EXPECT_EQ(layer.weight_bits, 4);
     EXPECT_GT(layer.weight_relative_error, 0);
     EXPECT_LT(layer.weight_relative_error, 0.2) << layer.name;
   }
+}
+
+TEST_F(RecipeTest, KmeansPerChannelCodebooksExportWithRowOffsets) {
+  QuantizeStep step;
+  step.ptq.weights.emplace();
+  step.kmeans.emplace();
+  step.kmeans->bits = 3;
+  step.kmeans->per_row_codebook = true;
+  step.kmeans->max_iterations = 10;
+  auto report = Build(Recipe{{step}});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->technique, "kmeans3-row");
+  for (const auto& layer : report->layers) EXPECT_EQ(layer.weight_bits, 3);
+  EXPECT_DOUBLE_EQ(ArtifactAccuracy(), report->metric_value);
 }
 
 TEST_F(RecipeTest, MixedPrecisionPlanFitsTheBudget) {
