@@ -478,6 +478,10 @@ absl::Status ValidateRecipeForModel(const v1::Recipe& recipe,
       return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize: granularity PER_TENSOR and "
                                   "mixed_precision need an ONNX model"));
     }
+    if (q.bits() == 2 || q.bits() == 3) {  // safetensors-squeeze-q stores 4 and 8 bits only
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize.bits ", q.bits(),
+                                  " needs an ONNX model; a safetensors linear-chain model takes 4 or 8"));
+    }
     if (q.method() > v1::QuantizePass::RTN || q.activation_bits() != 0 ||
         q.observer() > v1::QuantizePass::MIN_MAX || q.smoothquant_alpha() != 0 || q.bias_correction()) {
       return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize: method ",

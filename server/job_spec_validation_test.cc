@@ -390,6 +390,9 @@ TEST(ValidateRecipeForModelTest, OnnxOnlyQuantizeOptionsAreRejectedForSafetensor
   EXPECT_NE(ValidateRecipeForModel(recipe, header).message().find("method KMEANS"), std::string::npos);
   recipe.mutable_passes(0)->mutable_quantize()->set_method(v1::QuantizePass::RTN);
   recipe.mutable_passes(0)->mutable_quantize()->set_bits(3);
+  EXPECT_EQ(ValidateRecipeForModel(recipe, header).message(),
+            "spec.recipe.passes[0].quantize.bits 3 needs an ONNX model; a safetensors linear-chain model takes 4 or 8");
+  recipe.mutable_passes(0)->mutable_quantize()->set_bits(4);
   EXPECT_TRUE(ValidateRecipeForModel(recipe, header).ok());
 }
 
