@@ -399,6 +399,10 @@ absl::Status ValidateSubmitRequest(const v1::SubmitJobRequest& request,
       return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize.method GPTQ after unstructured or N:M ",
                                   "pruning would refill the pruned weights; use RTN or AWQ"));
     }
+    if (pass.has_qat() && pruned_weights) {
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "].qat after unstructured or N:M pruning would train ",
+                                  "the pruned weights back to nonzero; quantize with RTN or AWQ instead"));
+    }
     if (pass.has_prune() && pass.prune().structure() != v1::PrunePass::CHANNELS) pruned_weights = true;
   }
   if (quantize_passes > 1) {

@@ -161,6 +161,11 @@ TEST_F(ValidationTest, QatOptions) {
   recipe->add_passes()->mutable_distill()->set_steps(5);
   EXPECT_NE(Check().message().find("passes[0]: qat must be the last pass (1 passes follow it)"), std::string::npos)
       << Check();
+  recipe->mutable_passes()->SwapElements(0, 1);
+  EXPECT_TRUE(Check().ok()) << Check();
+  *recipe->mutable_passes(0)->mutable_prune() = v1::PrunePass();
+  recipe->mutable_passes(0)->mutable_prune()->set_sparsity(0.5);
+  EXPECT_NE(Check().message().find("passes[1].qat after unstructured or N:M pruning"), std::string::npos) << Check();
 }
 
 TEST_F(ValidationTest, PruneLowRankDistillAndSearchOptions) {

@@ -542,6 +542,10 @@ absl::Status ValidateRecipe(const Recipe& recipe) {
       return absl::InvalidArgumentError(absl::StrCat("step ", i, " (qat) must be the last step; ",
                                                      recipe.steps.size() - 1 - i, " steps follow it"));
     }
+    if (std::holds_alternative<QatStep>(recipe.steps[i]) && pruned_weights) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "step ", i, " (qat): training after unstructured or N:M pruning would make the pruned weights nonzero"));
+    }
     if (const auto* quantize = std::get_if<QuantizeStep>(&recipe.steps[i])) {
       if (quantize->kmeans && quantize->mixed) {
         return absl::InvalidArgumentError(absl::StrCat("step ", i, " (quantize): kmeans and mixed precision exclude each other"));

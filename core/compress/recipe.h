@@ -5,7 +5,8 @@
 // Rules checked by ValidateRecipe: at most one quantize or QAT step, and it
 // comes last (it writes the packed weights the export needs); GPTQ after
 // unstructured or N:M pruning is refused because its error compensation
-// refills pruned weights (RTN and AWQ keep zeros at zero).
+// refills pruned weights (RTN and AWQ keep zeros at zero), and so is QAT,
+// which trains them.
 #ifndef SQUEEZE_CORE_COMPRESS_RECIPE_H_
 #define SQUEEZE_CORE_COMPRESS_RECIPE_H_
 

@@ -336,6 +336,8 @@ TEST_F(RecipeTest, QatTrainsW4A8AndNeedsLabels) {
   QuantizeStep quantize = W8A8();
   EXPECT_NE(ValidateRecipe(Recipe{{step, quantize}}).message().find("step 0 (qat) must be the last step"),
             std::string::npos);
+  EXPECT_NE(ValidateRecipe(Recipe{{PruneStep{}, step}}).message().find("step 1 (qat): training after"),
+            std::string::npos);
 }
 
 TEST_F(RecipeTest, RulesNameTheStep) {
