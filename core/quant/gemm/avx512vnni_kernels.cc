@@ -240,6 +240,27 @@ void PanelGemmAvx512(const float* x, int64_t ldx, int64_t rows, const float* pan
   });
 }
 
+void Int8EpilogueAvx512(const int32_t* acc, int64_t ldacc, int64_t rows, int64_t cols,
+                        const float* x_scales, const int32_t* x_zeros, const float* w_scales,
+                        const int32_t* w_row_sums, const float* bias, float* y, int64_t ldy) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m512 sx = _mm512_set1_ps(x_scales[r]);
+    const __m512i zx = _mm512_set1_epi32(x_zeros[r]);
+    for (int64_t c = 0; c < cols; c += 16) {
+      const __mmask16 mask =
+          cols - c >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (cols - c)) - 1);
+      // The low 32 bits of zx * row_sum, as the scalar uint32 product.
+      const __m512i zero_sum = _mm512_mullo_epi32(zx, _mm512_maskz_loadu_epi32(mask, w_row_sums + c));
+      const __m512i centred =
+          _mm512_sub_epi32(_mm512_maskz_loadu_epi32(mask, acc + r * ldacc + c), zero_sum);
+      const __m512 scale = _mm512_mul_ps(sx, _mm512_maskz_loadu_ps(mask, w_scales + c));
+      __m512 v = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(centred));
+      if (bias != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias + c));
+      _mm512_mask_storeu_ps(y + r * ldy + c, mask, v);
+    }
+  }
+}
+
 bool MinMaxAvx512(const float* x, int64_t n, float* lo, float* hi) {
   // Lanes start at 0 and take x only when strictly below (above), as
   // std::min(lo, x) / std::max(hi, x) do, so no lane ever holds -0.0 and

@@ -100,19 +100,20 @@ absl::StatusOr<ResolvedGemm> Resolve(const GemmOptions& options) {
     case GemmPath::kAvx512Vnni:
       resolved.kernels = {Int8TileAvx2,  PanelGemmAvx512,   Int8PanelTileAvx512Vnni,
                           MinMaxAvx512,  QuantizeRowAvx512, Int8TransposedGemmAvx512Vnni,
-                          Int4GemvAvx512};
+                          Int4GemvAvx512, Int8EpilogueAvx512};
       break;
     case GemmPath::kAvxVnni:
       resolved.kernels = {Int8TileAvx2, PanelGemmAvx2,   Int8PanelTileAvxVnni,
-                          MinMaxAvx2,   QuantizeRowAvx2, Int8TransposedGemmAvxVnni, nullptr};
+                          MinMaxAvx2,   QuantizeRowAvx2, Int8TransposedGemmAvxVnni, nullptr,
+                          nullptr};
       break;
     case GemmPath::kAvx2:
       resolved.kernels = {Int8TileAvx2, PanelGemmAvx2, nullptr, MinMaxAvx2, QuantizeRowAvx2,
-                          Int8TransposedGemmScalar, nullptr};
+                          Int8TransposedGemmScalar, nullptr, nullptr};
       break;
     default:
       resolved.kernels = {Int8TileScalar,    PanelGemmScalar, nullptr, MinMaxScalar,
-                          QuantizeRowScalar, Int8TransposedGemmScalar, nullptr};
+                          QuantizeRowScalar, Int8TransposedGemmScalar, nullptr, nullptr};
       break;
   }
   // hardware_concurrency() reads /sys on Linux: once per process, not per call.

@@ -42,7 +42,8 @@ absl::Status CheckActivations(const Int8Activations& x, const Int8Weights& w) {
 }
 
 // Rows [r0, r0 + rows) and columns [c0, c0 + cols) of Y from their int32
-// sums. Shared by every path so that Y is bit-identical across paths.
+// sums: the reference epilogue, run by every path without an int8_epilogue
+// kernel (the AVX-512 one repeats its operations, so Y is bit-identical).
 void Epilogue(const Int8Activations& x, const Int8Weights& w, int64_t r0,
               int64_t rows, int64_t c0, int64_t cols, const int32_t* acc,
               int64_t ldacc, float* y) {
@@ -298,7 +299,15 @@ absl::Status Int8Gemm(const Int8Activations& x, const Int8Weights& w, float* y,
               [&](int64_t r0, int64_t rows, int64_t c0, int64_t cols, int32_t* acc) {
                 TileSums(gemm, x.q.data(), w.q.data(), panels, k, r0, rows, c0, cols, acc,
                          kTileCols);
-                Epilogue(x, w, r0, rows, c0, cols, acc, kTileCols, y);
+                if (gemm.kernels.int8_epilogue != nullptr) {
+                  gemm.kernels.int8_epilogue(acc, kTileCols, rows, cols, x.scales.data() + r0,
+                                             x.zero_points.data() + r0, w.scales.data() + c0,
+                                             w.row_sums.data() + c0,
+                                             w.bias.empty() ? nullptr : w.bias.data() + c0,
+                                             y + r0 * w.out + c0, w.out);
+                } else {
+                  Epilogue(x, w, r0, rows, c0, cols, acc, kTileCols, y);
+                }
               });
   return absl::OkStatus();
 }

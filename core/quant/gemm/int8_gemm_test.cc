@@ -275,17 +275,19 @@ TEST(Int8GemmTest, BitIdenticalToReferenceOnEveryPath) {
   for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
                          {1, 300, 192}, {33, 65, 47}, {128, 17, 512}, {9, 20, 9},
                          {70, 100, 3}}) {
-    const Int8Weights w = RandomWeights(n, k, 7);
-    const std::vector<float> xf = RandomFloats(m * k, 11);
-    absl::StatusOr<Int8Activations> x = QuantizeActivationsPerRow(xf.data(), m, k);
-    ASSERT_TRUE(x.ok()) << x.status();
-    std::vector<float> ref(m * n);
-    ASSERT_TRUE(Int8GemmRef(*x, w, ref.data()).ok());
-    for (GemmPath path : AvailablePaths()) {
-      std::vector<float> got(m * n, NAN);
-      ASSERT_TRUE(Int8Gemm(*x, w, got.data(), GemmOptions{2, path}).ok());
-      EXPECT_EQ(0, std::memcmp(got.data(), ref.data(), ref.size() * sizeof(float)))
-          << GemmPathName(path) << " " << m << "x" << n << "x" << k;
+    for (const bool bias : {true, false}) {
+      const Int8Weights w = RandomWeights(n, k, 7, bias);
+      const std::vector<float> xf = RandomFloats(m * k, 11);
+      absl::StatusOr<Int8Activations> x = QuantizeActivationsPerRow(xf.data(), m, k);
+      ASSERT_TRUE(x.ok()) << x.status();
+      std::vector<float> ref(m * n);
+      ASSERT_TRUE(Int8GemmRef(*x, w, ref.data()).ok());
+      for (GemmPath path : AvailablePaths()) {
+        std::vector<float> got(m * n, NAN);
+        ASSERT_TRUE(Int8Gemm(*x, w, got.data(), GemmOptions{2, path}).ok());
+        EXPECT_EQ(0, std::memcmp(got.data(), ref.data(), ref.size() * sizeof(float)))
+            << GemmPathName(path) << " " << m << "x" << n << "x" << k << " bias " << bias;
+      }
     }
   }
 }

@@ -114,6 +114,15 @@ void ForRowBlocks(int64_t rows, Block&& block) {
   CallForRemainder<kMax - 1>(rows - r, r, block);
 }
 
+// Int8Gemm's epilogue over a tile: y[r * ldy + c] = (x_scales[r] *
+// w_scales[c]) * float(int32(uint32(acc[r * ldacc + c]) - uint32(x_zeros[r] *
+// w_row_sums[c]))) (+ bias[c] when bias is not null), for r < rows, c < cols;
+// the pointers are already offset to the tile. Same bits as the scalar loop.
+using Int8EpilogueFn = void (*)(const int32_t* acc, int64_t ldacc, int64_t rows, int64_t cols,
+                                const float* x_scales, const int32_t* x_zeros,
+                                const float* w_scales, const int32_t* w_row_sums,
+                                const float* bias, float* y, int64_t ldy);
+
 struct GemmKernels {
   Int8TileFn int8_tile;
   PanelGemmFn panel_gemm;
@@ -122,6 +131,7 @@ struct GemmKernels {
   QuantizeRowFn quantize_row;
   Int8TransposedGemmFn int8_transposed_gemm;
   Int4GemvFn int4_gemv;  // null where the panel GEMM serves every batch
+  Int8EpilogueFn int8_epilogue;  // null: int8_gemm.cc's scalar loop
 };
 
 // The portable kernels (scalar_kernels.cc); Int8TileScalar is also the
@@ -166,6 +176,9 @@ void Int8PanelTileAvx512Vnni(const uint8_t* x, int64_t ldx, const int8_t* panels
 void PanelGemmAvx512(const float* x, int64_t ldx, int64_t rows, const float* panel,
                      int64_t depth, float* y, int64_t ldy, int64_t cols);
 bool MinMaxAvx512(const float* x, int64_t n, float* lo, float* hi);
+void Int8EpilogueAvx512(const int32_t* acc, int64_t ldacc, int64_t rows, int64_t cols,
+                        const float* x_scales, const int32_t* x_zeros, const float* w_scales,
+                        const int32_t* w_row_sums, const float* bias, float* y, int64_t ldy);
 void Int8TransposedGemmAvx512Vnni(const uint8_t* x_panels, int64_t rows, const int8_t* w,
                                   int64_t out, int64_t depth, const Int8Rescale& rescale,
                                   float* y, int64_t ldy);
