@@ -70,9 +70,13 @@ TEST_F(CliTest, ErrorsAreOneLineWithNonZeroExit) {
   EXPECT_THAT(no_token.output, HasSubstr("UNAUTHENTICATED"));
 
   CommandResult bad_bits = Squeeze(
-      "submit " + DaemonProcess::SourcePath("deploy/demo/mlp.safetensors") + " --bits 3");
+      "submit " + DaemonProcess::SourcePath("deploy/demo/mlp.safetensors") + " --bits 5");
   EXPECT_EQ(bad_bits.exit_code, 1);
-  EXPECT_THAT(bad_bits.output, HasSubstr("bits must be 4 or 8, got 3"));
+  EXPECT_THAT(bad_bits.output, HasSubstr("bits must be 2, 3, 4 or 8, got 5"));
+  // 3 bits is valid, but not for a safetensors linear-chain model.
+  bad_bits = Squeeze("submit " + DaemonProcess::SourcePath("deploy/demo/mlp.safetensors") + " --bits 3");
+  EXPECT_EQ(bad_bits.exit_code, 1);
+  EXPECT_THAT(bad_bits.output, HasSubstr("bits 3 needs an ONNX model"));
 
   CommandResult usage = Squeeze("frobnicate");
   EXPECT_EQ(usage.exit_code, 2);
