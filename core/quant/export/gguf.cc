@@ -194,6 +194,24 @@ uint32_t FileType(GgmlType type) {
   return 0;
 }
 
+// Moves row h * head_dim + j * half + i (Hugging Face) to row h * head_dim +
+// 2i + j (GGUF), or back when `inverse`.
+std::vector<float> MoveRopeRows(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t heads,
+                                bool inverse) {
+  const int64_t head_dim = rows / heads, half = head_dim / 2;
+  std::vector<float> out(w.size());
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t i = 0; i < half; ++i) {
+      for (int64_t j = 0; j < 2; ++j) {
+        const int64_t hf_row = h * head_dim + j * half + i, gguf_row = h * head_dim + 2 * i + j;
+        const float* src = w.data() + (inverse ? gguf_row : hf_row) * cols;
+        std::copy(src, src + cols, out.data() + (inverse ? hf_row : gguf_row) * cols);
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 GgufValue GgufValue::UInt32(uint32_t v) { return {GgufType::kUInt32, {}, {v}, {}, {}}; }
@@ -411,17 +429,12 @@ absl::StatusOr<std::vector<float>> DequantizeGgufTensor(const GgufTensor& t) {
 
 std::vector<float> PermuteForGgufRope(const std::vector<float>& w, int64_t rows, int64_t cols,
                                       int64_t heads) {
-  const int64_t head_dim = rows / heads, half = head_dim / 2;
-  std::vector<float> out(w.size());
-  for (int64_t h = 0; h < heads; ++h) {
-    for (int64_t i = 0; i < half; ++i) {
-      for (int64_t j = 0; j < 2; ++j) {
-        const float* src = w.data() + (h * head_dim + j * half + i) * cols;
-        std::copy(src, src + cols, out.data() + (h * head_dim + 2 * i + j) * cols);
-      }
-    }
-  }
-  return out;
+  return MoveRopeRows(w, rows, cols, heads, /*inverse=*/false);
+}
+
+std::vector<float> UnpermuteFromGgufRope(const std::vector<float>& w, int64_t rows, int64_t cols,
+                                         int64_t heads) {
+  return MoveRopeRows(w, rows, cols, heads, /*inverse=*/true);
 }
 
 absl::StatusOr<GgufFile> LlamaToGguf(const hf::HfConfig& c, const graph::Graph& graph,
@@ -457,7 +470,7 @@ absl::StatusOr<GgufFile> LlamaToGguf(const hf::HfConfig& c, const graph::Graph& 
   m.emplace_back("llama.attention.layer_norm_rms_epsilon",
                  GgufValue::Float32(static_cast<float>(c.norm_epsilon)));
   m.emplace_back("tokenizer.ggml.model", GgufValue::String("gpt2"));
-  m.emplace_back("tokenizer.ggml.pre", GgufValue::String("default"));
+  m.emplace_back("tokenizer.ggml.pre", GgufValue::String("gpt-2"));
   m.emplace_back("tokenizer.ggml.tokens", GgufValue::StringArray(tokens));
   // 1 = LLAMA_TOKEN_TYPE_NORMAL: the byte-level BPE vocabulary has no
   // special tokens.

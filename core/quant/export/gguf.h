@@ -103,6 +103,11 @@ absl::StatusOr<std::vector<float>> DequantizeGgufTensor(const GgufTensor& tensor
 std::vector<float> PermuteForGgufRope(const std::vector<float>& w, int64_t rows, int64_t cols,
                                       int64_t heads);
 
+// The inverse of PermuteForGgufRope: a GGUF attn_q / attn_k matrix back in
+// Hugging Face's row order. Same preconditions.
+std::vector<float> UnpermuteFromGgufRope(const std::vector<float>& w, int64_t rows, int64_t cols,
+                                         int64_t heads);
+
 struct GgufExportOptions {
   // Type of the 2-D weights (token_embd and the projections): kQ8_0, kQ4_0,
   // kF16 or kF32. Norm weights are always F32.

@@ -186,6 +186,9 @@ TEST(GgufTest, RopePermutationMatchesLlamaCppInterleavedRotation) {
     }
     EXPECT_NEAR(hf_dot, gg_dot, 1e-9);
   }
+  // The inverse restores Hugging Face's order exactly, and is not the identity.
+  EXPECT_EQ(UnpermuteFromGgufRope(PermuteForGgufRope(wq, rows, d, heads), rows, d, heads), wq);
+  EXPECT_NE(UnpermuteFromGgufRope(wq, rows, d, heads), wq);
 }
 
 hf::HfConfig SmallLlama(bool tied) {
@@ -219,6 +222,11 @@ TEST(GgufTest, LlamaExportUsesLlamaCppNamesAndLayout) {
     EXPECT_EQ(parsed->Find("general.architecture")->strings[0], "llama");
     EXPECT_EQ(parsed->Find("llama.attention.head_count_kv")->ints[0], 2);
     EXPECT_EQ(parsed->Find("tokenizer.ggml.model")->strings[0], "gpt2");
+    // llama.cpp's "default" BPE pre-tokenizer is not GPT-2's: it cut
+    // " 1921" into " " + "19" + "2" + "1" where GPT-2's gives " 19" + "2" +
+    // "1", and 10 of 28 held-out texts tokenized differently
+    // (scripts/check-gguf.sh).
+    EXPECT_EQ(parsed->Find("tokenizer.ggml.pre")->strings[0], "gpt-2");
     EXPECT_EQ(parsed->Find("tokenizer.ggml.tokens")->strings.size(), 40u);
     ASSERT_NE(parsed->FindTensor("output.weight"), nullptr);
     const GgufTensor* norm = parsed->FindTensor("blk.1.ffn_norm.weight");
