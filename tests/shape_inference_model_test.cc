@@ -127,7 +127,8 @@ TEST(ShapeInferenceModelTest, PyTorchFixturesMatchExecutionAndOnnx) {
   for (const std::string name : {"small_cnn", "tiny_transformer", "tiny_decoder"}) {
     SCOPED_TRACE(name);
     const fs::path dir = SourceDir() / "tests/fixtures/pytorch" / name;
-    absl::StatusOr<Graph> graph = core::onnx::LoadOnnxModel((dir / "model.onnx").string());
+    absl::StatusOr<Graph> graph =
+        core::onnx::LoadOnnxModel((dir / "model.onnx").string(), {/*onnx_shape_inference=*/true});
     ASSERT_TRUE(graph.ok()) << graph.status();
     graph->name = name;
     std::map<std::string, Tensor> feeds;

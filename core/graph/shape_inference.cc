@@ -504,6 +504,11 @@ absl::Status Inference::ConstantOfShape(const Node& node, std::vector<ValueType>
   (*out)[0].dtype = value ? value->dtype() : DataType::kFloat32;
   const ValueType* shape = Input(node, 0);
   if (shape && shape->elements) {
+    for (const Dim& d : *shape->elements) {
+      if (d.value && *d.value < 0) {
+        return NodeError(node, absl::StrCat("shape ", DimsToString(*shape->elements), " has a negative dimension"));
+      }
+    }
     (*out)[0].shape = *shape->elements;
     const Dim count = Product(*shape->elements, 0, shape->elements->size());
     if (value && count.value && *count.value <= kMaxTrackedElements) {
@@ -899,7 +904,8 @@ absl::Status Inference::Transpose(const Node& node, std::vector<ValueType>* out)
   }
   const std::optional<std::vector<int64_t>> in_dims = Ints(*x->shape);
   const std::optional<std::vector<int64_t>> out_dims = Ints(result);
-  if (x->elements && in_dims && out_dims) {
+  if (x->elements && in_dims && out_dims &&
+      Product(*x->shape, 0, x->shape->size()).value == static_cast<int64_t>(x->elements->size())) {
     std::vector<Dim> elements;
     for (int64_t offset : SourceOffsets(*in_dims, *out_dims, perm, std::vector<int64_t>(rank, 0),
                                         std::vector<int64_t>(rank, 1))) {
@@ -1069,7 +1075,8 @@ absl::Status Inference::Slice(const Node& node, std::vector<ValueType>* out) {
   (*out)[0].shape = result;
   const std::optional<std::vector<int64_t>> in_dims = Ints(*x->shape);
   const std::optional<std::vector<int64_t>> out_dims = Ints(result);
-  if (x->elements && in_dims && out_dims) {
+  if (x->elements && in_dims && out_dims &&
+      Product(*x->shape, 0, x->shape->size()).value == static_cast<int64_t>(x->elements->size())) {
     std::vector<Dim> elements;
     for (int64_t offset : SourceOffsets(*in_dims, *out_dims, Iota(rank), begin, stride)) {
       elements.push_back((*x->elements)[offset]);
@@ -1269,6 +1276,7 @@ absl::StatusOr<ShapeInferenceStats> Inference::Run() {
   ShapeInferenceStats stats;
   std::set<std::string> unknown_ops;
   for (const Node& node : graph_->nodes) {
+    if (node.outputs.empty()) continue;  // Nothing to type (rules write output 0).
     std::vector<ValueType> outputs(node.outputs.size());
     if (const ValueType* x = Input(node, 0)) {
       for (ValueType& o : outputs) o.dtype = x->dtype;

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/graph/shape_inference.h"
 #include "core/model/file_io.h"
 #include "core/status_macros.h"
 #include "onnx/checker.h"
@@ -314,7 +315,8 @@ void CheckModel(const ::onnx::ModelProto& model, const std::string& model_dir) {
 }  // namespace
 
 absl::StatusOr<graph::Graph> ParseOnnxModel(absl::string_view bytes,
-                                            const std::string& model_dir) {
+                                            const std::string& model_dir,
+                                            const OnnxImportOptions& options) {
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
     return absl::InvalidArgumentError("ONNX model over 2 GiB must use external data");
   }
@@ -323,26 +325,33 @@ absl::StatusOr<graph::Graph> ParseOnnxModel(absl::string_view bytes,
     return absl::InvalidArgumentError(absl::StrCat(
         "not a valid ONNX ModelProto (", bytes.size(), " bytes; truncated or corrupt?)"));
   }
-  // ONNX's own shape inference fills value_info for the intermediates. Its
-  // inference functions assume schema-valid nodes (libonnx 1.12 crashes on
-  // some that are not), so it runs only on models the checker accepts; any
-  // other model keeps its declared types and the runtime checks shapes as it
-  // goes.
-  try {
-    CheckModel(model, model_dir);
-    ::onnx::shape_inference::InferShapes(
-        model, ::onnx::OpSchemaRegistry::Instance(),
-        ::onnx::ShapeInferenceOptions(/*check_type_val=*/false, /*strict_mode_val=*/0,
-                                      /*data_prop_val=*/true));
-  } catch (const std::exception&) {
+  if (options.onnx_shape_inference) {
+    // libonnx's inference functions assume schema-valid nodes, so they run
+    // only on models the checker accepts (and even then 1.12 can crash).
+    try {
+      CheckModel(model, model_dir);
+      ::onnx::shape_inference::InferShapes(
+          model, ::onnx::OpSchemaRegistry::Instance(),
+          ::onnx::ShapeInferenceOptions(/*check_type_val=*/false, /*strict_mode_val=*/0,
+                                        /*data_prop_val=*/true));
+    } catch (const std::exception&) {
+    }
+    return GraphFromProto(model, model_dir);
   }
-  return GraphFromProto(model, model_dir);
+  SQ_ASSIGN_OR_RETURN(graph::Graph graph, GraphFromProto(model, model_dir));
+  // The IR's own inference fills value_infos. A model whose shapes
+  // contradict keeps the file's value_info: the runtime checks shapes as it
+  // goes and names the node that fails.
+  graph::Graph inferred = graph;
+  if (graph::InferShapes(&inferred).ok()) return inferred;
+  return graph;
 }
 
-absl::StatusOr<graph::Graph> LoadOnnxModel(const std::string& path) {
+absl::StatusOr<graph::Graph> LoadOnnxModel(const std::string& path,
+                                           const OnnxImportOptions& options) {
   SQ_ASSIGN_OR_RETURN(std::string bytes, model::ReadFile(path));
   absl::StatusOr<graph::Graph> graph =
-      ParseOnnxModel(bytes, fs::path(path).parent_path().string());
+      ParseOnnxModel(bytes, fs::path(path).parent_path().string(), options);
   if (!graph.ok()) {
     return absl::Status(graph.status().code(),
                         absl::StrCat(path, ": ", graph.status().message()));

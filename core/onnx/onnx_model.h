@@ -16,20 +16,31 @@ namespace squeeze::core::onnx {
 inline constexpr int64_t kMinOpset = 9;
 inline constexpr int64_t kMaxOpset = 17;
 
+struct OnnxImportOptions {
+  // Types the intermediates with libonnx's shape inference instead of the
+  // IR's own (core/graph/shape_inference.h). For trusted files only (tests
+  // that compare the two): libonnx 1.12 crashes on some malformed nodes that
+  // its checker accepts, so files from users never take this path.
+  bool onnx_shape_inference = false;
+};
+
 // Reads the model at `path`; external data locations resolve against the
 // directory holding `path`.
-absl::StatusOr<graph::Graph> LoadOnnxModel(const std::string& path);
+absl::StatusOr<graph::Graph> LoadOnnxModel(const std::string& path,
+                                           const OnnxImportOptions& options = {});
 
 // Parses a serialized ModelProto. `model_dir` resolves external data ("" when
 // the model has none). Graph::value_infos holds the intermediate types and
-// shapes from ONNX's shape inference (symbolic dims kept), where it succeeds. INVALID_ARGUMENT for bytes that do not parse (a
+// shapes from the IR's shape inference (symbolic dims kept), or the file's
+// value_info when that inference finds the shapes contradictory. INVALID_ARGUMENT for bytes that do not parse (a
 // truncated or corrupt file), an opset outside [kMinOpset, kMaxOpset], a
 // tensor whose data does not match its type and shape, an element type the
 // IR lacks, a subgraph attribute, or an external data location that is
 // absolute or leaves model_dir; OUT_OF_RANGE when external data ends early.
 // Operators are not checked here: Executor::Create names unsupported ones.
 absl::StatusOr<graph::Graph> ParseOnnxModel(absl::string_view bytes,
-                                            const std::string& model_dir);
+                                            const std::string& model_dir,
+                                            const OnnxImportOptions& options = {});
 
 // Parses one serialized TensorProto (the test-data .pb format) with
 // external data resolved against `model_dir`.

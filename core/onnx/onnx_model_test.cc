@@ -1,5 +1,6 @@
 #include "core/onnx/onnx_model.h"
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "core/kernels/cpu/cpu_backend.h"
@@ -58,7 +59,6 @@ TEST(OnnxModelTest, ImportInfersIntermediateShapes) {
   graph::Graph g = Linear();
   g.nodes[0].outputs[0] = "h";
   g.nodes.push_back(graph::Node{"act", "Relu", "", {"h"}, {"y"}, {}});
-  // External data too: the checker that gates shape inference must find it.
   const std::string path = TempDir("shapes") + "/model.onnx";
   ASSERT_TRUE(SaveOnnxModel(g, path, {16, "weights.bin"}).ok());
   absl::StatusOr<graph::Graph> loaded = LoadOnnxModel(path);
@@ -101,6 +101,19 @@ TEST(OnnxModelTest, TruncatedAndCorruptFilesAreErrors) {
   std::string corrupt = *bytes;
   for (size_t i = 0; i < corrupt.size(); i += 7) corrupt[i] = static_cast<char>(corrupt[i] ^ 0x5A);
   (void)ParseOnnxModel(corrupt, "");  // must not crash
+}
+
+// A Conv whose attributes pass libonnx's checker but crash libonnx 1.12's
+// shape inference (found by the fuzzer): the import never runs that code on
+// user files, so this parses or fails cleanly.
+TEST(OnnxModelTest, ModelThatCrashesLibonnxShapeInferenceImports) {
+  const char* source_dir = std::getenv("SQUEEZE_SOURCE_DIR");
+  const std::string path = std::string(source_dir != nullptr ? source_dir : ".") +
+                           "/core/onnx/fuzz/onnx_model_corpus/regression_libonnx_convpool_crash.onnx";
+  absl::StatusOr<std::string> bytes = model::ReadFile(path);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  absl::StatusOr<graph::Graph> graph = ParseOnnxModel(*bytes, "");
+  if (!graph.ok()) EXPECT_EQ(graph.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(OnnxModelTest, RejectsUnsupportedOpsetAndOperator) {
