@@ -2,7 +2,8 @@
 // into one Markdown table: per model, batch and thread setting, the median
 // over runs of our p50, ORT's p50 and the per-run ratio ours/ORT, and the
 // largest parity difference seen in any run (absolute, and relative to the
-// largest ORT output magnitude).
+// largest ORT output magnitude). The last column lists every run's ratio,
+// so that a noisy machine shows as a spread.
 //
 //   node report.js run1_mlp.json run1_cnn.json run2_mlp.json ...
 'use strict';
@@ -38,13 +39,14 @@ for (const file of process.argv.slice(2)) {
 }
 
 const runs = Math.max(0, ...[...rows.values()].map((row) => row.ratio.length));
-console.log(`| model | batch | threads | ours p50 ms | ORT p50 ms | ours/ORT | ≤ ${kGoalRatio}× | max abs diff | max rel diff |`);
-console.log('| --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: |');
+console.log(`| model | batch | threads | ours p50 ms | ORT p50 ms | ours/ORT | ≤ ${kGoalRatio}× | max abs diff | max rel diff | runs' ratios |`);
+console.log('| --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |');
 for (const row of rows.values()) {
   const ratio = median(row.ratio);
   console.log(`| ${row.model} | ${row.batch} | ${row.threads === 0 ? 'default' : row.threads} | ` +
               `${median(row.ours).toFixed(3)} | ${median(row.ort).toFixed(3)} | ` +
               `${ratio.toFixed(2)}× | ${ratio <= kGoalRatio ? 'yes' : 'no'} | ` +
-              `${row.diff.toExponential(1)} | ${row.rel.toExponential(1)} |`);
+              `${row.diff.toExponential(1)} | ${row.rel.toExponential(1)} | ` +
+              `${row.ratio.map((r) => r.toFixed(2)).join(' ')} |`);
 }
 console.log(`(medians of ${runs} run${runs === 1 ? '' : 's'}; max abs/rel diff: largest over runs; rel = abs / max |ORT output|)`);
