@@ -1,5 +1,6 @@
 #include "core/kernels/cpu/fast_gemm.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -55,14 +56,37 @@ const char* FastGemmKernelName() {
   return "eigen";
 }
 
+namespace {
+
+// `epilogue` over C, for the kernels that do not apply it in their stores.
+void ApplyEpilogue(int64_t m, int64_t n, float* c, int64_t ldc, const GemmEpilogue& epilogue) {
+  if (epilogue.row_bias == nullptr && !epilogue.relu) return;
+  for (int64_t i = 0; i < m; ++i) {
+    float* row = c + i * ldc;
+    if (epilogue.row_bias != nullptr) {
+      const float bias = epilogue.row_bias[i];
+      for (int64_t j = 0; j < n; ++j) row[j] += bias;
+    }
+    if (epilogue.relu) {
+      for (int64_t j = 0; j < n; ++j) row[j] = std::max(0.0f, row[j]);
+    }
+  }
+}
+
+}  // namespace
+
 void FastGemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-              int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc) {
+              int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+              const GemmEpilogue& epilogue) {
   switch (ChosenKernels()) {
     case Kernels::kAvx512:
-      internal::FastGemmAvx512(trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc);
+      internal::FastGemmAvx512WithEpilogue(trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc,
+                                           epilogue);
+      if (!internal::Avx512AppliesEpilogue(trans_b, m, n, k)) ApplyEpilogue(m, n, c, ldc, epilogue);
       return;
     case Kernels::kAvx2:
       internal::FastGemmAvx2(trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc);
+      ApplyEpilogue(m, n, c, ldc, epilogue);
       return;
     case Kernels::kEigen:
       break;
@@ -82,6 +106,10 @@ void FastGemmAvx2(bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
 namespace internal {
 void FastGemmAvx512(bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
                     int64_t, float*, int64_t) {
+  std::abort();
+}
+void FastGemmAvx512WithEpilogue(bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                                const float*, int64_t, float*, int64_t, const GemmEpilogue&) {
   std::abort();
 }
 }  // namespace internal

@@ -20,14 +20,25 @@ bool FastGemmAvailable();
 // FMA, or SQUEEZE_CPU_GEMM=avx2), or "eigen" when FastGemmAvailable() is false.
 const char* FastGemmKernelName();
 
+// What FastGemm applies to each result before storing it: + row_bias[i]
+// (row i of C; null for none), then max(0, .) with `relu`. The same float
+// operations as adding and clipping after the GEMM, so the bits match.
+struct GemmEpilogue {
+  const float* row_bias = nullptr;
+  bool relu = false;
+};
+
 // c[i * ldc + j] = alpha * sum_k a[i * lda + k] * B(k, j) for i < m, j < n,
 // where B(k, j) = b[k * ldb + j], or b[j * ldb + k] when `trans_b` (B stored
 // as [n, k], the usual layout of a Gemm weight with transB = 1). Overwrites
 // c. Each element is summed in the same order whatever m, n and the split of
 // C between threads, so results do not depend on the thread count.
+// `epilogue` then adds a bias per row and/or applies Relu (in the AVX-512
+// [k, n] kernel's stores; in a pass over C otherwise).
 // Precondition: FastGemmAvailable(); m, n, k >= 0.
 void FastGemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-              int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc);
+              int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+              const GemmEpilogue& epilogue = {});
 
 namespace internal {
 // Whether this build has and this CPU runs each kernel set (ignores
@@ -40,6 +51,16 @@ void FastGemmAvx2(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, co
                   int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc);
 void FastGemmAvx512(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                     int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc);
+// The same with an epilogue, which the AVX-512 [k, n] kernel applies in its
+// stores; the other layout leaves C without it (FastGemm then adds it in a
+// pass over C).
+void FastGemmAvx512WithEpilogue(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                                const float* a, int64_t lda, const float* b, int64_t ldb,
+                                float* c, int64_t ldc, const GemmEpilogue& epilogue);
+// Whether FastGemmAvx512WithEpilogue applies `epilogue` itself.
+inline bool Avx512AppliesEpilogue(bool trans_b, int64_t m, int64_t n, int64_t k) {
+  return !trans_b && m > 0 && n > 0 && k > 0;
+}
 }  // namespace internal
 
 }  // namespace squeeze::core::kernels::cpu

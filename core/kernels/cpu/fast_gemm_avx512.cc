@@ -29,22 +29,31 @@ inline __mmask16 Mask(int count) {
   return count >= 16 ? __mmask16(0xffff) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
 }
 
-inline void Store(float* c, __m512 value, __mmask16 mask, bool full, float alpha, bool accumulate) {
+// Stores alpha * value (+ C when accumulating), then + *bias (when not
+// null) and max(0, .) (when relu): GemmEpilogue on the last k block.
+inline void Store(float* c, __m512 value, __mmask16 mask, bool full, float alpha, bool accumulate,
+                  const float* bias = nullptr, bool relu = false) {
   if (alpha != 1.0f) value = _mm512_mul_ps(_mm512_set1_ps(alpha), value);
+  if (accumulate) {
+    value = _mm512_add_ps(value, full ? _mm512_loadu_ps(c) : _mm512_maskz_loadu_ps(mask, c));
+  }
+  if (bias != nullptr) value = _mm512_add_ps(value, _mm512_set1_ps(*bias));
+  // max(x, 0) gives 0 for NaN and -0, as std::max(0.0f, x) does.
+  if (relu) value = _mm512_max_ps(value, _mm512_setzero_ps());
   if (full) {
-    if (accumulate) value = _mm512_add_ps(value, _mm512_loadu_ps(c));
     _mm512_storeu_ps(c, value);
   } else {
-    if (accumulate) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask, c));
     _mm512_mask_storeu_ps(c, mask, value);
   }
 }
 
 // C[MR x nr] (=|+=) alpha * A[MR x kc] * B[kc x nr], nr <= 16 * NV: one
 // vector of B per k for a tile of up to 16 columns, two for up to 32.
+// `bias` (rows' biases, or null) and `relu` are the epilogue, given on the
+// last k block only.
 template <int MR, int NV>
 void KernelNN(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-              int64_t ldc, int nr, float alpha, bool accumulate) {
+              int64_t ldc, int nr, float alpha, bool accumulate, const float* bias, bool relu) {
   __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) acc0[i] = acc1[i] = _mm512_setzero_ps();
@@ -74,23 +83,27 @@ void KernelNN(int64_t kc, const float* a, int64_t lda, const float* b, int64_t l
   }
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
-    Store(c + i * ldc, acc0[i], mask0, nr >= 16, alpha, accumulate);
-    if (NV == 2 && nr > 16) Store(c + i * ldc + 16, acc1[i], mask1, nr == 32, alpha, accumulate);
+    const float* bias_i = bias == nullptr ? nullptr : bias + i;
+    Store(c + i * ldc, acc0[i], mask0, nr >= 16, alpha, accumulate, bias_i, relu);
+    if (NV == 2 && nr > 16) {
+      Store(c + i * ldc + 16, acc1[i], mask1, nr == 32, alpha, accumulate, bias_i, relu);
+    }
   }
 }
 
 template <int NV>
 void KernelNNRows(int64_t mr, int64_t kc, const float* a, int64_t lda, const float* b,
-                  int64_t ldb, float* c, int64_t ldc, int nr, float alpha, bool accumulate) {
+                  int64_t ldb, float* c, int64_t ldc, int nr, float alpha, bool accumulate,
+                  const float* bias, bool relu) {
   switch (mr) {
-    case 8: KernelNN<8, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate); break;
-    case 7: KernelNN<7, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate); break;
-    case 6: KernelNN<6, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate); break;
-    case 5: KernelNN<5, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate); break;
-    case 4: KernelNN<4, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate); break;
-    case 3: KernelNN<3, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate); break;
-    case 2: KernelNN<2, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate); break;
-    default: KernelNN<1, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate); break;
+    case 8: KernelNN<8, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate, bias, relu); break;
+    case 7: KernelNN<7, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate, bias, relu); break;
+    case 6: KernelNN<6, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate, bias, relu); break;
+    case 5: KernelNN<5, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate, bias, relu); break;
+    case 4: KernelNN<4, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate, bias, relu); break;
+    case 3: KernelNN<3, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate, bias, relu); break;
+    case 2: KernelNN<2, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate, bias, relu); break;
+    default: KernelNN<1, NV>(kc, a, lda, b, ldb, c, ldc, nr, alpha, accumulate, bias, relu); break;
   }
 }
 
@@ -100,7 +113,7 @@ void KernelNNRows(int64_t mr, int64_t kc, const float* a, int64_t lda, const flo
 // B's whole block from L2: 120 against 215 GFLOP/s on the CNN's 64 x 196 x
 // 288 conv GEMM.)
 void GemmNN(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-            const float* b, int64_t ldb, float* c, int64_t ldc) {
+            const float* b, int64_t ldb, float* c, int64_t ldc, const GemmEpilogue& epilogue) {
   // Equal k blocks of at most kKBlock: a conv's k = 288 is one block, not
   // 256 and a short 32 that reloads and stores all of C again.
   const int64_t k_blocks = (k + kKBlock - 1) / kKBlock;
@@ -109,7 +122,8 @@ void GemmNN(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_
     const int64_t nc = Min(kNBlock, n - jc);
     for (int64_t pc = 0; pc < k; pc += k_step) {
       const int64_t kc = Min(k_step, k - pc);
-      const bool accumulate = pc > 0;
+      const bool accumulate = pc > 0, last = pc + kc >= k;
+      const bool relu = last && epilogue.relu;
       for (int64_t jr = 0; jr < nc; jr += 32) {
         const int nr = static_cast<int>(Min(32, nc - jr));
         const float* b_tile = b + pc * ldb + jc + jr;
@@ -117,10 +131,14 @@ void GemmNN(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_
           const int64_t mr = Min(kRowTile, m - ic);
           const float* a_tile = a + ic * lda + pc;
           float* c_tile = c + ic * ldc + jc + jr;
+          const float* bias =
+              last && epilogue.row_bias != nullptr ? epilogue.row_bias + ic : nullptr;
           if (nr > 16) {
-            KernelNNRows<2>(mr, kc, a_tile, lda, b_tile, ldb, c_tile, ldc, nr, alpha, accumulate);
+            KernelNNRows<2>(mr, kc, a_tile, lda, b_tile, ldb, c_tile, ldc, nr, alpha, accumulate,
+                            bias, relu);
           } else {
-            KernelNNRows<1>(mr, kc, a_tile, lda, b_tile, ldb, c_tile, ldc, nr, alpha, accumulate);
+            KernelNNRows<1>(mr, kc, a_tile, lda, b_tile, ldb, c_tile, ldc, nr, alpha, accumulate,
+                            bias, relu);
           }
         }
       }
@@ -220,6 +238,12 @@ void GemmNT(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_
 
 void FastGemmAvx512(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                     int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc) {
+  FastGemmAvx512WithEpilogue(trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc, GemmEpilogue());
+}
+
+void FastGemmAvx512WithEpilogue(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                                const float* a, int64_t lda, const float* b, int64_t ldb,
+                                float* c, int64_t ldc, const GemmEpilogue& epilogue) {
   if (m <= 0 || n <= 0 || k <= 0) {
     FastGemmAvx2(trans_b, m, n, k, alpha, a, lda, b, ldb, c, ldc);
     return;
@@ -227,7 +251,7 @@ void FastGemmAvx512(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, 
   if (trans_b) {
     GemmNT(m, n, k, alpha, a, lda, b, ldb, c, ldc);
   } else {
-    GemmNN(m, n, k, alpha, a, lda, b, ldb, c, ldc);
+    GemmNN(m, n, k, alpha, a, lda, b, ldb, c, ldc, epilogue);
   }
 }
 

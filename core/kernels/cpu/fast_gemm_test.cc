@@ -114,6 +114,43 @@ absl::StatusOr<std::vector<Tensor>> RunNode(const graph::Node& node,
   return CreateCpuBackend(threads)->Run(runtime::KernelCall{node, 17, inputs});
 }
 
+// The epilogue (bias per row, Relu) gives the bits of adding and clipping
+// after the GEMM, on every k-block count, edge tile and layout.
+TEST(FastGemmTest, EpilogueMatchesAPassAfterTheGemm) {
+  if (!FastGemmAvailable()) GTEST_SKIP() << "no AVX2";
+  uint32_t seed = 100;
+  for (bool trans_b : {false, true}) {
+    for (int64_t m : {1, 7, 9, 17}) {
+      for (int64_t n : {5, 16, 33, 70}) {
+        for (int64_t k : {3, 288, 800}) {
+          const std::vector<float> a = RandomFloats(m * k, seed++), b = RandomFloats(k * n, seed++);
+          const std::vector<float> bias = RandomFloats(m, seed++);
+          for (bool relu : {false, true}) {
+            for (bool with_bias : {false, true}) {
+              std::vector<float> plain(m * n), fused(m * n);
+              const int64_t ldb = trans_b ? k : n;
+              FastGemm(trans_b, m, n, k, 1.0f, a.data(), k, b.data(), ldb, plain.data(), n);
+              for (int64_t i = 0; i < m; ++i) {
+                for (int64_t j = 0; j < n; ++j) {
+                  float& v = plain[i * n + j];
+                  if (with_bias) v += bias[i];
+                  if (relu) v = std::max(0.0f, v);
+                }
+              }
+              GemmEpilogue epilogue;
+              epilogue.row_bias = with_bias ? bias.data() : nullptr;
+              epilogue.relu = relu;
+              FastGemm(trans_b, m, n, k, 1.0f, a.data(), k, b.data(), ldb, fused.data(), n, epilogue);
+              ASSERT_EQ(plain, fused) << "m " << m << " n " << n << " k " << k << " relu " << relu
+                                      << " bias " << with_bias << " trans_b " << trans_b;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(FastGemmTest, GemmNodeMatchesNaiveLoops) {
   uint32_t seed = 100;
   for (int64_t rows : {1, 3, 8, 65}) {

@@ -370,9 +370,13 @@ KernelResult Conv(const KernelCall& call, int threads) {
                             : output.data() + (n * out_channels + g * group_out) * out_size + first;
       StridedMatrixMap out(conv_out, group_out, width, Eigen::OuterStride<>(out_size));
       ConstMatrixMap w_g(weights.data() + g * group_out * col_rows, group_out, col_rows);
+      // FastGemm adds the bias and applies the Relu as it stores each tile.
+      GemmEpilogue epilogue;
+      epilogue.row_bias = bias ? bias->data() + g * group_out : nullptr;
+      epilogue.relu = relu;
       if (pointwise && fast) {
         FastGemm(false, group_out, width, col_rows, 1.0f, w_g.data(), col_rows, in + first,
-                 in_size, out.data(), out_size);
+                 in_size, out.data(), out_size, epilogue);
       } else if (pointwise) {
         out.noalias() = w_g * ConstStridedMatrixMap(in + first, col_rows, width,
                                                     Eigen::OuterStride<>(in_size));
@@ -389,13 +393,12 @@ KernelResult Conv(const KernelCall& call, int threads) {
         }
         if (fast) {
           FastGemm(false, group_out, width, col_rows, 1.0f, w_g.data(), col_rows, col, width,
-                   out.data(), out_size);
+                   out.data(), out_size, epilogue);
         } else {
           out.noalias() = w_g * ConstMatrixMap(col, col_rows, width);
         }
       }
-      BiasRelu(out.data(), group_out, width, out_size,
-               bias ? bias->data() + g * group_out : nullptr, relu);
+      if (!fast) BiasRelu(out.data(), group_out, width, out_size, epilogue.row_bias, relu);
       if (pool_window) {
         MaxPool2d(conv_out, group_out, out_spatial, pooled_spatial, *pool_window,
                   output.data() + (n * out_channels + g * group_out) * pooled_size, 1);
