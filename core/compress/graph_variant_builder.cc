@@ -19,6 +19,7 @@
 #include "core/quant/export/onnx_qdq.h"
 #include "core/quant/gemm/codebook_layout.h"
 #include "core/quant/gemm/qdq_runtime.h"
+#include "core/quant/gemm/weight_only_runtime.h"
 #include "core/runtime/executor.h"
 #include "core/status_macros.h"
 
@@ -483,11 +484,28 @@ absl::StatusOr<GraphVariantReport> GraphSession::Build(const Recipe& recipe, con
   if (result.runtime_graph) absl::StrAppend(&report.runtime, "; N:M layers on the sparse fp32 kernel");
   // W8A8 layers run the int8 GEMM from their packed weights. A layer that is
   // N:M-sparse as well was rewritten above and keeps the sparse kernel.
-  if (!result.packed.empty()) {
-    SQ_ASSIGN_OR_RETURN(quant::gemm::Int8Rewrite int8, quant::gemm::UseInt8Kernels(&runtime_graph, result.packed));
-    if (!int8.int8_layers.empty()) variant_backend = quant::gemm::CreateInt8QdqBackend(variant_backend);
-    absl::StrAppend(&report.runtime, "; ", quant::gemm::DescribeInt8Rewrite(int8),
-                    int8.skipped.empty() ? "" : " (their quantized weights run dequantized to fp32, simulated)");
+  // Weight-only int4/int3/int2 and codebook layers run Int4Gemm / LutGemm
+  // from their packed weights (their float weights leave the runtime graph).
+  if (!result.packed.empty() || !result.codebooks.empty()) {
+    quant::gemm::Int8Rewrite int8;
+    if (!result.packed.empty()) {
+      SQ_ASSIGN_OR_RETURN(int8, quant::gemm::UseInt8Kernels(&runtime_graph, result.packed));
+    }
+    SQ_ASSIGN_OR_RETURN(quant::gemm::WeightOnlyRewrite low_bit,
+                        quant::gemm::UseWeightOnlyKernels(&runtime_graph, result.packed, result.codebooks));
+    // A layer the weight-only pass took or listed is reported there only.
+    std::set<std::string> weight_only(low_bit.low_bit_layers.begin(), low_bit.low_bit_layers.end());
+    weight_only.insert(low_bit.lut_layers.begin(), low_bit.lut_layers.end());
+    for (const quant::ptq::SkippedNode& layer : low_bit.skipped) weight_only.insert(layer.name);
+    std::erase_if(int8.skipped, [&](const quant::ptq::SkippedNode& layer) { return weight_only.count(layer.name) > 0; });
+    if (!int8.int8_layers.empty() || !int8.skipped.empty()) {
+      absl::StrAppend(&report.runtime, "; ", quant::gemm::DescribeInt8Rewrite(int8),
+                      int8.skipped.empty() ? "" : " (their quantized weights run dequantized to fp32, simulated)");
+    }
+    if (!weight_only.empty()) absl::StrAppend(&report.runtime, "; ", quant::gemm::DescribeWeightOnlyRewrite(low_bit));
+    if (!int8.int8_layers.empty() || !low_bit.low_bit_layers.empty() || !low_bit.lut_layers.empty()) {
+      variant_backend = quant::gemm::CreateInt8QdqBackend(variant_backend);
+    }
   }
   SQ_ASSIGN_OR_RETURN(runtime::Executor variant, runtime::Executor::Create(std::move(runtime_graph), variant_backend));
   SQ_ASSIGN_OR_RETURN(model::Tensor outputs,

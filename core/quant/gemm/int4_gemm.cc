@@ -1,5 +1,6 @@
 #include "core/quant/gemm/int4_gemm.h"
 
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -11,10 +12,14 @@
 namespace squeeze::core::quant::gemm {
 namespace {
 
-absl::Status CheckLayer(int64_t m, const QuantizedLinear& layer) {
-  if (layer.bits != 4) {
+int64_t Groups(const Int4WeightsView& layer) {
+  return layer.group_size == 0 ? 1 : layer.in / layer.group_size;
+}
+
+absl::Status CheckLayer(int64_t m, const Int4WeightsView& layer) {
+  if (!IsNibbleBits(layer.bits)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "int4 gemm: layer ", layer.name, " has ", layer.bits, "-bit weights, not 4"));
+        "int4 gemm: layer ", layer.name, " has ", layer.bits, "-bit weights, not 2, 3 or 4"));
   }
   if (m < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -23,17 +28,15 @@ absl::Status CheckLayer(int64_t m, const QuantizedLinear& layer) {
   // DequantizeRtn's consistency checks, without dequantizing: a one-element
   // probe would need the whole output, so check the sizes here.
   const RtnOptions options{layer.bits, layer.group_size, layer.asymmetric};
-  SQ_RETURN_IF_ERROR(options.Validate(layer.in, layer.name));
-  const int64_t groups = layer.out * layer.Groups();
-  if (layer.out <= 0 ||
-      static_cast<int64_t>(layer.packed.size()) != layer.out * PackedRowBytes(4, layer.in) ||
-      static_cast<int64_t>(layer.scales.size()) != groups ||
-      static_cast<int64_t>(layer.zero_points.size()) != (layer.asymmetric ? groups : 0) ||
-      (!layer.bias.empty() && static_cast<int64_t>(layer.bias.size()) != layer.out)) {
+  SQ_RETURN_IF_ERROR(options.Validate(layer.in, std::string(layer.name)));
+  const int64_t groups = layer.out * Groups(layer);
+  if (layer.out <= 0 || layer.packed_bytes != layer.out * PackedRowBytes(4, layer.in) ||
+      layer.num_scales != groups || layer.num_zero_points != (layer.asymmetric ? groups : 0) ||
+      (layer.bias != nullptr && layer.num_bias != layer.out)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "int4 gemm: layer ", layer.name, " [", layer.out, " x ", layer.in, "] has ",
-        layer.packed.size(), " packed bytes, ", layer.scales.size(), " scales, ",
-        layer.zero_points.size(), " zero points and ", layer.bias.size(), " biases"));
+        layer.packed_bytes, " packed bytes, ", layer.num_scales, " scales, ",
+        layer.num_zero_points, " zero points and ", layer.bias ? layer.num_bias : 0, " biases"));
   }
   return absl::OkStatus();
 }
@@ -47,11 +50,10 @@ constexpr int64_t kMinGemvRowsPerThread = 256;
 int Centred(uint8_t nibble, int zero) { return static_cast<int>(nibble) - zero; }
 
 // Writes W[n, kk] for kk < in to out[kk * stride] (the DequantizeRtn formula).
-void DecodeRow(const QuantizedLinear& layer, int64_t n, float* out, int64_t stride) {
-  const int64_t groups = layer.Groups();
+void DecodeRow(const Int4WeightsView& layer, int64_t n, float* out, int64_t stride) {
+  const int64_t groups = Groups(layer);
   const int64_t width = layer.in / groups;
-  const uint8_t* row = reinterpret_cast<const uint8_t*>(layer.packed.data()) +
-                       n * PackedRowBytes(4, layer.in);
+  const uint8_t* row = layer.packed + n * PackedRowBytes(4, layer.in);
   for (int64_t g = 0; g < groups; ++g) {
     const float scale = layer.scales[n * groups + g];
     const int zero = layer.asymmetric ? layer.zero_points[n * groups + g]
@@ -66,7 +68,31 @@ void DecodeRow(const QuantizedLinear& layer, int64_t n, float* out, int64_t stri
 
 }  // namespace
 
+Int4WeightsView Int4WeightsView::Of(const QuantizedLinear& layer) {
+  Int4WeightsView view;
+  view.name = layer.name;
+  view.in = layer.in;
+  view.out = layer.out;
+  view.bits = layer.bits;
+  view.group_size = layer.group_size;
+  view.asymmetric = layer.asymmetric;
+  view.packed = reinterpret_cast<const uint8_t*>(layer.packed.data());
+  view.packed_bytes = static_cast<int64_t>(layer.packed.size());
+  view.scales = layer.scales.data();
+  view.num_scales = static_cast<int64_t>(layer.scales.size());
+  view.zero_points = layer.zero_points.empty() ? nullptr : layer.zero_points.data();
+  view.num_zero_points = static_cast<int64_t>(layer.zero_points.size());
+  view.bias = layer.bias.empty() ? nullptr : layer.bias.data();
+  view.num_bias = static_cast<int64_t>(layer.bias.size());
+  return view;
+}
+
 absl::Status Int4Gemm(const float* x, int64_t m, const QuantizedLinear& layer,
+                      float* y, const GemmOptions& options) {
+  return Int4Gemm(x, m, Int4WeightsView::Of(layer), y, options);
+}
+
+absl::Status Int4Gemm(const float* x, int64_t m, const Int4WeightsView& layer,
                       float* y, const GemmOptions& options) {
   SQ_RETURN_IF_ERROR(CheckLayer(m, layer));
   SQ_ASSIGN_OR_RETURN(const internal::ResolvedGemm gemm, internal::Resolve(options));
@@ -74,7 +100,7 @@ absl::Status Int4Gemm(const float* x, int64_t m, const QuantizedLinear& layer,
       layer.group_size % 2 == 0) {
     // A few rows: decode the nibbles in registers, row by row of W, instead
     // of decoding float panels that only these rows would use.
-    const int64_t half = layer.in / 2, groups = layer.Groups();
+    const int64_t half = layer.in / 2, groups = Groups(layer);
     std::vector<float> split(m * layer.in);  // per row: x[0], x[2], ..., then x[1], x[3], ...
     for (int64_t r = 0; r < m; ++r) {
       for (int64_t k = 0; k < half; ++k) {
@@ -82,16 +108,16 @@ absl::Status Int4Gemm(const float* x, int64_t m, const QuantizedLinear& layer,
         split[r * layer.in + half + k] = x[r * layer.in + 2 * k + 1];
       }
     }
-    const uint8_t* packed = reinterpret_cast<const uint8_t*>(layer.packed.data());
+    const uint8_t* packed = layer.packed;
     kernels::cpu::ParallelFor(
         layer.out, kMinGemvRowsPerThread, gemm.threads, [&](int64_t begin, int64_t end) {
           for (int64_t r = 0; r < m; ++r) {
             gemm.kernels.int4_gemv(
                 split.data() + r * layer.in, split.data() + r * layer.in + half,
                 packed + begin * half, half, end - begin, half / groups, groups,
-                layer.scales.data() + begin * groups,
-                layer.asymmetric ? layer.zero_points.data() + begin * groups : nullptr,
-                layer.bias.empty() ? nullptr : layer.bias.data() + begin,
+                layer.scales + begin * groups,
+                layer.asymmetric ? layer.zero_points + begin * groups : nullptr,
+                layer.bias == nullptr ? nullptr : layer.bias + begin,
                 y + r * layer.out + begin);
           }
         });
@@ -100,12 +126,13 @@ absl::Status Int4Gemm(const float* x, int64_t m, const QuantizedLinear& layer,
   internal::DecodedPanelGemm(
       x, m, layer.in, layer.out,
       [&layer](int64_t n, float* out, int64_t stride) { DecodeRow(layer, n, out, stride); },
-      layer.bias.empty() ? nullptr : layer.bias.data(), y, gemm);
+      layer.bias, y, gemm);
   return absl::OkStatus();
 }
 
 absl::Status Int4GemmRef(const float* x, int64_t m,
-                         const QuantizedLinear& layer, float* y) {
+                         const QuantizedLinear& quantized, float* y) {
+  const Int4WeightsView layer = Int4WeightsView::Of(quantized);
   SQ_RETURN_IF_ERROR(CheckLayer(m, layer));
   std::vector<float> w(layer.in);
   for (int64_t n = 0; n < layer.out; ++n) {
@@ -113,7 +140,7 @@ absl::Status Int4GemmRef(const float* x, int64_t m,
     for (int64_t r = 0; r < m; ++r) {
       float sum = 0.0f;
       for (int64_t kk = 0; kk < layer.in; ++kk) sum += x[r * layer.in + kk] * w[kk];
-      y[r * layer.out + n] = layer.bias.empty() ? sum : sum + layer.bias[n];
+      y[r * layer.out + n] = layer.bias == nullptr ? sum : sum + layer.bias[n];
     }
   }
   return absl::OkStatus();

@@ -1,6 +1,7 @@
 // int4 dequantize-inside-GEMM (issue 4): float32 activations times int4
 // weights as QuantizeRtn packs them (core/quant/packed_formats.h: symmetric
-// or asymmetric, per channel or per group):
+// or asymmetric, per channel or per group; int3 and int2 weights too, which
+// share the nibble container and its meaning):
 //
 //   Y[m, n] = sum_k X[m, k] * W[n, k] + bias[n],
 //   W[n, k] = float(q[n, k] - zero[n, g]) * scale[n, g],  g = k / group_size
@@ -22,15 +23,40 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "core/quant/gemm/gemm_dispatch.h"
 #include "core/quant/rtn.h"
 
 namespace squeeze::core::quant::gemm {
 
+// The fields of a QuantizedLinear as pointers into storage the caller owns
+// and keeps alive during the call (the runtime's graph tensors hold them,
+// weight_only_runtime.h), with the element counts its vectors would have.
+struct Int4WeightsView {
+  absl::string_view name;
+  int64_t in = 0;
+  int64_t out = 0;
+  int bits = 4;  // 2, 3 or 4 (all stored in nibbles)
+  int group_size = 0;
+  bool asymmetric = false;
+  const uint8_t* packed = nullptr;
+  int64_t packed_bytes = 0;
+  const float* scales = nullptr;
+  int64_t num_scales = 0;
+  const uint8_t* zero_points = nullptr;  // null when symmetric
+  int64_t num_zero_points = 0;
+  const float* bias = nullptr;  // null: no bias
+  int64_t num_bias = 0;
+
+  static Int4WeightsView Of(const QuantizedLinear& layer);
+};
+
 // Y = X [m, layer.in] * W^T. INVALID_ARGUMENT naming the layer when it is
-// not int4 or its sizes are inconsistent (as DequantizeRtn checks), or m < 1;
-// the path errors of ResolveGemmPath.
+// not int4/int3/int2 or its sizes are inconsistent (as DequantizeRtn
+// checks), or m < 1; the path errors of ResolveGemmPath.
 absl::Status Int4Gemm(const float* x, int64_t m, const QuantizedLinear& layer,
+                      float* y, const GemmOptions& options = {});
+absl::Status Int4Gemm(const float* x, int64_t m, const Int4WeightsView& layer,
                       float* y, const GemmOptions& options = {});
 
 // The scalar oracle: plain loops in k order, one thread.

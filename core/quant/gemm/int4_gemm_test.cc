@@ -86,6 +86,34 @@ TEST(Int4GemmTest, MatchesReferenceWithinReassociationBound) {
   }
 }
 
+// int3 and int2 weights share the nibble container: the same kernels, the
+// GEMV (m <= 4) and the panel GEMM, against the dequantized product.
+TEST(Int4GemmTest, RunsInt3AndInt2Weights) {
+  for (int bits : {2, 3}) {
+    for (auto [m, group, asymmetric] : {std::tuple<int64_t, int, bool>{1, 0, false}, {3, 16, true}, {9, 8, false},
+                                        {20, 0, true}}) {
+      const QuantizedLinear q = Quantized(21, 64, RtnOptions{bits, group, asymmetric}, 7 + bits);
+      const std::vector<float> x = RandomFloats(m * q.in, 8);
+      std::vector<float> w(q.out * q.in), ref(m * q.out);
+      ASSERT_TRUE(DequantizeRtn(q, w.data()).ok());
+      ASSERT_TRUE(Int4GemmRef(x.data(), m, q, ref.data()).ok());
+      for (GemmPath path : AvailablePaths()) {
+        SCOPED_TRACE(testing::Message() << GemmPathName(path) << " int" << bits << " m " << m << " g" << group);
+        std::vector<float> got(m * q.out, NAN);
+        ASSERT_TRUE(Int4Gemm(x.data(), m, q, got.data(), GemmOptions{1, path}).ok());
+        for (int64_t r = 0; r < m; ++r) {
+          for (int64_t c = 0; c < q.out; ++c) {
+            double sum_abs = 0.0;
+            for (int64_t kk = 0; kk < q.in; ++kk) sum_abs += std::fabs(double{x[r * q.in + kk]} * w[c * q.in + kk]);
+            const float want = ref[r * q.out + c];
+            ASSERT_NEAR(got[r * q.out + c], want, ReassociationTolerance(q.in, sum_abs, want)) << r << ", " << c;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Int4GemmTest, RejectsBadInputNamingTheLayer) {
   QuantizedLinear q = Quantized(2, 16, RtnOptions{8, 0, false}, 1);
   q.name = "fc3";

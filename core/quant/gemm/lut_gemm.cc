@@ -10,8 +10,8 @@
 namespace squeeze::core::quant::gemm {
 namespace {
 
-const float* RowCodebook(const CodebookLinear& layer, int64_t n) {
-  return layer.codebook.data() +
+const float* RowCodebook(const CodebookWeightsView& layer, int64_t n) {
+  return layer.codebook +
          (layer.per_row_codebook ? n * CodebookEntries(layer.bits) : 0);
 }
 
@@ -32,9 +32,8 @@ void DecodeRow(const uint8_t* row, int64_t in, const float* codebook, float* out
   for (; kk < in; ++kk) out[kk * stride] = codebook[ReadCodebookIndex(row, kk, kBits)];
 }
 
-void DecodeRow(const CodebookLinear& layer, int64_t n, float* out, int64_t stride) {
-  const uint8_t* row = reinterpret_cast<const uint8_t*>(layer.packed.data()) +
-                       n * CodebookRowBytes(layer.bits, layer.in);
+void DecodeRow(const CodebookWeightsView& layer, int64_t n, float* out, int64_t stride) {
+  const uint8_t* row = layer.packed + n * CodebookRowBytes(layer.bits, layer.in);
   const float* codebook = RowCodebook(layer, n);
   switch (layer.bits) {
     case 2: DecodeRow<2>(row, layer.in, codebook, out, stride); break;
@@ -45,22 +44,38 @@ void DecodeRow(const CodebookLinear& layer, int64_t n, float* out, int64_t strid
 
 }  // namespace
 
-absl::Status CodebookLinear::Validate() const {
+absl::Status CodebookLinear::Validate() const { return CodebookWeightsView::Of(*this).Validate(); }
+
+CodebookWeightsView CodebookWeightsView::Of(const CodebookLinear& layer) {
+  CodebookWeightsView view;
+  view.name = layer.name;
+  view.in = layer.in;
+  view.out = layer.out;
+  view.bits = layer.bits;
+  view.per_row_codebook = layer.per_row_codebook;
+  view.packed = reinterpret_cast<const uint8_t*>(layer.packed.data());
+  view.packed_bytes = static_cast<int64_t>(layer.packed.size());
+  view.codebook = layer.codebook.data();
+  view.codebook_size = static_cast<int64_t>(layer.codebook.size());
+  view.bias = layer.bias.empty() ? nullptr : layer.bias.data();
+  view.num_bias = static_cast<int64_t>(layer.bias.size());
+  return view;
+}
+
+absl::Status CodebookWeightsView::Validate() const {
   if (bits < kMinCodebookBits || bits > kMaxCodebookBits) {
     return absl::InvalidArgumentError(absl::StrCat(
         "lut gemm: bits must be in [2, 4], got ", bits, " (layer ", name, ")"));
   }
   const int64_t entries = CodebookEntries(bits) * (per_row_codebook ? out : 1);
-  if (in <= 0 || out <= 0 ||
-      static_cast<int64_t>(packed.size()) != out * CodebookRowBytes(bits, in) ||
-      static_cast<int64_t>(codebook.size()) != entries ||
-      (!bias.empty() && static_cast<int64_t>(bias.size()) != out)) {
+  if (in <= 0 || out <= 0 || packed_bytes != out * CodebookRowBytes(bits, in) ||
+      codebook_size != entries || (bias != nullptr && num_bias != out)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "lut gemm: layer ", name, " [", out, " x ", in, "] at ", bits, " bits has ",
-        packed.size(), " packed bytes, ", codebook.size(), " codebook entries (want ",
-        entries, ") and ", bias.size(), " biases"));
+        packed_bytes, " packed bytes, ", codebook_size, " codebook entries (want ",
+        entries, ") and ", bias ? num_bias : 0, " biases"));
   }
-  for (size_t i = 0; i < codebook.size(); ++i) {
+  for (int64_t i = 0; i < codebook_size; ++i) {
     if (!std::isfinite(codebook[i])) {
       return absl::InvalidArgumentError(absl::StrCat(
           "lut gemm: codebook entry ", i, " is ", codebook[i], " (layer ", name, ")"));
@@ -96,6 +111,11 @@ absl::StatusOr<std::string> PackCodebookIndices(const std::vector<uint8_t>& indi
 
 absl::Status LutGemm(const float* x, int64_t m, const CodebookLinear& layer,
                      float* y, const GemmOptions& options) {
+  return LutGemm(x, m, CodebookWeightsView::Of(layer), y, options);
+}
+
+absl::Status LutGemm(const float* x, int64_t m, const CodebookWeightsView& layer,
+                     float* y, const GemmOptions& options) {
   SQ_RETURN_IF_ERROR(layer.Validate());
   if (m < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -105,12 +125,13 @@ absl::Status LutGemm(const float* x, int64_t m, const CodebookLinear& layer,
   internal::DecodedPanelGemm(
       x, m, layer.in, layer.out,
       [&layer](int64_t n, float* out, int64_t stride) { DecodeRow(layer, n, out, stride); },
-      layer.bias.empty() ? nullptr : layer.bias.data(), y, gemm);
+      layer.bias, y, gemm);
   return absl::OkStatus();
 }
 
-absl::Status LutGemmRef(const float* x, int64_t m, const CodebookLinear& layer,
+absl::Status LutGemmRef(const float* x, int64_t m, const CodebookLinear& linear,
                         float* y) {
+  const CodebookWeightsView layer = CodebookWeightsView::Of(linear);
   SQ_RETURN_IF_ERROR(layer.Validate());
   if (m < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -118,15 +139,14 @@ absl::Status LutGemmRef(const float* x, int64_t m, const CodebookLinear& layer,
   }
   const int64_t row_bytes = CodebookRowBytes(layer.bits, layer.in);
   for (int64_t n = 0; n < layer.out; ++n) {
-    const uint8_t* row =
-        reinterpret_cast<const uint8_t*>(layer.packed.data()) + n * row_bytes;
+    const uint8_t* row = layer.packed + n * row_bytes;
     const float* codebook = RowCodebook(layer, n);
     for (int64_t r = 0; r < m; ++r) {
       float sum = 0.0f;
       for (int64_t kk = 0; kk < layer.in; ++kk) {
         sum += x[r * layer.in + kk] * codebook[ReadCodebookIndex(row, kk, layer.bits)];
       }
-      y[r * layer.out + n] = layer.bias.empty() ? sum : sum + layer.bias[n];
+      y[r * layer.out + n] = layer.bias == nullptr ? sum : sum + layer.bias[n];
     }
   }
   return absl::OkStatus();

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/quant/gemm/codebook_layout.h"
 #include "core/quant/gemm/gemm_dispatch.h"
 
@@ -38,6 +39,27 @@ struct CodebookLinear {
   absl::Status Validate() const;
 };
 
+// The fields of a CodebookLinear as pointers into storage the caller owns
+// and keeps alive during the call (the runtime's graph tensors hold them,
+// weight_only_runtime.h), with the element counts its vectors would have.
+struct CodebookWeightsView {
+  absl::string_view name;
+  int64_t in = 0;
+  int64_t out = 0;
+  int bits = 4;
+  bool per_row_codebook = false;
+  const uint8_t* packed = nullptr;
+  int64_t packed_bytes = 0;
+  const float* codebook = nullptr;
+  int64_t codebook_size = 0;
+  const float* bias = nullptr;  // null: no bias
+  int64_t num_bias = 0;
+
+  static CodebookWeightsView Of(const CodebookLinear& layer);
+  // CodebookLinear::Validate's checks and messages.
+  absl::Status Validate() const;
+};
+
 // Packs `indices` ([out, in], each < 2^bits) into the codebook layout.
 // INVALID_ARGUMENT for bad bits, sizes or an index out of range.
 absl::StatusOr<std::string> PackCodebookIndices(const std::vector<uint8_t>& indices,
@@ -46,6 +68,8 @@ absl::StatusOr<std::string> PackCodebookIndices(const std::vector<uint8_t>& indi
 // Y = X [m, layer.in] * W^T, y [m, layer.out] overwritten. INVALID_ARGUMENT
 // from Validate or for m < 1; the path errors of ResolveGemmPath.
 absl::Status LutGemm(const float* x, int64_t m, const CodebookLinear& layer,
+                     float* y, const GemmOptions& options = {});
+absl::Status LutGemm(const float* x, int64_t m, const CodebookWeightsView& layer,
                      float* y, const GemmOptions& options = {});
 
 // The scalar oracle: index-by-index lookups, k order, one thread.

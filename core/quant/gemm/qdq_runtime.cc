@@ -12,6 +12,8 @@
 #include "core/kernels/cpu/fast_gemm.h"
 #include "core/kernels/cpu/kernel_util.h"
 #include "core/quant/gemm/int8_gemm.h"
+#include "core/quant/gemm/layer_nodes.h"
+#include "core/quant/gemm/weight_only_runtime.h"
 #include "core/status_macros.h"
 
 namespace squeeze::core::quant::gemm {
@@ -21,14 +23,7 @@ using graph::DataType;
 using graph::Graph;
 using graph::Node;
 using graph::Tensor;
-
-void EraseProducer(Graph* graph, const std::string& value) {
-  graph->nodes.erase(std::remove_if(graph->nodes.begin(), graph->nodes.end(),
-                                    [&](const Node& node) {
-                                      return node.outputs.size() == 1 && node.outputs[0] == value;
-                                    }),
-                     graph->nodes.end());
-}
+using internal::EraseProducer;
 
 const Node* Producer(const Graph& graph, const std::string& value) {
   for (const Node& node : graph.nodes) {
@@ -414,20 +409,24 @@ class Int8QdqBackend : public runtime::KernelBackend {
   std::string name() const override { return absl::StrCat(base_->name(), "+int8"); }
 
   bool Supports(absl::string_view op_type) const override {
-    return op_type == kInt8QdqMatMulOp || op_type == kInt8QdqConvOp || base_->Supports(op_type);
+    return op_type == kInt8QdqMatMulOp || op_type == kInt8QdqConvOp || op_type == kLowBitMatMulOp ||
+           op_type == kLutMatMulOp || base_->Supports(op_type);
   }
 
   // The int8 nodes apply a Relu in their epilogue; QDQ nodes fuse nothing;
   // everything else goes to `base` with the call as it is.
   bool FusesActivation(const graph::Node& node, absl::string_view activation) const override {
     if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp) return activation == "Relu";
-    if (node.op_type == "QuantizeLinear" || node.op_type == "DequantizeLinear") return false;
+    if (node.op_type == "QuantizeLinear" || node.op_type == "DequantizeLinear" || node.op_type == kLowBitMatMulOp ||
+        node.op_type == kLutMatMulOp) {
+      return false;
+    }
     return base_->FusesActivation(node, activation);
   }
 
   bool FusesMaxPool(const graph::Node& node, const graph::Node& pool) const override {
     if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp || node.op_type == "QuantizeLinear" ||
-        node.op_type == "DequantizeLinear") {
+        node.op_type == "DequantizeLinear" || node.op_type == kLowBitMatMulOp || node.op_type == kLutMatMulOp) {
       return false;
     }
     return base_->FusesMaxPool(node, pool);
@@ -438,6 +437,7 @@ class Int8QdqBackend : public runtime::KernelBackend {
       std::optional<Tensor> fast = RunQdqPerTensor(call);
       if (fast) return std::vector<Tensor>{*std::move(fast)};
     }
+    if (auto weight_only = RunWeightOnlyNode(call, num_threads_)) return *std::move(weight_only);
     if (call.node.op_type != kInt8QdqMatMulOp && call.node.op_type != kInt8QdqConvOp) return base_->Run(call);
     int64_t in = 0, out = 0;
     SQ_RETURN_IF_ERROR(CheckCall(call, &in, &out));
@@ -525,25 +525,13 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
       skip(layer, why);
       continue;
     }
-    Node* node = nullptr;
-    for (Node& candidate : graph->nodes) {
-      if (candidate.op_type == layer.op_type && candidate.inputs.size() >= 2 && candidate.inputs[0] == layer.input &&
-          candidate.inputs[1] == layer.weight_input) {
-        node = &candidate;
-      }
-    }
+    Node* node = internal::FindLayerNode(graph, layer);
     if (node == nullptr) {
       skip(layer, "node not found");
       continue;
     }
-    if (layer.op_type == "Gemm" && (node->IntAttribute("transA", 0) != 0 || node->FloatAttribute("alpha", 1) != 1 ||
-                                    (node->inputs.size() > 2 && node->FloatAttribute("beta", 1) != 1))) {
-      skip(layer, "Gemm with transA, alpha or beta");
-      continue;
-    }
-    if (layer.op_type != "MatMul" && !layer.bias.empty() &&
-        graph->initializers.at(layer.bias).num_elements() != layer.out) {
-      skip(layer, absl::StrCat(layer.op_type, " bias is not [out]"));
+    if (const std::string form = internal::UnsupportedLayerForm(*graph, layer, *node); !form.empty()) {
+      skip(layer, form);
       continue;
     }
     if (!MatchesGraphWeight(ptq::WeightMatrix(*graph, layer), *weights)) {

@@ -16,6 +16,7 @@
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/onnx/onnx_model.h"
 #include "core/quant/gemm/gemm_dispatch.h"
+#include "core/quant/gemm/runtime_test_util.h"
 #include "core/quant/ptq/ptq.h"
 #include "core/runtime/executor.h"
 #include "gtest/gtest.h"
@@ -27,13 +28,6 @@ using graph::DataType;
 using graph::Graph;
 using graph::Tensor;
 using ptq::CalibrationBatch;
-
-Tensor Random(std::vector<int64_t> shape, std::mt19937* rng, float stddev = 1.0f) {
-  Tensor t(DataType::kFloat32, std::move(shape));
-  std::normal_distribution<float> normal(0, stddev);
-  for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = normal(*rng);
-  return t;
-}
 
 // image [N, 2, 6, 6] -> Conv -> Relu -> Flatten -> Gemm (transB) -> Relu ->
 // MatMul(Transpose(W)) -> logits (as in ptq_test).
@@ -107,17 +101,6 @@ std::map<std::string, QuantizedLinear> PackedByWeight(const Graph& original, con
   return packed;
 }
 
-std::vector<float> RunGraph(const Graph& graph, std::shared_ptr<const runtime::KernelBackend> backend,
-                       const CalibrationBatch& batch) {
-  auto executor = runtime::Executor::Create(graph, std::move(backend));
-  EXPECT_TRUE(executor.ok()) << executor.status();
-  if (!executor.ok()) return {};
-  auto outputs = executor->Run(batch);
-  EXPECT_TRUE(outputs.ok()) << outputs.status();
-  if (!outputs.ok()) return {};
-  return outputs->at(0).ToFloats();
-}
-
 ptq::PtqOptions W8A8() {
   ptq::PtqOptions options;
   options.weights.emplace();
@@ -135,11 +118,6 @@ double MaxRelativeDifference(const std::vector<float>& a, const std::vector<floa
     scale = std::max(scale, std::fabs(double{b[i]}));
   }
   return scale > 0 ? diff / scale : diff;
-}
-
-int CountOps(const Graph& graph, const std::string& op) {
-  return static_cast<int>(std::count_if(graph.nodes.begin(), graph.nodes.end(),
-                                        [&](const graph::Node& node) { return node.op_type == op; }));
 }
 
 TEST(QdqRuntimeTest, RewritesGemmMatMulAndConvAndMatchesSimulatedGraph) {

@@ -1,0 +1,264 @@
+#include "core/quant/gemm/weight_only_runtime.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/quant/gemm/codebook_layout.h"
+#include "core/quant/gemm/int4_gemm.h"
+#include "core/quant/gemm/layer_nodes.h"
+#include "core/quant/packed_formats.h"
+#include "core/status_macros.h"
+
+namespace squeeze::core::quant::gemm {
+namespace {
+
+using graph::DataType;
+using graph::Graph;
+using graph::Node;
+using graph::Tensor;
+
+// Whether every decoded weight equals the graph's float weight (up to the
+// float rounding of a dequantization done in another order).
+bool SameWeights(const std::vector<float>& dense, const std::vector<float>& decoded) {
+  if (dense.size() != decoded.size()) return false;
+  for (size_t i = 0; i < dense.size(); ++i) {
+    const float tolerance = 1e-5f * (std::fabs(dense[i]) + std::fabs(decoded[i])) + 1e-30f;
+    if (!(std::fabs(dense[i] - decoded[i]) <= tolerance)) return false;
+  }
+  return true;
+}
+
+std::vector<float> DecodedCodebook(const CodebookLinear& linear) {
+  std::vector<float> w(linear.out * linear.in);
+  const int64_t row_bytes = CodebookRowBytes(linear.bits, linear.in);
+  for (int64_t r = 0; r < linear.out; ++r) {
+    const auto* row = reinterpret_cast<const uint8_t*>(linear.packed.data()) + r * row_bytes;
+    const float* codebook =
+        linear.codebook.data() + (linear.per_row_codebook ? r * CodebookEntries(linear.bits) : 0);
+    for (int64_t c = 0; c < linear.in; ++c) w[r * linear.in + c] = codebook[ReadCodebookIndex(row, c, linear.bits)];
+  }
+  return w;
+}
+
+Tensor BytesTensor(const std::string& bytes) {
+  Tensor t(DataType::kUInt8, {static_cast<int64_t>(bytes.size())});
+  std::memcpy(t.data<uint8_t>(), bytes.data(), bytes.size());
+  return t;
+}
+
+int64_t Attribute(const Node& node, const char* name) { return node.IntAttribute(name, -1); }
+
+// Y's shape: X's with the last dimension `out`; INVALID_ARGUMENT unless X is
+// float32 [..., in].
+absl::StatusOr<Tensor> OutputFor(const runtime::KernelCall& call, int64_t in, int64_t out) {
+  const Tensor* x = call.input(0);
+  if (x == nullptr || x->dtype() != DataType::kFloat32 || x->rank() < 1 || x->shape().back() != in) {
+    return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": ", call.node.op_type, " needs float32 X [..., ",
+                                                   in, "], got ",
+                                                   x ? graph::ShapeToString(x->shape()) : std::string("none")));
+  }
+  std::vector<int64_t> shape = x->shape();
+  shape.back() = out;
+  return Tensor(DataType::kFloat32, shape);
+}
+
+bool IsFloat(const Tensor* t) { return t != nullptr && t->dtype() == DataType::kFloat32; }
+bool IsBytes(const Tensor* t) { return t != nullptr && t->dtype() == DataType::kUInt8; }
+
+// The attributes every weight-only node has, into an Int4WeightsView or
+// CodebookWeightsView.
+template <typename View>
+View ViewOfNode(const Node& node) {
+  View w;
+  w.name = node.name;
+  w.in = Attribute(node, "in");
+  w.out = Attribute(node, "out");
+  w.bits = static_cast<int>(Attribute(node, "bits"));
+  return w;
+}
+
+// Y = X [rows, in] * W^T (+ bias) with `gemm` (Int4Gemm or LutGemm) over the
+// weights `w` points at.
+template <typename View, typename GemmFn>
+absl::StatusOr<std::vector<Tensor>> RunDecodedGemm(const runtime::KernelCall& call, View w, const Tensor* bias,
+                                                   GemmFn gemm, int num_threads) {
+  if (bias != nullptr) {
+    w.bias = bias->data<float>();
+    w.num_bias = bias->num_elements();
+  }
+  SQ_ASSIGN_OR_RETURN(Tensor y, OutputFor(call, w.in, w.out));
+  const int64_t rows = y.num_elements() / w.out;
+  if (rows > 0) {
+    SQ_RETURN_IF_ERROR(gemm(call.input(0)->data<float>(), rows, w, y.data<float>(), GemmOptions{num_threads}));
+  }
+  return std::vector<Tensor>{std::move(y)};
+}
+
+absl::StatusOr<std::vector<Tensor>> RunLowBit(const runtime::KernelCall& call, int num_threads) {
+  const Node& node = call.node;
+  Int4WeightsView w = ViewOfNode<Int4WeightsView>(node);
+  w.group_size = static_cast<int>(Attribute(node, "group_size"));
+  w.asymmetric = Attribute(node, "asymmetric") == 1;
+  const Tensor *packed = call.input(1), *scales = call.input(2), *zeros = call.input(3), *bias = call.input(4);
+  if (!IsBytes(packed) || !IsFloat(scales) || (w.asymmetric != (zeros != nullptr)) ||
+      (zeros != nullptr && !IsBytes(zeros)) || (bias != nullptr && !IsFloat(bias))) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": ", kLowBitMatMulOp,
+                                                   " needs uint8 packed, float32 scales, uint8 zero_points exactly "
+                                                   "when asymmetric, float32 bias or none"));
+  }
+  w.packed = packed->data<uint8_t>();
+  w.packed_bytes = packed->num_elements();
+  w.scales = scales->data<float>();
+  w.num_scales = scales->num_elements();
+  if (zeros != nullptr) {
+    w.zero_points = zeros->data<uint8_t>();
+    w.num_zero_points = zeros->num_elements();
+  }
+  using Fn = absl::Status (*)(const float*, int64_t, const Int4WeightsView&, float*, const GemmOptions&);
+  return RunDecodedGemm(call, w, bias, static_cast<Fn>(&Int4Gemm), num_threads);
+}
+
+absl::StatusOr<std::vector<Tensor>> RunLut(const runtime::KernelCall& call, int num_threads) {
+  const Node& node = call.node;
+  CodebookWeightsView w = ViewOfNode<CodebookWeightsView>(node);
+  w.per_row_codebook = Attribute(node, "per_row_codebook") == 1;
+  const Tensor *indices = call.input(1), *codebook = call.input(2), *bias = call.input(3);
+  if (!IsBytes(indices) || !IsFloat(codebook) || (bias != nullptr && !IsFloat(bias))) {
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": ", kLutMatMulOp,
+                                                   " needs uint8 indices, float32 codebook, float32 bias or none"));
+  }
+  w.packed = indices->data<uint8_t>();
+  w.packed_bytes = indices->num_elements();
+  w.codebook = codebook->data<float>();
+  w.codebook_size = codebook->num_elements();
+  using Fn = absl::Status (*)(const float*, int64_t, const CodebookWeightsView&, float*, const GemmOptions&);
+  return RunDecodedGemm(call, w, bias, static_cast<Fn>(&LutGemm), num_threads);
+}
+
+}  // namespace
+
+absl::StatusOr<WeightOnlyRewrite> UseWeightOnlyKernels(Graph* graph,
+                                                       const std::map<std::string, QuantizedLinear>& packed,
+                                                       const std::map<std::string, CodebookLinear>& codebooks) {
+  SQ_ASSIGN_OR_RETURN(ptq::LayerScan scan, ptq::FindQuantizableLayers(*graph));
+  WeightOnlyRewrite rewrite;
+  for (const ptq::QuantizableLayer& layer : scan.layers) {
+    const auto rtn = packed.find(layer.weight);
+    const auto lut = codebooks.find(layer.weight);
+    if (rtn == packed.end() && lut == codebooks.end()) continue;  // not quantized
+    auto skip = [&](std::string reason) { rewrite.skipped.push_back({layer.name, std::move(reason)}); };
+    if (rtn != packed.end() && rtn->second.bits == 8) continue;  // UseInt8Kernels' (or fp32), listed there
+    if (layer.op_type == "Conv") {
+      skip("Conv: the low-bit kernels take Gemm/MatMul layers only");
+      continue;
+    }
+    Node* node = internal::FindLayerNode(graph, layer);
+    if (node == nullptr) {
+      skip("node not found");
+      continue;
+    }
+    if (const std::string form = internal::UnsupportedLayerForm(*graph, layer, *node); !form.empty()) {
+      skip(form);
+      continue;
+    }
+    const std::vector<float> dense = ptq::WeightMatrix(*graph, layer);
+    const std::string bias = layer.op_type != "MatMul" ? layer.bias : std::string();
+    Node replacement;
+    replacement.name = node->name;
+    replacement.outputs = node->outputs;
+    replacement.attributes = {{"in", layer.in}, {"out", layer.out}};
+    if (rtn != packed.end()) {
+      const QuantizedLinear& q = rtn->second;
+      if (!IsNibbleBits(q.bits) || q.out != layer.out || q.in != layer.in) {
+        skip(absl::StrCat("packed weight is ", q.bits, "-bit [", q.out, ", ", q.in, "], the graph's [", layer.out,
+                          ", ", layer.in, "]"));
+        continue;
+      }
+      std::vector<float> decoded(q.out * q.in);
+      if (!DequantizeRtn(q, decoded.data()).ok() || !SameWeights(dense, decoded)) {
+        skip("packed weight does not dequantize to the graph's weight");
+        continue;
+      }
+      const std::string base = absl::StrCat(layer.weight, ".int", q.bits);
+      const std::string packed_name = graph::UniqueValueName(*graph, base + "_packed");
+      graph->initializers[packed_name] = BytesTensor(q.packed);
+      const std::string scales = graph::UniqueValueName(*graph, base + "_scales");
+      graph->initializers[scales] =
+          Tensor::FromVector<float>(DataType::kFloat32, {static_cast<int64_t>(q.scales.size())}, q.scales);
+      std::string zeros;
+      if (q.asymmetric) {
+        zeros = graph::UniqueValueName(*graph, base + "_zero_points");
+        graph->initializers[zeros] = Tensor::FromVector<uint8_t>(
+            DataType::kUInt8, {static_cast<int64_t>(q.zero_points.size())}, q.zero_points);
+      }
+      replacement.op_type = kLowBitMatMulOp;
+      replacement.inputs = {layer.input, packed_name, scales, zeros, bias};
+      replacement.attributes.insert({{"bits", int64_t{q.bits}},
+                                     {"group_size", int64_t{q.group_size}},
+                                     {"asymmetric", int64_t{q.asymmetric}}});
+      rewrite.low_bit_layers.push_back(layer.name);
+    } else {
+      const CodebookLinear& c = lut->second;
+      if (!c.Validate().ok() || c.out != layer.out || c.in != layer.in) {
+        skip(absl::StrCat("codebook weight [", c.out, ", ", c.in, "] is invalid or not the graph's [", layer.out, ", ",
+                          layer.in, "]"));
+        continue;
+      }
+      if (!SameWeights(dense, DecodedCodebook(c))) {
+        skip("codebook weight does not decode to the graph's weight");
+        continue;
+      }
+      const std::string base = absl::StrCat(layer.weight, ".kmeans", c.bits);
+      const std::string indices = graph::UniqueValueName(*graph, base + "_indices");
+      graph->initializers[indices] = BytesTensor(c.packed);
+      const std::string codebook = graph::UniqueValueName(*graph, base + "_codebook");
+      graph->initializers[codebook] =
+          Tensor::FromVector<float>(DataType::kFloat32, {static_cast<int64_t>(c.codebook.size())}, c.codebook);
+      replacement.op_type = kLutMatMulOp;
+      replacement.inputs = {layer.input, indices, codebook, bias};
+      replacement.attributes.insert({{"bits", int64_t{c.bits}}, {"per_row_codebook", int64_t{c.per_row_codebook}}});
+      rewrite.lut_layers.push_back(layer.name);
+    }
+    *node = std::move(replacement);
+    if (layer.weight_input != layer.weight && graph::CountUses(*graph, layer.weight_input) == 0) {
+      internal::EraseProducer(graph, layer.weight_input);
+    }
+    if (graph::CountUses(*graph, layer.weight) == 0) graph->initializers.erase(layer.weight);
+  }
+  SQ_RETURN_IF_ERROR(graph::SortTopologically(graph));
+  return rewrite;
+}
+
+std::string DescribeWeightOnlyRewrite(const WeightOnlyRewrite& rewrite) {
+  std::vector<std::string> parts;
+  if (!rewrite.low_bit_layers.empty()) parts.push_back(absl::StrCat("int4/3/2 ", absl::StrJoin(rewrite.low_bit_layers, ", ")));
+  if (!rewrite.lut_layers.empty()) parts.push_back(absl::StrCat("codebook ", absl::StrJoin(rewrite.lut_layers, ", ")));
+  std::string text = parts.empty() ? std::string("no layer on weight-only low-bit kernels")
+                                   : absl::StrCat("low-bit kernels (weight-only, dequantized inside the GEMM): ",
+                                                  absl::StrJoin(parts, "; "));
+  if (!rewrite.skipped.empty()) {
+    std::vector<std::string> skipped;
+    for (const ptq::SkippedNode& layer : rewrite.skipped) skipped.push_back(absl::StrCat(layer.name, " (", layer.reason, ")"));
+    absl::StrAppend(&text, "; fp32: ", absl::StrJoin(skipped, ", "));
+  }
+  return text;
+}
+
+int64_t InitializerBytes(const Graph& graph) {
+  int64_t bytes = 0;
+  for (const auto& [name, tensor] : graph.initializers) bytes += tensor.byte_size();
+  return bytes;
+}
+
+std::optional<absl::StatusOr<std::vector<Tensor>>> RunWeightOnlyNode(const runtime::KernelCall& call,
+                                                                    int num_threads) {
+  if (call.node.op_type == kLowBitMatMulOp) return RunLowBit(call, num_threads);
+  if (call.node.op_type == kLutMatMulOp) return RunLut(call, num_threads);
+  return std::nullopt;
+}
+
+}  // namespace squeeze::core::quant::gemm

@@ -1,0 +1,92 @@
+// Runs weight-only low-bit layers of a simulated graph on the low-bit GEMMs
+// instead of fp32 with dequantized weights (issue 4).
+//
+// core/quant/ptq (and the recipe's k-means step) leave each quantized weight
+// in the graph as its dequantized floats, so a weight-only int4 variant runs
+// as fast and takes as much memory as fp32. UseWeightOnlyKernels rewrites
+// every Gemm (transA = 0, alpha = beta = 1, bias of [out] or none) and
+// MatMul layer whose weight has
+//   - a 2-, 3- or 4-bit RTN/GPTQ/AWQ QuantizedLinear in `packed` (any group
+//     size, symmetric or asymmetric) into a kLowBitMatMulOp node run by
+//     Int4Gemm (int4_gemm.h), or
+//   - a k-means CodebookLinear in `codebooks` into a kLutMatMulOp node run by
+//     LutGemm (lut_gemm.h),
+// fed by the layer's float input (a DequantizeLinear's output when the
+// activations are quantized as well: the node computes the same product).
+// The float weight initializer (and a Transpose feeding only the layer) is
+// removed, so the runtime graph holds the packed weights instead:
+//
+//   Y [..., out] = X [..., in] * W^T + B,  W decoded inside the GEMM
+//
+// Both kernels decode exactly the weights the simulated graph holds, so the
+// outputs differ from it only by float summation order (int4_gemm.h's bound).
+// Left as they were, with the reason in `skipped`: Conv layers, int8 weights
+// (UseInt8Kernels takes W8A8 ones; weight-only int8 has no float x int8
+// kernel here and stays fp32), layers whose packed weight does not
+// dequantize to the graph's weight, and Gemm forms the nodes cannot express.
+// Run UseInt8Kernels first: it takes the int8 layers and their QDQ pairs.
+#ifndef SQUEEZE_CORE_QUANT_GEMM_WEIGHT_ONLY_RUNTIME_H_
+#define SQUEEZE_CORE_QUANT_GEMM_WEIGHT_ONLY_RUNTIME_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/graph/graph.h"
+#include "core/quant/gemm/lut_gemm.h"
+#include "core/quant/ptq/layers.h"
+#include "core/quant/rtn.h"
+#include "core/runtime/kernel_backend.h"
+
+namespace squeeze::core::quant::gemm {
+
+// Inputs: X [..., in] float32, packed [out * PackedRowBytes(4, in)] uint8
+// (the QuantizedLinear nibbles), scales [out * groups] float32, optional
+// zero_points [out * groups] uint8 (asymmetric; "" when symmetric), optional
+// B [out] float32 (""). Int attributes in, out, bits (2, 3 or 4),
+// group_size (0: per channel), asymmetric (0/1). Runtime-only, NOT an ONNX
+// operator: export the simulated graph and the packed weights instead.
+inline constexpr char kLowBitMatMulOp[] = "SqueezeLowBitMatMul";
+
+// Inputs: X [..., in] float32, indices [out * CodebookRowBytes(bits, in)]
+// uint8 (codebook_layout.h), codebook [2^bits] or [out * 2^bits] float32,
+// optional B [out] float32 (""). Int attributes in, out, bits (2, 3 or 4),
+// per_row_codebook (0/1). Runtime-only as above.
+inline constexpr char kLutMatMulOp[] = "SqueezeLutMatMul";
+
+struct WeightOnlyRewrite {
+  std::vector<std::string> low_bit_layers;  // on Int4Gemm
+  std::vector<std::string> lut_layers;      // on LutGemm
+  std::vector<ptq::SkippedNode> skipped;    // quantized layers left fp32, with why
+};
+
+// Rewrites `graph` as the file comment says. `packed` and `codebooks` map
+// weight initializer names to their quantized forms (RecipeResult::packed,
+// RecipeResult::codebooks); layers whose weight is in neither are not
+// quantized and are not listed. Errors: those of FindQuantizableLayers and
+// SortTopologically.
+absl::StatusOr<WeightOnlyRewrite> UseWeightOnlyKernels(
+    graph::Graph* graph, const std::map<std::string, QuantizedLinear>& packed,
+    const std::map<std::string, CodebookLinear>& codebooks);
+
+// One line for reports: "low-bit kernels (weight-only, dequantized inside
+// the GEMM): int4/3/2 fc1, fc2; codebook fc3; fp32: conv1 (Conv: ...)".
+std::string DescribeWeightOnlyRewrite(const WeightOnlyRewrite& rewrite);
+
+// Bytes of all initializers of `graph`: the weights a runtime graph holds.
+int64_t InitializerBytes(const graph::Graph& graph);
+
+// Runs a kLowBitMatMulOp or kLutMatMulOp call over `num_threads` threads (0:
+// hardware concurrency); nullopt for any other op. INVALID_ARGUMENT naming
+// the node for inputs that do not match its attributes. The int8 backend
+// (CreateInt8QdqBackend, qdq_runtime.h) calls this, so one backend runs
+// every runtime-only low-bit node.
+std::optional<absl::StatusOr<std::vector<graph::Tensor>>> RunWeightOnlyNode(const runtime::KernelCall& call,
+                                                                            int num_threads);
+
+}  // namespace squeeze::core::quant::gemm
+
+#endif  // SQUEEZE_CORE_QUANT_GEMM_WEIGHT_ONLY_RUNTIME_H_
