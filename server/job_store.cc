@@ -296,14 +296,17 @@ absl::Status JobStore::Write(WriteFn fn) {
     if (!commit.ok()) writer_->Exec("ROLLBACK").IgnoreError();
   }
   if (commit.ok()) {
+    // Listeners (metrics) first, so that a watcher woken below already finds
+    // the transition recorded; a GetJob that reads the committed row in
+    // between can still be ahead of them.
+    if (options_.on_transition) {
+      for (const TransitionEvent& event : events) options_.on_transition(event);
+    }
     {
       std::lock_guard<std::mutex> version_lock(version_mu_);
       ++version_;
     }
     version_cv_.notify_all();
-    if (options_.on_transition) {
-      for (const TransitionEvent& event : events) options_.on_transition(event);
-    }
   }
 
   lock.lock();

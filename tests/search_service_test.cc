@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/compress/test_util/fashion_mnist_samples.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -124,8 +125,22 @@ TEST_F(SearchServiceTest, FleetJobGivesEachDeviceItsOwnFormats) {
   }
   EXPECT_EQ(techniques.size(), 3u) << "three devices, three different variants";
 
-  // The three axes of every device appear in Prometheus.
-  auto metrics = HttpGet(daemon_->metrics_address(), "/metrics");
+  // The three axes of every device appear in Prometheus. The daemon records
+  // them right after the job's row commits, so a poll that saw SUCCEEDED may
+  // be a moment ahead: retry for a few seconds.
+  absl::StatusOr<std::string> metrics;
+  auto has_all_devices = [&metrics] {
+    if (!metrics.ok()) return false;
+    for (const char* device : {"jetson-xavier-nx", "a100-80g", "h100-sxm"}) {
+      if (!absl::StrContains(*metrics, absl::StrCat("device=\"", device, "\""))) return false;
+    }
+    return true;
+  };
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    metrics = HttpGet(daemon_->metrics_address(), "/metrics");
+    if (has_all_devices()) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   for (const char* device : {"jetson-xavier-nx", "a100-80g", "h100-sxm"}) {
     EXPECT_THAT(*metrics, HasSubstr(absl::StrCat("device=\"", device, "\""))) << device;
