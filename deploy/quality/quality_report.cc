@@ -51,6 +51,9 @@ namespace {
 namespace ptq = core::quant::ptq;
 namespace mixed = core::quant::mixed;
 using core::graph::Graph;
+using core::quant::CastQuantize;
+using core::quant::FloatFormat;
+using core::quant::FloatFormatName;
 
 constexpr int64_t kContext = 128;
 
@@ -136,6 +139,25 @@ absl::Status Measure(const std::string& model, const Graph& graph, const std::ve
       std::printf("  %s: %s, activation threshold %.4g\n", layer.name.c_str(), layer.technique.c_str(),
                   layer.activation_scale * (is_unsigned ? 255.0 : 127.0));
     }
+    std::fflush(stdout);
+  }
+  // Weight casts to the float formats (fake-quantized: every quantizable
+  // layer's weight rounded to the format and back, activations float).
+  SQ_ASSIGN_OR_RETURN(ptq::LayerScan scan, ptq::FindQuantizableLayers(graph));
+  for (FloatFormat format : {FloatFormat::kFloat16, FloatFormat::kBFloat16, FloatFormat::kFp8E4M3,
+                             FloatFormat::kFp8E5M2}) {
+    const auto cast_start = std::chrono::steady_clock::now();
+    Graph cast = graph;
+    for (const ptq::QuantizableLayer& layer : scan.layers) {
+      std::vector<float> w = ptq::WeightMatrix(cast, layer);
+      CastQuantize(format, &w);
+      ptq::SetWeightMatrix(&cast, layer, w);
+    }
+    const double cast_seconds = Seconds(cast_start);
+    SQ_ASSIGN_OR_RETURN(double value, metric(cast));
+    const std::string name = absl::StrCat("W ", FloatFormatName(format), " cast");
+    rows->push_back({model, name, metric_name, value, baseline, cast_seconds, higher_is_better});
+    std::printf("%s %s: %s %.4f\n", model.c_str(), name.c_str(), metric_name.c_str(), value);
     std::fflush(stdout);
   }
   return absl::OkStatus();
