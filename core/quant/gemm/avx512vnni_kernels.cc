@@ -318,41 +318,134 @@ void QuantizeRowAvx512(const float* x, int64_t n, float factor, bool divide, flo
   }
 }
 
-void Int4GemvAvx512(const float* x_even, const float* x_odd, const uint8_t* packed,
-                    int64_t row_bytes, int64_t rows, int64_t group_bytes, int64_t groups,
-                    const float* scales, const uint8_t* zero_points, const float* bias, float* y) {
-  const __m512i low_nibble = _mm512_set1_epi32(0xF);
-  for (int64_t n = 0; n < rows; ++n) {
-    const uint8_t* row = packed + n * row_bytes;
-    __m512 total = _mm512_setzero_ps();
-    for (int64_t g = 0; g < groups; ++g) {
-      const __m512i zero =
-          _mm512_set1_epi32(zero_points == nullptr ? 8 : zero_points[n * groups + g]);
-      __m512 sum = _mm512_setzero_ps();
-      const int64_t end = (g + 1) * group_bytes;
-      for (int64_t b = g * group_bytes; b < end; b += 16) {
-        const int64_t count = end - b < 16 ? end - b : 16;
-        __m128i bytes;
-        if (count == 16) {
-          bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + b));
-        } else {
-          alignas(16) uint8_t tail[16] = {};
-          for (int64_t i = 0; i < count; ++i) tail[i] = row[b + i];
-          bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(tail));
-        }
-        const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
-        const __m512i wide = _mm512_cvtepu8_epi32(bytes);
-        const __m512 w_even =
-            _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(wide, low_nibble), zero));
-        const __m512 w_odd = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(wide, 4), zero));
-        sum = _mm512_fmadd_ps(w_even, _mm512_maskz_loadu_ps(mask, x_even + b), sum);
-        sum = _mm512_fmadd_ps(w_odd, _mm512_maskz_loadu_ps(mask, x_odd + b), sum);
-      }
-      total = _mm512_fmadd_ps(_mm512_set1_ps(scales[n * groups + g]), sum, total);
-    }
-    const float dot = _mm512_reduce_add_ps(total);
-    y[n] = bias == nullptr ? dot : dot + bias[n];
+namespace {
+
+// The 16 (or, in a row's tail, count < 16) bytes of a row at `bytes`,
+// zero-extended, as 32-bit lanes.
+inline __m512i LoadNibbleBytes(const uint8_t* bytes, int64_t count) {
+  __m128i v;
+  if (count == 16) {
+    v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes));
+  } else if (count == 8) {
+    v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes));
+  } else {
+    alignas(16) uint8_t tail[16] = {};
+    for (int64_t i = 0; i < count; ++i) tail[i] = bytes[i];
+    v = _mm_load_si128(reinterpret_cast<const __m128i*>(tail));
   }
+  return _mm512_cvtepu8_epi32(v);
+}
+
+// Int4GemvAvx512 for exactly kRows activation rows, groups of >= 16 bytes
+// or a codebook: one sum per group, scaled once.
+template <int kRows>
+void Int4GemvRows(const Int4GemvArgs& a) {
+  const __m512i low_nibble = _mm512_set1_epi32(0xF);
+  for (int64_t n = 0; n < a.rows; ++n) {
+    const uint8_t* row = a.packed + n * a.row_bytes;
+    const __m512 codebook =
+        a.codebook == nullptr ? _mm512_setzero_ps() : _mm512_loadu_ps(a.codebook + n * a.codebook_stride);
+    __m512 total[kRows];
+    for (int r = 0; r < kRows; ++r) total[r] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < a.groups; ++g) {
+      const __m512i zero =
+          _mm512_set1_epi32(a.zero_points == nullptr ? 8 : a.zero_points[n * a.groups + g]);
+      __m512 even[kRows], odd[kRows];
+      for (int r = 0; r < kRows; ++r) even[r] = odd[r] = _mm512_setzero_ps();
+      const int64_t end = (g + 1) * a.group_bytes;
+      for (int64_t b = g * a.group_bytes; b < end; b += 16) {
+        const int64_t count = end - b < 16 ? end - b : 16;
+        const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
+        const __m512i wide = LoadNibbleBytes(row + b, count);
+        const __m512i q_even = _mm512_and_si512(wide, low_nibble);
+        const __m512i q_odd = _mm512_srli_epi32(wide, 4);
+        __m512 w_even, w_odd;
+        if (a.codebook != nullptr) {
+          w_even = _mm512_permutexvar_ps(q_even, codebook);
+          w_odd = _mm512_permutexvar_ps(q_odd, codebook);
+        } else {
+          w_even = _mm512_cvtepi32_ps(_mm512_sub_epi32(q_even, zero));
+          w_odd = _mm512_cvtepi32_ps(_mm512_sub_epi32(q_odd, zero));
+        }
+        for (int r = 0; r < kRows; ++r) {
+          even[r] = _mm512_fmadd_ps(w_even, _mm512_maskz_loadu_ps(mask, a.x_even + r * a.ldx + b), even[r]);
+          // Two chains where few rows give little parallelism; one (fewer
+          // registers) otherwise.
+          __m512& second = kRows <= 2 ? odd[r] : even[r];
+          second = _mm512_fmadd_ps(w_odd, _mm512_maskz_loadu_ps(mask, a.x_odd + r * a.ldx + b), second);
+        }
+      }
+      if (a.codebook != nullptr) {
+        for (int r = 0; r < kRows; ++r) total[r] = _mm512_add_ps(total[r], _mm512_add_ps(even[r], odd[r]));
+      } else {
+        const __m512 scale = _mm512_set1_ps(a.scales[n * a.groups + g]);
+        for (int r = 0; r < kRows; ++r) {
+          total[r] = _mm512_fmadd_ps(scale, _mm512_add_ps(even[r], odd[r]), total[r]);
+        }
+      }
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const float dot = _mm512_reduce_add_ps(total[r]);
+      a.y[r * a.ldy + n] = a.bias == nullptr ? dot : dot + a.bias[n];
+    }
+  }
+}
+
+// Int4GemvAvx512 for exactly kRows activation rows and groups of 4 or 8
+// bytes (group sizes 8 and 16), several to a 16-byte step: every lane gets
+// its group's scale and zero point, and the weights are scaled before the
+// multiply-add (the reference's float(q - zero) * scale).
+template <int kRows>
+void Int4GemvSmallGroupRows(const Int4GemvArgs& a) {
+  const __m512i low_nibble = _mm512_set1_epi32(0xF);
+  alignas(64) int32_t lane_group[16];
+  for (int i = 0; i < 16; ++i) lane_group[i] = static_cast<int32_t>(i / a.group_bytes);
+  const __m512i lane_to_group = _mm512_load_si512(lane_group);
+  for (int64_t n = 0; n < a.rows; ++n) {
+    const uint8_t* row = a.packed + n * a.row_bytes;
+    const float* scales = a.scales + n * a.groups;
+    const uint8_t* zeros = a.zero_points == nullptr ? nullptr : a.zero_points + n * a.groups;
+    __m512 even[kRows], odd[kRows];
+    for (int r = 0; r < kRows; ++r) even[r] = odd[r] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < a.row_bytes; b += 16) {
+      const int64_t count = a.row_bytes - b < 16 ? a.row_bytes - b : 16;
+      const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
+      const int64_t first = b / a.group_bytes, in_step = (count + a.group_bytes - 1) / a.group_bytes;
+      const __mmask16 group_mask = static_cast<__mmask16>((1u << in_step) - 1);
+      const __m512 scale = _mm512_permutexvar_ps(lane_to_group, _mm512_maskz_loadu_ps(group_mask, scales + first));
+      const __m512i zero = zeros == nullptr ? _mm512_set1_epi32(8)
+                                            : _mm512_permutexvar_epi32(lane_to_group,
+                                                                       LoadNibbleBytes(zeros + first, in_step));
+      const __m512i wide = LoadNibbleBytes(row + b, count);
+      const __m512 w_even =
+          _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(wide, low_nibble), zero)), scale);
+      const __m512 w_odd = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(wide, 4), zero)), scale);
+      for (int r = 0; r < kRows; ++r) {
+        even[r] = _mm512_fmadd_ps(w_even, _mm512_maskz_loadu_ps(mask, a.x_even + r * a.ldx + b), even[r]);
+        odd[r] = _mm512_fmadd_ps(w_odd, _mm512_maskz_loadu_ps(mask, a.x_odd + r * a.ldx + b), odd[r]);
+      }
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const float dot = _mm512_reduce_add_ps(_mm512_add_ps(even[r], odd[r]));
+      a.y[r * a.ldy + n] = a.bias == nullptr ? dot : dot + a.bias[n];
+    }
+  }
+}
+
+}  // namespace
+
+void Int4GemvAvx512(const Int4GemvArgs& args) {
+  ForRowBlocks<kGemvBlockRows>(args.x_rows, [&]<int kRows>(int64_t r) {
+    Int4GemvArgs block = args;
+    block.x_even += r * args.ldx;
+    block.x_odd += r * args.ldx;
+    block.y += r * args.ldy;
+    if (args.codebook == nullptr && args.group_bytes < 16) {
+      Int4GemvSmallGroupRows<kRows>(block);
+    } else {
+      Int4GemvRows<kRows>(block);
+    }
+  });
 }
 
 }  // namespace squeeze::core::quant::gemm::internal

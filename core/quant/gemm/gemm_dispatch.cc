@@ -159,5 +159,35 @@ void DecodedPanelGemm(const float* x, int64_t m, int64_t depth, int64_t n,
       });
 }
 
+void DecodedGemv(const float* x, int64_t m, int64_t depth, int64_t n, const Int4GemvArgs& weights, float* y,
+                 const ResolvedGemm& gemm) {
+  const int64_t half = depth / 2;
+  std::vector<float> split(m * depth);  // per row: x[0], x[2], ..., then x[1], x[3], ...
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t k = 0; k < half; ++k) {
+      split[r * depth + k] = x[r * depth + 2 * k];
+      split[r * depth + half + k] = x[r * depth + 2 * k + 1];
+    }
+  }
+  kernels::cpu::ParallelFor(n, kMinGemvRowsPerThread, gemm.threads, [&](int64_t begin, int64_t end) {
+    Int4GemvArgs args = weights;
+    args.packed += begin * weights.row_bytes;
+    if (args.scales != nullptr) args.scales += begin * weights.groups;
+    if (args.zero_points != nullptr) args.zero_points += begin * weights.groups;
+    if (args.codebook != nullptr) args.codebook += begin * weights.codebook_stride;
+    if (args.bias != nullptr) args.bias += begin;
+    args.rows = end - begin;
+    args.ldx = depth;
+    args.ldy = n;
+    for (int64_t r0 = 0; r0 < m; r0 += kGemvBlockRows) {
+      args.x_even = split.data() + r0 * depth;
+      args.x_odd = args.x_even + half;
+      args.x_rows = std::min<int64_t>(kGemvBlockRows, m - r0);
+      args.y = y + r0 * n + begin;
+      gemm.kernels.int4_gemv(args);
+    }
+  });
+}
+
 }  // namespace internal
 }  // namespace squeeze::core::quant::gemm

@@ -35,6 +35,23 @@ void DecodedPanelGemm(const float* x, int64_t m, int64_t depth, int64_t n,
                       const RowDecoder& decode, const float* bias, float* y,
                       const ResolvedGemm& gemm);
 
+// Activation rows up to which the int4 and 4-bit codebook GEMMs run the
+// register-decoding GEMV (kernels.int4_gemv over blocks of kGemvBlockRows
+// rows) instead of DecodedPanelGemm, where the path has one (measured on the
+// MLP/CNN/LM layers, 1 thread, docs/benchmarks.md: the GEMV is faster up to
+// 32 rows, the panel GEMM at 128); and the output rows a GEMV thread takes
+// at least.
+inline constexpr int64_t kGemvMaxRows = 32;
+inline constexpr int64_t kMinGemvRowsPerThread = 256;
+
+// y = x [m, depth] * W^T (+ bias) with gemm.kernels.int4_gemv (not null),
+// depth even: de-interleaves x once, splits the n output rows over threads.
+// `weights` holds the weight fields of Int4GemvArgs (packed, row_bytes,
+// group_bytes, groups, scales, zero_points, codebook, codebook_stride, bias)
+// for all n rows; its x, y, rows and ld fields are ignored.
+void DecodedGemv(const float* x, int64_t m, int64_t depth, int64_t n, const Int4GemvArgs& weights, float* y,
+                 const ResolvedGemm& gemm);
+
 }  // namespace squeeze::core::quant::gemm::internal
 
 #endif  // SQUEEZE_CORE_QUANT_GEMM_GEMM_DRIVER_H_

@@ -41,11 +41,6 @@ absl::Status CheckLayer(int64_t m, const Int4WeightsView& layer) {
   return absl::OkStatus();
 }
 
-// Activation rows up to which Int4Gemm runs the register-decoding GEMV, and
-// the output rows a GEMV thread takes at least.
-constexpr int64_t kGemvMaxRows = 4;
-constexpr int64_t kMinGemvRowsPerThread = 256;
-
 // The stored q of a nibble minus its zero point (symmetric: the +8 offset).
 int Centred(uint8_t nibble, int zero) { return static_cast<int>(nibble) - zero; }
 
@@ -96,31 +91,19 @@ absl::Status Int4Gemm(const float* x, int64_t m, const Int4WeightsView& layer,
                       float* y, const GemmOptions& options) {
   SQ_RETURN_IF_ERROR(CheckLayer(m, layer));
   SQ_ASSIGN_OR_RETURN(const internal::ResolvedGemm gemm, internal::Resolve(options));
-  if (m <= kGemvMaxRows && gemm.kernels.int4_gemv != nullptr && layer.in % 2 == 0 &&
+  if (m <= internal::kGemvMaxRows && gemm.kernels.int4_gemv != nullptr && layer.in % 2 == 0 &&
       layer.group_size % 2 == 0) {
-    // A few rows: decode the nibbles in registers, row by row of W, instead
-    // of decoding float panels that only these rows would use.
-    const int64_t half = layer.in / 2, groups = Groups(layer);
-    std::vector<float> split(m * layer.in);  // per row: x[0], x[2], ..., then x[1], x[3], ...
-    for (int64_t r = 0; r < m; ++r) {
-      for (int64_t k = 0; k < half; ++k) {
-        split[r * layer.in + k] = x[r * layer.in + 2 * k];
-        split[r * layer.in + half + k] = x[r * layer.in + 2 * k + 1];
-      }
-    }
-    const uint8_t* packed = layer.packed;
-    kernels::cpu::ParallelFor(
-        layer.out, kMinGemvRowsPerThread, gemm.threads, [&](int64_t begin, int64_t end) {
-          for (int64_t r = 0; r < m; ++r) {
-            gemm.kernels.int4_gemv(
-                split.data() + r * layer.in, split.data() + r * layer.in + half,
-                packed + begin * half, half, end - begin, half / groups, groups,
-                layer.scales + begin * groups,
-                layer.asymmetric ? layer.zero_points + begin * groups : nullptr,
-                layer.bias == nullptr ? nullptr : layer.bias + begin,
-                y + r * layer.out + begin);
-          }
-        });
+    // A few rows: decode the nibbles in registers, row by row of W, once for
+    // every kGemvBlockRows rows of X, instead of decoding float panels.
+    internal::Int4GemvArgs weights{};
+    weights.packed = layer.packed;
+    weights.row_bytes = layer.in / 2;
+    weights.groups = Groups(layer);
+    weights.group_bytes = weights.row_bytes / weights.groups;
+    weights.scales = layer.scales;
+    weights.zero_points = layer.asymmetric ? layer.zero_points : nullptr;
+    weights.bias = layer.bias;
+    internal::DecodedGemv(x, m, layer.in, layer.out, weights, y, gemm);
     return absl::OkStatus();
   }
   internal::DecodedPanelGemm(

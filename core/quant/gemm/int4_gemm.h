@@ -9,9 +9,10 @@
 // exactly the weights DequantizeRtn produces. The fast path decodes 16
 // output columns at a time into a per-thread panel (depth * 64 bytes) and
 // FMAs it against X; the float weight matrix is never materialised. For up
-// to 4 rows of X on the avx512vnni path (even depth and group size) a GEMV
-// decodes the nibbles in registers instead and applies each group's scale
-// to its partial sum. Results
+// to 32 rows of X on the avx512vnni path (even depth) a GEMV decodes the
+// nibbles in registers instead, once per 8 rows of X, and applies each
+// group's scale to its partial sum (groups of 16 bytes or more) or to the
+// decoded weights (group sizes 8 and 16). Results
 // differ from Int4GemmRef only by the order of the float additions (and FMA
 // contraction): |Y - Y_ref| <= 2 * depth * 2^-24 * sum_k |X[m,k] * W[n,k]|
 // plus one rounding of the bias add.

@@ -50,7 +50,9 @@ TEST(Int4GemmTest, MatchesReferenceWithinReassociationBound) {
                                 // The GEMV (m <= 4): 16-byte tails, groups of 4 bytes,
                                 // odd depth (not taken), 600 output rows over 2 threads.
                                 {1, 19, 36, 0}, {3, 20, 40, 8}, {4, 600, 64, 8}, {2, 9, 37, 0},
-                                {1, 8, 96, 32}}) {
+                                {1, 8, 96, 32},
+                                // Blocks of up to 8 activation rows over one decode (m <= 32).
+                                {8, 40, 784, 0}, {6, 17, 64, 16}, {5, 300, 128, 8}, {32, 19, 64, 16}, {27, 8, 64, 0}}) {
     for (bool asymmetric : {false, true}) {
       for (bool zero_group : {false, true}) {
         const QuantizedLinear q = Quantized(n, k, RtnOptions{4, group, asymmetric},

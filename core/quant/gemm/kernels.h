@@ -77,18 +77,39 @@ using Int8TransposedGemmFn = void (*)(const uint8_t* x_panels, int64_t rows, con
                                       int64_t out, int64_t depth, const Int8Rescale& rescale,
                                       float* y, int64_t ldy);
 
-// Int4 GEMV for a few activation rows: for output rows n < rows,
-// y[n] = sum_g scales[n * groups + g] * sum_{kk in group g} x[kk] * (q[n, kk] - zero)
-// (+ bias[n]), with zero = zero_points[n * groups + g], or 8 (the symmetric
-// offset) when zero_points is null; the nibbles decoded in registers from
-// `packed` (row_bytes a row, low nibble = even kk), x given de-interleaved as
-// x_even[k] = x[2k], x_odd[k] = x[2k + 1]. Every group is group_bytes bytes
-// (even depth and group sizes only). Float results within the reassociation
-// bound of Int4GemmRef.
-using Int4GemvFn = void (*)(const float* x_even, const float* x_odd, const uint8_t* packed,
-                            int64_t row_bytes, int64_t rows, int64_t group_bytes, int64_t groups,
-                            const float* scales, const uint8_t* zero_points, const float* bias,
-                            float* y);
+// Int4 / 4-bit codebook GEMV for a few activation rows: for output rows
+// n < rows and activation rows r < x_rows (at most kGemvBlockRows),
+//   y[r * ldy + n] = sum_g s(n, g) * sum_{kk in group g} x_r[kk] * w(n, kk)  (+ bias[n])
+// with, when codebook is null, w = q[n, kk] - zero, zero = zero_points[n *
+// groups + g] or 8 (the symmetric offset) when zero_points is null, s =
+// scales[n * groups + g]; when codebook is not null, w =
+// codebook[n * codebook_stride + q[n, kk]] (16 entries; stride 16 per row or
+// 0 per layer) and s = 1 (scales and zero_points unused). The nibbles are
+// decoded in registers from `packed` (row_bytes a row, low nibble = even kk),
+// once for all x_rows rows; x_r given de-interleaved as x_even[r * ldx + k]
+// = x_r[2k], x_odd[r * ldx + k] = x_r[2k + 1]. Every group is group_bytes
+// bytes (even depth and group sizes only). Float results within the
+// reassociation bound of Int4GemmRef / LutGemmRef.
+inline constexpr int kGemvBlockRows = 8;
+struct Int4GemvArgs {
+  const float* x_even;
+  const float* x_odd;
+  int64_t ldx;
+  int64_t x_rows;
+  const uint8_t* packed;
+  int64_t row_bytes;
+  int64_t rows;
+  int64_t group_bytes;
+  int64_t groups;
+  const float* scales;
+  const uint8_t* zero_points;
+  const float* codebook;
+  int64_t codebook_stride;
+  const float* bias;
+  float* y;
+  int64_t ldy;
+};
+using Int4GemvFn = void (*)(const Int4GemvArgs& args);
 
 // For the ISA files' micro-kernel loops: calls block.template
 // operator()<kMax>(r) for r = 0, kMax, ... while kMax rows remain, then
@@ -184,9 +205,7 @@ void Int8TransposedGemmAvx512Vnni(const uint8_t* x_panels, int64_t rows, const i
                                   float* y, int64_t ldy);
 void QuantizeRowAvx512(const float* x, int64_t n, float factor, bool divide, float zero,
                        uint8_t* q);
-void Int4GemvAvx512(const float* x_even, const float* x_odd, const uint8_t* packed,
-                    int64_t row_bytes, int64_t rows, int64_t group_bytes, int64_t groups,
-                    const float* scales, const uint8_t* zero_points, const float* bias, float* y);
+void Int4GemvAvx512(const Int4GemvArgs& args);
 
 }  // namespace squeeze::core::quant::gemm::internal
 

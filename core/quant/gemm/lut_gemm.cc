@@ -122,6 +122,21 @@ absl::Status LutGemm(const float* x, int64_t m, const CodebookWeightsView& layer
         "lut gemm: activation rows must be >= 1, got ", m, " (layer ", layer.name, ")"));
   }
   SQ_ASSIGN_OR_RETURN(const internal::ResolvedGemm gemm, internal::Resolve(options));
+  if (m <= internal::kGemvMaxRows && gemm.kernels.int4_gemv != nullptr && layer.bits == 4 && layer.in % 2 == 0) {
+    // A few rows: 4-bit indices are int4 nibbles; the GEMV looks them up in
+    // registers (16 codebook entries are one vector).
+    static_assert(CodebookRowBytes(4, 8) == 4 && CodebookEntries(4) == 16);
+    internal::Int4GemvArgs weights{};
+    weights.packed = layer.packed;
+    weights.row_bytes = layer.in / 2;
+    weights.groups = 1;
+    weights.group_bytes = weights.row_bytes;
+    weights.codebook = layer.codebook;
+    weights.codebook_stride = layer.per_row_codebook ? CodebookEntries(4) : 0;
+    weights.bias = layer.bias;
+    internal::DecodedGemv(x, m, layer.in, layer.out, weights, y, gemm);
+    return absl::OkStatus();
+  }
   internal::DecodedPanelGemm(
       x, m, layer.in, layer.out,
       [&layer](int64_t n, float* out, int64_t stride) { DecodeRow(layer, n, out, stride); },

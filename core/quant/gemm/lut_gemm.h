@@ -6,7 +6,8 @@
 //
 // The fast path looks indices up 16 output columns at a time into a
 // per-thread panel and FMAs it against X, never materialising the float
-// weights. Looked-up weights are exact, so results differ from LutGemmRef
+// weights; 4-bit layers with an even depth take, for up to 32 rows of X on
+// the avx512vnni path, int4_gemm.h's GEMV (the 16 entries in one register). Looked-up weights are exact, so results differ from LutGemmRef
 // only by the order of float additions, with the bound of int4_gemm.h:
 // |Y - Y_ref| <= 2 * depth * 2^-24 * sum_k |X[m,k] * W[n,k]| plus the bias add.
 #ifndef SQUEEZE_CORE_QUANT_GEMM_LUT_GEMM_H_

@@ -58,7 +58,9 @@ TEST(LutGemmTest, MatchesReferenceWithinReassociationBound) {
   for (int bits : {2, 3, 4}) {
     for (bool per_row : {false, true}) {
       for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
-                             {1, 300, 192}, {37, 19, 61}, {260, 33, 16}}) {
+                             {1, 300, 192}, {37, 19, 61}, {260, 33, 16},
+                             // 4 bits, even depth: the GEMV (blocks of 8 rows, up to 32), tails.
+                             {8, 40, 784}, {3, 17, 36}, {6, 300, 64}, {20, 9, 64}}) {
         const CodebookLinear layer = RandomCodebookLayer(n, k, bits, per_row, bits + n);
         std::mt19937 rng(static_cast<uint32_t>(m + k));
         std::normal_distribution<float> normal;
