@@ -24,6 +24,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "bench/bench_util.h"
 #include "absl/strings/str_format.h"
 #include "core/eval/latency.h"
 #include "core/kernels/cpu/cpu_backend.h"
@@ -40,32 +41,12 @@ ABSL_FLAG(double, min_seconds, 0.2, "Timed seconds per round and graph (at least
 namespace {
 
 using namespace squeeze::core;  // NOLINT: a benchmark main
+namespace bench = squeeze::bench;
 
-template <typename T>
-T Check(absl::StatusOr<T> value) {
-  if (!value.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(value.status().message()).c_str());
-    std::exit(1);
-  }
-  return *std::move(value);
-}
+using bench::Check;
+using bench::MedianOf;
 
-double MedianOf(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-double RoundMs(const std::function<void()>& fn) {
-  return eval::MeasureLatency(fn, /*warmup=*/2, /*min_iterations=*/10, absl::GetFlag(FLAGS_min_seconds)).p50 * 1e3;
-}
-
-graph::Tensor Pixels(const std::vector<int64_t>& shape, uint32_t seed) {
-  graph::Tensor t(graph::DataType::kFloat32, shape);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-  for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = uniform(rng);
-  return t;
-}
+double RoundMs(const std::function<void()>& fn) { return bench::RoundMs(fn, absl::GetFlag(FLAGS_min_seconds)); }
 
 void BenchModel(const std::string& file) {
   const graph::Graph original = Check(onnx::LoadOnnxModel(absl::GetFlag(FLAGS_models_dir) + "/" + file));
@@ -76,7 +57,7 @@ void BenchModel(const std::string& file) {
     return shape;
   };
   std::vector<quant::ptq::CalibrationBatch> batches;
-  for (uint32_t i = 0; i < 4; ++i) batches.push_back({{input.name, Pixels(shape_for(32), i)}});
+  for (uint32_t i = 0; i < 4; ++i) batches.push_back({{input.name, bench::UniformTensor(shape_for(32), i)}});
   quant::ptq::PtqOptions options;
   options.weights.emplace();
   options.weights->format = {8, 0, false};
@@ -110,7 +91,7 @@ void BenchModel(const std::string& file) {
               "fp32 / it | max |int8 - sim| / max |sim| |\n");
   std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (int64_t batch : {1, 8, 32}) {
-    const std::map<std::string, graph::Tensor> feeds = {{input.name, Pixels(shape_for(batch), 100)}};
+    const std::map<std::string, graph::Tensor> feeds = {{input.name, bench::UniformTensor(shape_for(batch), 100)}};
     const std::vector<float> sim_y = Check(simulated.Run(feeds))[0].ToFloats();
     const std::vector<float> int8_y = Check((has_conv ? int8_conv : int8).Run(feeds))[0].ToFloats();
     double diff = 0, scale = 0;

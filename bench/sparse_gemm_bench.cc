@@ -23,6 +23,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "bench/bench_util.h"
 #include "core/eval/latency.h"
 #include "core/graph/passes.h"
 #include "core/hf/hf_checkpoint.h"
@@ -40,24 +41,12 @@ ABSL_FLAG(double, min_seconds, 0.2, "Timed seconds per round and kernel (at leas
 namespace {
 
 using namespace squeeze::core;  // NOLINT: a benchmark main
+namespace bench = squeeze::bench;
 
-template <typename T>
-T Check(absl::StatusOr<T> value) {
-  if (!value.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(value.status().message()).c_str());
-    std::exit(1);
-  }
-  return *std::move(value);
-}
+using bench::Check;
+using bench::MedianOf;
 
-double MedianOf(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-double RoundMs(const std::function<void()>& fn) {
-  return eval::MeasureLatency(fn, /*warmup=*/2, /*min_iterations=*/10, absl::GetFlag(FLAGS_min_seconds)).p50 * 1e3;
-}
+double RoundMs(const std::function<void()>& fn) { return bench::RoundMs(fn, absl::GetFlag(FLAGS_min_seconds)); }
 
 struct Layer {
   std::string model, name;
