@@ -53,6 +53,44 @@ absl::Status ValidateBlobRef(const v1::BlobRef& ref, const std::string& field, b
   return absl::OkStatus();
 }
 
+// A float_format cast is weight-only and takes no integer-quantization
+// option: the first one set is named with its value.
+absl::Status ValidateFloatFormat(const v1::QuantizePass& q, const std::string& field) {
+  if (q.float_format() == v1::QuantizePass::FLOAT_FORMAT_UNSPECIFIED) return absl::OkStatus();
+  if (!v1::QuantizePass::FloatFormat_IsValid(q.float_format())) {
+    return Invalid(absl::StrCat(field, ".quantize.float_format is unknown: ", static_cast<int>(q.float_format())));
+  }
+  std::string set;  // "bits 4", ...
+  if (q.bits() != 0) {
+    set = absl::StrCat("bits ", q.bits());
+  } else if (q.granularity() != v1::QuantizePass::GRANULARITY_UNSPECIFIED) {
+    set = absl::StrCat("granularity ", v1::QuantizePass::Granularity_Name(q.granularity()));
+  } else if (q.group_size() != 0) {
+    set = absl::StrCat("group_size ", q.group_size());
+  } else if (q.method() != v1::QuantizePass::METHOD_UNSPECIFIED) {
+    set = absl::StrCat("method ", v1::QuantizePass::Method_Name(q.method()));
+  } else if (q.asymmetric()) {
+    set = "asymmetric true";
+  } else if (q.activation_bits() != 0) {
+    set = absl::StrCat("activation_bits ", q.activation_bits());
+  } else if (q.observer() != v1::QuantizePass::OBSERVER_UNSPECIFIED) {
+    set = absl::StrCat("observer ", v1::QuantizePass::Observer_Name(q.observer()));
+  } else if (q.smoothquant_alpha() != 0) {
+    set = absl::StrCat("smoothquant_alpha ", q.smoothquant_alpha());
+  } else if (q.bias_correction()) {
+    set = "bias_correction true";
+  } else if (q.kmeans_iterations() != 0) {
+    set = absl::StrCat("kmeans_iterations ", q.kmeans_iterations());
+  } else if (q.has_mixed_precision()) {
+    set = "mixed_precision (set)";
+  } else if (q.per_device()) {
+    set = "per_device true";
+  }
+  if (set.empty()) return absl::OkStatus();
+  return Invalid(absl::StrCat(field, ".quantize.float_format ", v1::QuantizePass::FloatFormat_Name(q.float_format()),
+                              " is a weight-only cast and takes no integer-quantization option; got ", set));
+}
+
 // The combinations of a quantize pass's method, granularity and
 // mixed-precision budget (its single fields are checked by ValidatePass).
 absl::Status ValidateQuantizeMethod(const v1::QuantizePass& q, const std::string& field) {
@@ -171,6 +209,7 @@ absl::Status ValidatePass(const v1::Pass& pass, int index) {
         return Invalid(absl::StrCat(field, ".quantize.smoothquant_alpha = ", q.smoothquant_alpha(),
                                     " needs activation_bits = 8 (SmoothQuant is for W8A8)"));
       }
+      SQ_RETURN_IF_ERROR(ValidateFloatFormat(q, field));
       SQ_RETURN_IF_ERROR(ValidateQuantizeMethod(q, field));
       if (q.calibration_batches() < 0 || q.calibration_batches() > kMaxCalibrationBatches) {
         return Invalid(absl::StrCat(field, ".quantize.calibration_batches must be in [1, ", kMaxCalibrationBatches,
@@ -481,6 +520,11 @@ absl::Status ValidateRecipeForModel(const v1::Recipe& recipe,
     if (q.granularity() == v1::QuantizePass::PER_TENSOR || q.has_mixed_precision()) {
       return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize: granularity PER_TENSOR and "
                                   "mixed_precision need an ONNX model"));
+    }
+    if (q.float_format() != v1::QuantizePass::FLOAT_FORMAT_UNSPECIFIED) {  // the casts export ONNX only
+      return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize.float_format ",
+                                  v1::QuantizePass::FloatFormat_Name(q.float_format()),
+                                  " needs an ONNX model; a safetensors linear-chain model takes integer bits 4 or 8"));
     }
     if (q.bits() == 2 || q.bits() == 3) {  // safetensors-squeeze-q stores 4 and 8 bits only
       return Invalid(absl::StrCat("spec.recipe.passes[", i, "].quantize.bits ", q.bits(),

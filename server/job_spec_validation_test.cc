@@ -103,6 +103,45 @@ TEST_F(ValidationTest, KmeansOptions) {
   EXPECT_NE(Check().message().find("kmeans_iterations applies to method KMEANS only"), std::string::npos) << Check();
 }
 
+TEST_F(ValidationTest, FloatFormatCastTakesNoIntegerOption) {
+  auto* q = request_.mutable_spec()->mutable_recipe()->mutable_passes(0)->mutable_quantize();
+  q->set_float_format(v1::QuantizePass::FP8_E4M3);
+  EXPECT_EQ(Check().message(),
+            "spec.recipe.passes[0].quantize.float_format FP8_E4M3 is a weight-only cast and takes no "
+            "integer-quantization option; got bits 4");
+  q->set_bits(0);
+  EXPECT_TRUE(Check().ok()) << Check();
+  const auto expect_named = [&](const std::string& got) {
+    EXPECT_NE(Check().message().find("float_format FP8_E4M3 is a weight-only cast"), std::string::npos) << Check();
+    EXPECT_NE(Check().message().find("; got " + got), std::string::npos) << Check();
+    q->Clear();
+    q->set_float_format(v1::QuantizePass::FP8_E4M3);
+    EXPECT_TRUE(Check().ok()) << Check();
+  };
+  q->set_granularity(v1::QuantizePass::PER_TENSOR);
+  expect_named("granularity PER_TENSOR");
+  q->set_group_size(64);
+  expect_named("group_size 64");
+  q->set_method(v1::QuantizePass::KMEANS);
+  expect_named("method KMEANS");
+  q->set_asymmetric(true);
+  expect_named("asymmetric true");
+  q->set_activation_bits(8);
+  expect_named("activation_bits 8");
+  q->set_kmeans_iterations(10);
+  expect_named("kmeans_iterations 10");
+  q->mutable_mixed_precision()->set_average_bits(4);
+  expect_named("mixed_precision");
+  q->set_per_device(true);
+  expect_named("per_device true");
+  for (auto format : {v1::QuantizePass::FP16, v1::QuantizePass::BF16, v1::QuantizePass::FP8_E5M2}) {
+    q->set_float_format(format);
+    EXPECT_TRUE(Check().ok()) << Check();
+  }
+  q->set_float_format(static_cast<v1::QuantizePass::FloatFormat>(9));
+  EXPECT_EQ(Check().message(), "spec.recipe.passes[0].quantize.float_format is unknown: 9");
+}
+
 TEST_F(ValidationTest, MixedPrecisionOptions) {
   auto* q = request_.mutable_spec()->mutable_recipe()->mutable_passes(0)->mutable_quantize();
   q->set_bits(0);
@@ -399,6 +438,11 @@ TEST(ValidateRecipeForModelTest, OnnxOnlyQuantizeOptionsAreRejectedForSafetensor
             "spec.recipe.passes[0].quantize.bits 3 needs an ONNX model; a safetensors linear-chain model takes 4 or 8");
   recipe.mutable_passes(0)->mutable_quantize()->set_bits(4);
   EXPECT_TRUE(ValidateRecipeForModel(recipe, header).ok());
+  recipe.mutable_passes(0)->mutable_quantize()->Clear();
+  recipe.mutable_passes(0)->mutable_quantize()->set_float_format(v1::QuantizePass::FP16);
+  EXPECT_EQ(ValidateRecipeForModel(recipe, header).message(),
+            "spec.recipe.passes[0].quantize.float_format FP16 needs an ONNX model; a safetensors linear-chain model "
+            "takes integer bits 4 or 8");
 }
 
 }  // namespace

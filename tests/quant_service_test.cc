@@ -1,9 +1,10 @@
 // Issue 4 end to end through the real daemon and worker on the Fashion-MNIST
-// CNN (deploy/models): the example specs deploy/demo/cnn-{kmeans,mixed,qat}
-// .textproto (a k-means codebook job, a mixed-precision job, a short QAT
-// job) each return one variant whose reported bits (and plan) match the
-// request and whose accuracy is measured against the float model on the
-// same labelled images; QAT without labels is refused at submit.
+// CNN (deploy/models): the example specs deploy/demo/cnn-{kmeans,fp8,mixed,
+// qat}.textproto (a k-means codebook job, an fp8 cast, a mixed-precision
+// job, a short QAT job) each return one variant whose reported bits (and
+// plan) match the request and whose accuracy is measured against the float
+// model on the same labelled images; QAT without labels is refused at
+// submit.
 #include <iostream>
 #include <set>
 #include <string>
@@ -75,6 +76,20 @@ class QuantServiceTest : public ::testing::Test {
     return alice_->GetJob(submitted->job().id());
   }
 
+  // The one variant of the job running deploy/demo/`name` on the labelled
+  // images, its technique and artifact format checked (empty on failure).
+  static v1::Variant OnlyVariant(const std::string& name, const std::string& technique, const std::string& format) {
+    absl::StatusOr<v1::Job> job = Run(Request(name, *labelled_));
+    EXPECT_TRUE(job.ok()) << job.status();
+    if (!job.ok()) return {};
+    EXPECT_EQ(job->state(), v1::SUCCEEDED) << job->DebugString();
+    EXPECT_EQ(job->variants_size(), 1) << job->DebugString();
+    if (job->variants_size() != 1) return {};
+    EXPECT_EQ(job->variants(0).technique(), technique);
+    EXPECT_EQ(job->variants(0).artifact_format(), format);
+    return job->variants(0);
+  }
+
   // Every layer of `variant` is reported at `bits`.
   static void ExpectLayersAt(const v1::Variant& variant, int bits) {
     ASSERT_GT(variant.accuracy().layers_size(), 0);
@@ -114,17 +129,20 @@ std::string* QuantServiceTest::unlabelled_ = nullptr;
 bool QuantServiceTest::real_data_ = false;
 
 TEST_F(QuantServiceTest, KmeansCodebooksPerLayer) {
-  absl::StatusOr<v1::Job> job = Run(Request("cnn-kmeans.textproto", *labelled_));
-  ASSERT_TRUE(job.ok()) << job.status();
-  ASSERT_EQ(job->state(), v1::SUCCEEDED) << job->DebugString();
-  ASSERT_EQ(job->variants_size(), 1);
-  const v1::Variant& variant = job->variants(0);
-  EXPECT_EQ(variant.technique(), "kmeans4-layer");
-  EXPECT_EQ(variant.artifact_format(), "onnx-codebook");
+  const v1::Variant variant = OnlyVariant("cnn-kmeans.textproto", "kmeans4-layer", "onnx-codebook");
   EXPECT_LT(variant.size().bytes(), variant.size().baseline_bytes() / 3);
   ExpectLayersAt(variant, 4);
   ExpectHonestAccuracy(variant, 0.05);
   EXPECT_EQ(variant.manifest().spec().recipe().passes(0).quantize().method(), v1::QuantizePass::KMEANS);
+}
+
+TEST_F(QuantServiceTest, Fp8E4M3CastShipsAFourTimesSmallerLookupArtifact) {
+  const v1::Variant variant = OnlyVariant("cnn-fp8.textproto", "cast fp8-e4m3", "onnx-fp8-lut");
+  EXPECT_LT(variant.size().bytes(), variant.size().baseline_bytes() / 3.8);
+  EXPECT_LT(variant.size().memory_bytes(), variant.size().baseline_memory_bytes() / 3.8);
+  ExpectLayersAt(variant, 8);
+  ExpectHonestAccuracy(variant, 0.02);
+  EXPECT_EQ(variant.manifest().spec().recipe().passes(0).quantize().float_format(), v1::QuantizePass::FP8_E4M3);
 }
 
 TEST_F(QuantServiceTest, MixedPrecisionReportsItsPlanAndBeatsUniformThreeBits) {

@@ -22,6 +22,13 @@ bool Runs(const v1::DeviceProfile& profile, const std::string& format) {
 compress::QuantizeStep QuantizeStepFromPass(const v1::QuantizePass& pass) {
   compress::QuantizeStep step;
   step.ptq = server::PtqOptionsFromPass(pass);
+  switch (pass.float_format()) {
+    case v1::QuantizePass::FP16: step.cast = core::quant::FloatFormat::kFloat16; break;
+    case v1::QuantizePass::BF16: step.cast = core::quant::FloatFormat::kBFloat16; break;
+    case v1::QuantizePass::FP8_E4M3: step.cast = core::quant::FloatFormat::kFp8E4M3; break;
+    case v1::QuantizePass::FP8_E5M2: step.cast = core::quant::FloatFormat::kFp8E5M2; break;
+    default: break;  // integer quantization
+  }
   if (pass.method() == v1::QuantizePass::KMEANS) {
     core::quant::codebook::KmeansOptions kmeans;
     kmeans.bits = pass.bits();

@@ -33,7 +33,8 @@ v1::Recipe ResolveForDevice(const v1::Recipe& recipe, const v1::DeviceProfile& p
                             const core::quant::ptq::LayerScan& scan);
 
 // A quantize pass as its core step: PTQ options, plus per-tensor scales,
-// k-means codebooks (method KMEANS) or a mixed-precision budget.
+// k-means codebooks (method KMEANS), a mixed-precision budget or a float
+// cast (float_format).
 core::compress::QuantizeStep QuantizeStepFromPass(const v1::QuantizePass& pass);
 
 // A resolved recipe (no search pass) as core steps; `scan` is the model's

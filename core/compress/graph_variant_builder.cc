@@ -20,6 +20,7 @@
 #include "core/quant/gemm/codebook_layout.h"
 #include "core/quant/gemm/qdq_runtime.h"
 #include "core/quant/gemm/weight_only_runtime.h"
+#include "core/quant/rtn.h"
 #include "core/runtime/executor.h"
 #include "core/status_macros.h"
 
@@ -306,6 +307,55 @@ absl::StatusOr<Graph> ExportCodebookGraph(const Graph& graph,
   return out;
 }
 
+// `graph` with each float-cast weight stored in its format:
+//   fp16 / bf16: a float16 / bfloat16 initializer, then Cast(to float);
+//   fp8: one uint8 code per weight and the format's 256 decoded values
+//        (one table per format), W = Gather(table, Cast<int64>(codes)),
+//        since opset 17 has no float8 type.
+// Element-wise, so every weight keeps its layout; the decoded values are
+// exactly the weights the evaluated graph holds.
+absl::StatusOr<Graph> ExportCastGraph(const Graph& graph, const std::map<std::string, quant::FloatFormat>& casts) {
+  Graph out = graph;
+  for (const auto& [name, format] : casts) {
+    auto weight = graph.initializers.find(name);
+    if (weight == graph.initializers.end()) return absl::InternalError(absl::StrCat("cast export: no weight ", name));
+    const std::vector<float> values = weight->second.ToFloats();
+    out.initializers.erase(name);
+    if (quant::FloatFormatBits(format) == 16) {
+      std::vector<uint16_t> codes(values.size());
+      for (size_t k = 0; k < values.size(); ++k) codes[k] = quant::EncodeFloat(values[k], format);
+      const graph::DataType dtype =
+          format == quant::FloatFormat::kFloat16 ? graph::DataType::kFloat16 : graph::DataType::kBFloat16;
+      out.initializers[name + ".stored"] = Tensor::FromVector<uint16_t>(dtype, weight->second.shape(), codes);
+      out.nodes.push_back({name + ".cast", "Cast", "", {name + ".stored"}, {name}, {{"to", int64_t{1}}}});
+      continue;
+    }
+    std::vector<uint8_t> codes(values.size());
+    for (size_t k = 0; k < values.size(); ++k) codes[k] = static_cast<uint8_t>(quant::EncodeFloat(values[k], format));
+    const std::string table = absl::StrCat("squeeze.", quant::FloatFormatName(format), ".table");
+    if (!out.initializers.contains(table)) {
+      std::vector<float> decoded(256);
+      for (int code = 0; code < 256; ++code) decoded[code] = quant::DecodeFloat(static_cast<uint16_t>(code), format);
+      out.initializers[table] = Tensor::FromVector<float>(graph::DataType::kFloat32, {256}, decoded);
+    }
+    out.initializers[name + ".codes"] = Tensor::FromVector<uint8_t>(graph::DataType::kUInt8, weight->second.shape(), codes);
+    out.nodes.push_back({name + ".cast", "Cast", "", {name + ".codes"}, {name + ".index"}, {{"to", int64_t{7}}}});
+    out.nodes.push_back({name + ".lookup", "Gather", "", {table, name + ".index"}, {name}, {{"axis", int64_t{0}}}});
+  }
+  SQ_RETURN_IF_ERROR(graph::SortTopologically(&out));
+  return out;
+}
+
+// "onnx-fp16", "onnx-bf16" or "onnx-fp8-lut": the artifact format of cast
+// weights (one format per recipe).
+std::string CastArtifactFormat(quant::FloatFormat format) {
+  switch (format) {
+    case quant::FloatFormat::kFloat16: return "onnx-fp16";
+    case quant::FloatFormat::kBFloat16: return "onnx-bf16";
+    default: return "onnx-fp8-lut";
+  }
+}
+
 }  // namespace
 
 double GraphVariantReport::AccuracyDrop() const {
@@ -482,6 +532,7 @@ absl::StatusOr<GraphVariantReport> GraphSession::Build(const Recipe& recipe, con
   graph::Graph runtime_graph = result.runtime_graph ? *result.runtime_graph : result.graph;
   report.runtime = "squeeze-cpu graph executor";
   if (result.runtime_graph) absl::StrAppend(&report.runtime, "; N:M layers on the sparse fp32 kernel");
+  if (!result.casts.empty()) absl::StrAppend(&report.runtime, "; float-cast layers multiply their decoded fp32 weights");
   // W8A8 layers run the int8 GEMM from their packed weights. A layer that is
   // N:M-sparse as well was rewritten above and keeps the sparse kernel.
   // Weight-only int4/int3/int2 and codebook layers run Int4Gemm / LutGemm
@@ -578,7 +629,11 @@ absl::StatusOr<GraphVariantReport> GraphSession::Build(const Recipe& recipe, con
   SQ_RETURN_IF_ERROR(Report(progress, "measure", static_cast<int64_t>(report.points.size()),
                             static_cast<int64_t>(report.points.size())));
 
-  if (!result.codebooks.empty()) {
+  if (!result.casts.empty()) {
+    report.artifact_format = CastArtifactFormat(result.casts.begin()->second);
+    SQ_ASSIGN_OR_RETURN(Graph exported, ExportCastGraph(result.graph, result.casts));
+    SQ_RETURN_IF_ERROR(onnx::SaveOnnxModel(exported, artifact_path));
+  } else if (!result.codebooks.empty()) {
     report.artifact_format = "onnx-codebook";
     SQ_ASSIGN_OR_RETURN(Graph exported, ExportCodebookGraph(result.graph, result.codebooks));
     SQ_RETURN_IF_ERROR(onnx::SaveOnnxModel(exported, artifact_path));

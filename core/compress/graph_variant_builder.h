@@ -105,7 +105,9 @@ struct LatencyPoint {
 struct GraphVariantReport : CostReport {
   std::string technique;  // e.g. "sparsegpt 2:4 + rtn int8-pc-sym + a8 minmax"
   // "onnx-qdq" (quantized), "onnx-codebook" (k-means: uint8 indices, float
-  // codebooks, Gather) or "onnx"
+  // codebooks, Gather), "onnx-fp16" / "onnx-bf16" (float casts: 16-bit
+  // initializers, Cast), "onnx-fp8-lut" (fp8 casts: uint8 codes, a 256-entry
+  // float table, Gather) or "onnx"
   std::string artifact_format;
   std::vector<quant::ptq::LayerReport> layers;
   std::vector<quant::ptq::SkippedNode> skipped;
@@ -153,7 +155,8 @@ class GraphSession {
 
   // Applies `recipe` to the original model (stages named after the steps),
   // evaluates ("evaluate"), measures ("measure") and writes the artifact
-  // (QDQ ONNX when quantized, codebook ONNX after k-means, else plain ONNX)
+  // (QDQ ONNX when quantized, codebook ONNX after k-means, 16-bit or fp8-LUT
+  // ONNX after a float cast, else plain ONNX)
   // to `artifact_path`. Recipe
   // errors name the step and layer; CANCELLED when `progress` returns false
   // (no artifact is written).

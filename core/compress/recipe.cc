@@ -485,6 +485,47 @@ absl::Status ApplyQat(const Graph& original, const QatStep& step, const RecipeIn
   return absl::OkStatus();
 }
 
+// Float casts (QuantizeStep::cast): each quantizable layer's weight
+// initializer rounded to the format element-wise, in its own layout.
+absl::Status ApplyCast(quant::FloatFormat cast, size_t index, const StepProgressFn& progress,
+                       RecipeResult* result) {
+  SQ_ASSIGN_OR_RETURN(quant::ptq::LayerScan scan, quant::ptq::FindQuantizableLayers(result->graph));
+  if (scan.layers.empty()) return absl::InvalidArgumentError("model has no quantizable layer");
+  const std::string technique = absl::StrCat("cast ", quant::FloatFormatName(cast));
+  const int bits = quant::FloatFormatBits(cast);
+  Graph cast_graph = result->graph;
+  int64_t stored_bytes = 0;
+  const int64_t total = static_cast<int64_t>(scan.layers.size());
+  for (int64_t i = 0; i < total; ++i) {
+    const quant::ptq::QuantizableLayer& layer = scan.layers[i];
+    Tensor& weight = cast_graph.initializers.at(layer.weight);
+    if (weight.dtype() != graph::DataType::kFloat32) {
+      return absl::InvalidArgumentError(absl::StrCat("layer ", layer.name, ": weight ", layer.weight, " is ",
+                                                     graph::DataTypeName(weight.dtype()), ", the cast needs float32"));
+    }
+    std::vector<float> values = weight.ToFloats();
+    quant::CastQuantize(cast, &values);
+    weight = Tensor::FromVector<float>(graph::DataType::kFloat32, weight.shape(), values);
+    // As the other formats count it: the stored weights plus the float bias.
+    WeightFormat& format = result->formats[layer.weight];
+    format.weight_bits = bits;
+    format.stored_bytes = static_cast<int64_t>(values.size()) * bits / 8 +
+                          (layer.bias.empty() ? 0 : result->graph.initializers.at(layer.bias).byte_size());
+    stored_bytes += static_cast<int64_t>(values.size()) * bits / 8;
+    result->casts[layer.weight] = cast;
+    result->layers.push_back(ReportLayer(layer, technique, bits, result->graph, cast_graph));
+    if (progress && !progress("quantize", i + 1, total)) return absl::CancelledError("cancelled");
+  }
+  result->graph = std::move(cast_graph);
+  result->skipped = std::move(scan.skipped);
+  result->techniques.push_back(technique);
+  result->notes.push_back(absl::StrFormat(
+      "step %d quantize: %d layers, %s weight-only (%d bits per weight, %d bytes stored); the runtime multiplies "
+      "the decoded float32 weights",
+      index, result->layers.size(), technique, bits, stored_bytes));
+  return absl::OkStatus();
+}
+
 absl::Status ApplyQuantize(const QuantizeStep& step, const RecipeInputs& inputs, size_t index,
                            const StepProgressFn& progress, RecipeResult* result) {
   SQ_ASSIGN_OR_RETURN(quant::ptq::LayerScan scan, quant::ptq::FindQuantizableLayers(result->graph));
@@ -547,6 +588,12 @@ absl::Status ValidateRecipe(const Recipe& recipe) {
           "step ", i, " (qat): training after unstructured or N:M pruning would make the pruned weights nonzero"));
     }
     if (const auto* quantize = std::get_if<QuantizeStep>(&recipe.steps[i])) {
+      if (quantize->cast && (quantize->kmeans || quantize->mixed || quantize->per_tensor || quantize->ptq.activations ||
+                             quantize->ptq.smoothquant)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "step ", i, " (quantize): a ", quant::FloatFormatName(*quantize->cast),
+            " cast is weight-only and excludes kmeans, mixed precision, per-tensor scales and activation quantization"));
+      }
       if (quantize->kmeans && quantize->mixed) {
         return absl::InvalidArgumentError(absl::StrCat("step ", i, " (quantize): kmeans and mixed precision exclude each other"));
       }
@@ -581,7 +628,9 @@ absl::StatusOr<RecipeResult> ApplyRecipe(const graph::Graph& graph, const Recipe
     const std::string stage = StepStage(recipe.steps[i]);
     absl::Status status;
     if (const auto* quantize = std::get_if<QuantizeStep>(&recipe.steps[i])) {
-      if (quantize->kmeans) {
+      if (quantize->cast) {
+        status = ApplyCast(*quantize->cast, i, progress, &result);
+      } else if (quantize->kmeans) {
         status = ApplyKmeans(*quantize, inputs, i, progress, &result);
       } else if (quantize->mixed) {
         status = ApplyMixed(graph, *quantize, inputs, i, progress, &result);

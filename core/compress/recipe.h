@@ -29,6 +29,7 @@
 #include "core/quant/mixed/mixed_precision.h"
 #include "core/quant/ptq/ptq.h"
 #include "core/quant/qat/qat.h"
+#include "core/quant/rtn.h"
 
 namespace squeeze::core::compress {
 
@@ -47,12 +48,15 @@ struct MixedPrecisionOptions {
 // Weight quantization. `ptq` always holds the weight format and the
 // activation options; `kmeans` or `mixed` replace its weight method, and
 // `per_tensor` (RTN only, no bias correction) its per-channel scales by one
-// scale per tensor.
+// scale per tensor. `cast` replaces all of them: every quantizable layer's
+// float32 weight initializer is rounded to the float format in place
+// (quant::CastQuantize; weight-only, no calibration).
 struct QuantizeStep {
   quant::ptq::PtqOptions ptq;
   bool per_tensor = false;
   std::optional<quant::codebook::KmeansOptions> kmeans;
   std::optional<MixedPrecisionOptions> mixed;
+  std::optional<quant::FloatFormat> cast;
 };
 
 // Quantization-aware training (core/quant/qat) on batches of batch_size
@@ -138,6 +142,10 @@ struct RecipeResult {
   // k-means codebook weights by weight initializer (exported as indices
   // plus codebook, see GraphSession::Build); `graph` holds codebook[index].
   std::map<std::string, quant::gemm::CodebookLinear> codebooks;
+  // Float-cast weights by weight initializer (exported as float16 /
+  // bfloat16 initializers or fp8 codes, see GraphSession::Build); `graph`
+  // holds their decoded float32 values.
+  std::map<std::string, quant::FloatFormat> casts;
   std::map<std::string, WeightFormat> formats;  // by weight initializer
   std::vector<quant::ptq::LayerReport> layers;
   std::vector<quant::ptq::SkippedNode> skipped;

@@ -279,6 +279,70 @@ TEST_F(RecipeTest, KmeansPerChannelCodebooksExportWithRowOffsets) {
   EXPECT_DOUBLE_EQ(ArtifactAccuracy(), report->metric_value);
 }
 
+TEST_F(RecipeTest, FloatCastsShipSmallerArtifactsThatScoreTheReportedMetric) {
+  struct Case {
+    quant::FloatFormat format;
+    std::string technique, artifact_format;
+    int bits;
+    double max_relative_error;
+  };
+  const std::vector<Case> cases = {
+      {quant::FloatFormat::kFloat16, "cast fp16", "onnx-fp16", 16, 1e-3},
+      {quant::FloatFormat::kBFloat16, "cast bf16", "onnx-bf16", 16, 4e-3},
+      {quant::FloatFormat::kFp8E4M3, "cast fp8-e4m3", "onnx-fp8-lut", 8, 0.04},
+      {quant::FloatFormat::kFp8E5M2, "cast fp8-e5m2", "onnx-fp8-lut", 8, 0.08},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.technique);
+    QuantizeStep step;
+    step.ptq.weights.emplace();
+    step.cast = c.format;
+    QuantizeProgress progress;
+    auto report = Build(Recipe{{step}}, progress.Fn());
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_EQ(report->technique, c.technique);
+    EXPECT_EQ(report->artifact_format, c.artifact_format);
+    EXPECT_EQ(progress.layers.size(), session_->scan().layers.size());
+    // 2x (16-bit) or 4x (fp8) smaller than the float32 file, within 5%
+    // (biases, the graph and the 1 KiB fp8 table stay).
+    const double ratio = static_cast<double>(report->baseline_bytes) / static_cast<double>(report->artifact_bytes);
+    EXPECT_GT(ratio, 0.95 * 32 / c.bits);
+    EXPECT_LT(ratio, 32.0 / c.bits);
+    const double memory_ratio =
+        static_cast<double>(report->baseline_memory_bytes) / static_cast<double>(report->memory_bytes);
+    EXPECT_GT(memory_ratio, 0.95 * 32 / c.bits);
+    EXPECT_LT(memory_ratio, 32.0 / c.bits);
+    ASSERT_EQ(report->layers.size(), session_->scan().layers.size());
+    for (const auto& layer : report->layers) {
+      EXPECT_EQ(layer.weight_bits, c.bits);
+      EXPECT_GT(layer.weight_relative_error, 0) << layer.name;
+      EXPECT_LT(layer.weight_relative_error, c.max_relative_error) << layer.name;
+    }
+    auto artifact = onnx::LoadOnnxModel(TempPath("recipe-variant.onnx"));
+    ASSERT_TRUE(artifact.ok()) << artifact.status();
+    for (const auto& layer : session_->scan().layers) {
+      EXPECT_EQ(artifact->initializers.count(layer.weight), 0u) << layer.weight;
+      const std::string stored = layer.weight + (c.bits == 16 ? ".stored" : ".codes");
+      ASSERT_EQ(artifact->initializers.count(stored), 1u) << stored;
+      const graph::DataType expected = c.bits == 8 ? graph::DataType::kUInt8
+                                       : c.format == quant::FloatFormat::kFloat16 ? graph::DataType::kFloat16
+                                                                                  : graph::DataType::kBFloat16;
+      EXPECT_EQ(artifact->initializers.at(stored).dtype(), expected) << stored;
+      EXPECT_EQ(artifact->initializers.at(stored).num_elements(), layer.out * layer.in) << stored;
+    }
+    // The artifact runs in our runtime (Cast, or Cast -> Gather) and scores
+    // exactly the accuracy the report measured on the decoded weights.
+    EXPECT_DOUBLE_EQ(ArtifactAccuracy(), report->metric_value);
+  }
+  QuantizeStep mixed_cast;
+  mixed_cast.ptq.weights.emplace();
+  mixed_cast.cast = quant::FloatFormat::kFp8E4M3;
+  mixed_cast.per_tensor = true;
+  EXPECT_EQ(ValidateRecipe(Recipe{{mixed_cast}}).message(),
+            "step 0 (quantize): a fp8-e4m3 cast is weight-only and excludes kmeans, mixed precision, per-tensor "
+            "scales and activation quantization");
+}
+
 TEST_F(RecipeTest, MixedPrecisionPlanFitsTheBudget) {
   QuantizeStep step;
   step.ptq.weights.emplace();

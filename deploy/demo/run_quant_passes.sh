@@ -4,11 +4,13 @@
 # Fashion-MNIST *training* images, evaluation on the first 2000 *test*
 # images (disjoint), one job per spec below, seed 1. Prints one markdown row
 # per job: spec, technique, baseline and variant top-1, layer bits, memory
-# and artifact bytes, seconds; then the mixed-precision plans and QAT notes.
+# and artifact bytes, artifact format, seconds; then the mixed-precision
+# plans and QAT notes.
 #
 # Usage: deploy/demo/run_quant_passes.sh [--out DIR]
 # Env: SQUEEZE_BUILD_DIR (default build), FASHION_MNIST_DIR
-#      (default /usr/share/datasets/fashion-mnist).
+#      (default /usr/share/datasets/fashion-mnist), ONLY (spec names to run,
+#      space-separated; default all, e.g. ONLY="cast-fp16 cast-fp8-e4m3").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=/tmp/squeeze-quant-passes
@@ -56,6 +58,10 @@ spec rtn2-pc 'quantize { bits: 2 }'
 spec ptq-w4a8 'quantize { bits: 4 activation_bits: 8 }'
 spec qat-w4a8-300 'qat { steps: 300 distill_from_float: true }'
 spec qat-w4a8-300-nodistill 'qat { steps: 300 }'
+spec cast-fp16 'quantize { float_format: FP16 }'
+spec cast-bf16 'quantize { float_format: BF16 }'
+spec cast-fp8-e4m3 'quantize { float_format: FP8_E4M3 }'
+spec cast-fp8-e5m2 'quantize { float_format: FP8_E5M2 }'
 
 token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf 'tenant bench %s\n' "$token" > "$out/data/tokens"
@@ -66,8 +72,10 @@ trap 'kill $daemon 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -f "$out/ports" ] && break; sleep 0.1; done
 addr=$(sed -n 's/^grpc=//p' "$out/ports")
 squeeze=("$bin/squeeze" --addr "$addr" --token "$token")
-for name in rtn8-pt-w8a8 rtn4-pc rtn4-pt kmeans4-layer kmeans4-row kmeans3-layer rtn3-pc mixed3.1-hessian \
-            mixed3.1-fisher mixed-eq-int3 mixed2.5-2and4 rtn2-pc ptq-w4a8 qat-w4a8-300 qat-w4a8-300-nodistill; do
+all="rtn8-pt-w8a8 rtn4-pc rtn4-pt kmeans4-layer kmeans4-row kmeans3-layer rtn3-pc mixed3.1-hessian mixed3.1-fisher
+     mixed-eq-int3 mixed2.5-2and4 rtn2-pc ptq-w4a8 qat-w4a8-300 qat-w4a8-300-nodistill cast-fp16 cast-bf16
+     cast-fp8-e4m3 cast-fp8-e5m2"
+for name in ${ONLY:-$all}; do
   job=$("${squeeze[@]}" submit deploy/models/fashion_mnist_cnn.onnx --calibration "$out/calibration.safetensors" \
           --evaluation "$out/evaluation.safetensors" --spec "$out/specs/$name.textproto" 2>/dev/null | tail -1)
   start=$(date +%s)
@@ -87,9 +95,9 @@ for line in open(out + '/seconds'):
     v = job['variants'][0]
     a = v['accuracy']
     bits = '/'.join(str(l.get('bits', 0)) for l in a.get('layers', []))
-    print('| %s | %s | %.4f | %.4f | %+.4f | %s | %s | %s | %s |' % (
+    print('| %s | %s | %.4f | %.4f | %+.4f | %s | %s | %s | %s | %s |' % (
         name, v['technique'], a['baseline'], a['value'], a['value'] - a['baseline'], bits,
-        v['size'].get('memoryBytes'), v['size'].get('bytes'), seconds))
+        v['size'].get('memoryBytes'), v['size'].get('bytes'), v.get('artifactFormat'), seconds))
     notes += ['%s: %s' % (name, n) for n in v.get('notes', []) if 'plan' in n or 'qat:' in n]
 print('\n'.join(notes))
 PY
