@@ -86,6 +86,10 @@ View ViewOfNode(const Node& node) {
 template <typename View, typename GemmFn>
 absl::StatusOr<std::vector<Tensor>> RunDecodedGemm(const runtime::KernelCall& call, View w, const Tensor* bias,
                                                    GemmFn gemm, int num_threads) {
+  if (w.in <= 0 || w.out <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": ", call.node.op_type,
+                                                   " needs attributes in and out > 0, got ", w.in, ", ", w.out));
+  }
   if (bias != nullptr) {
     w.bias = bias->data<float>();
     w.num_bias = bias->num_elements();
@@ -235,14 +239,18 @@ absl::StatusOr<WeightOnlyRewrite> UseWeightOnlyKernels(Graph* graph,
 
 std::string DescribeWeightOnlyRewrite(const WeightOnlyRewrite& rewrite) {
   std::vector<std::string> parts;
-  if (!rewrite.low_bit_layers.empty()) parts.push_back(absl::StrCat("int4/3/2 ", absl::StrJoin(rewrite.low_bit_layers, ", ")));
+  if (!rewrite.low_bit_layers.empty()) {
+    parts.push_back(absl::StrCat("int4/3/2 ", absl::StrJoin(rewrite.low_bit_layers, ", ")));
+  }
   if (!rewrite.lut_layers.empty()) parts.push_back(absl::StrCat("codebook ", absl::StrJoin(rewrite.lut_layers, ", ")));
   std::string text = parts.empty() ? std::string("no layer on weight-only low-bit kernels")
                                    : absl::StrCat("low-bit kernels (weight-only, dequantized inside the GEMM): ",
                                                   absl::StrJoin(parts, "; "));
   if (!rewrite.skipped.empty()) {
     std::vector<std::string> skipped;
-    for (const ptq::SkippedNode& layer : rewrite.skipped) skipped.push_back(absl::StrCat(layer.name, " (", layer.reason, ")"));
+    for (const ptq::SkippedNode& layer : rewrite.skipped) {
+      skipped.push_back(absl::StrCat(layer.name, " (", layer.reason, ")"));
+    }
     absl::StrAppend(&text, "; fp32: ", absl::StrJoin(skipped, ", "));
   }
   return text;

@@ -161,7 +161,8 @@ TEST(WeightOnlyRuntimeCodebookTest, MatchesSimulatedGraphPerLayerAndPerRow) {
       // Exactly: the float weights out, the packed indices and codebooks in.
       int64_t expected = InitializerBytes(quantized->graph);
       for (const CodebookLinear& linear : quantized->layers) {
-        expected += static_cast<int64_t>(linear.packed.size() + 4 * linear.codebook.size()) - 4 * linear.out * linear.in;
+        expected +=
+            static_cast<int64_t>(linear.packed.size() + 4 * linear.codebook.size()) - 4 * linear.out * linear.in;
       }
       EXPECT_EQ(InitializerBytes(runtime_graph), expected);
       auto cpu = kernels::cpu::CreateCpuBackend(1);
@@ -227,6 +228,12 @@ TEST(WeightOnlyRuntimeTest, RejectsInputsThatDoNotMatchTheNode) {
   Tensor wrong_x(DataType::kFloat32, {1, 7});
   call.inputs[0] = &wrong_x;
   call.inputs[2] = &scales;
+  EXPECT_FALSE(RunWeightOnlyNode(call, 1)->ok());
+  node.attributes["out"] = int64_t{0};
+  auto no_out = RunWeightOnlyNode(call, 1);
+  ASSERT_TRUE(no_out.has_value());
+  EXPECT_NE(no_out->status().message().find("in and out > 0"), std::string::npos) << no_out->status();
+  node.op_type = kLutMatMulOp;
   EXPECT_FALSE(RunWeightOnlyNode(call, 1)->ok());
   node.op_type = "Gemm";
   EXPECT_FALSE(RunWeightOnlyNode(call, 1).has_value());
