@@ -413,14 +413,15 @@ class Int8QdqBackend : public runtime::KernelBackend {
            op_type == kLutMatMulOp || base_->Supports(op_type);
   }
 
-  // The int8 nodes apply a Relu in their epilogue; QDQ nodes fuse nothing;
+  // The int8 and weight-only nodes apply a Relu to their output; QDQ nodes
+  // fuse nothing;
   // everything else goes to `base` with the call as it is.
   bool FusesActivation(const graph::Node& node, absl::string_view activation) const override {
-    if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp) return activation == "Relu";
-    if (node.op_type == "QuantizeLinear" || node.op_type == "DequantizeLinear" || node.op_type == kLowBitMatMulOp ||
+    if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp || node.op_type == kLowBitMatMulOp ||
         node.op_type == kLutMatMulOp) {
-      return false;
+      return activation == "Relu";
     }
+    if (node.op_type == "QuantizeLinear" || node.op_type == "DequantizeLinear") return false;
     return base_->FusesActivation(node, activation);
   }
 

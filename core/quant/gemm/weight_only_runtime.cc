@@ -99,6 +99,13 @@ absl::StatusOr<std::vector<Tensor>> RunDecodedGemm(const runtime::KernelCall& ca
   if (rows > 0) {
     SQ_RETURN_IF_ERROR(gemm(call.input(0)->data<float>(), rows, w, y.data<float>(), GemmOptions{num_threads}));
   }
+  if (call.fused_activation == "Relu") {
+    float* out = y.data<float>();
+    for (int64_t i = 0; i < y.num_elements(); ++i) out[i] = std::max(0.0f, out[i]);  // the Relu kernel's expression
+  } else if (!call.fused_activation.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": ", call.node.op_type, " cannot fuse activation '",
+                                                   call.fused_activation, "'"));
+  }
   return std::vector<Tensor>{std::move(y)};
 }
 

@@ -80,7 +80,8 @@ std::string DescribeWeightOnlyRewrite(const WeightOnlyRewrite& rewrite);
 int64_t InitializerBytes(const graph::Graph& graph);
 
 // Runs a kLowBitMatMulOp or kLutMatMulOp call over `num_threads` threads (0:
-// hardware concurrency); nullopt for any other op. INVALID_ARGUMENT naming
+// hardware concurrency), with a fused Relu when the call has one; nullopt
+// for any other op. INVALID_ARGUMENT naming
 // the node for inputs that do not match its attributes. The int8 backend
 // (CreateInt8QdqBackend, qdq_runtime.h) calls this, so one backend runs
 // every runtime-only low-bit node.

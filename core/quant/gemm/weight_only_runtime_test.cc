@@ -229,6 +229,22 @@ TEST(WeightOnlyRuntimeTest, RejectsInputsThatDoNotMatchTheNode) {
   call.inputs[0] = &wrong_x;
   call.inputs[2] = &scales;
   EXPECT_FALSE(RunWeightOnlyNode(call, 1)->ok());
+  // A fused Relu is applied (the backend offers it); other activations are refused.
+  EXPECT_TRUE(CreateInt8QdqBackend(kernels::cpu::CreateCpuBackend(1), 1)->FusesActivation(node, "Relu"));
+  EXPECT_FALSE(CreateInt8QdqBackend(kernels::cpu::CreateCpuBackend(1), 1)->FusesActivation(node, "Sigmoid"));
+  std::vector<uint8_t> nibbles(8, 0x9f);  // q = 7 and 1 (symmetric offset 8): w = 1.75 and 0.25 (scale 0.25)
+  Tensor w(DataType::kUInt8, {8}), one_scale(DataType::kFloat32, {2}), input(DataType::kFloat32, {1, 8});
+  std::copy(nibbles.begin(), nibbles.end(), w.data<uint8_t>());
+  for (int i = 0; i < 2; ++i) one_scale.data<float>()[i] = i == 0 ? 0.25f : -0.25f;
+  for (int i = 0; i < 8; ++i) input.data<float>()[i] = 1.0f;
+  runtime::KernelCall relu_call{node, 17, {&input, &w, &one_scale, nullptr, nullptr}, "Relu"};
+  auto relu = RunWeightOnlyNode(relu_call, 1);
+  ASSERT_TRUE(relu.has_value() && relu->ok()) << (relu ? relu->status() : absl::OkStatus());
+  // Row 0: 4 * (1.75 + 0.25) * 1 = 8; row 1 the same times -1, then Relu: 0.
+  EXPECT_EQ((*relu)->at(0).data<float>()[0], 8.0f);
+  EXPECT_EQ((*relu)->at(0).data<float>()[1], 0.0f);
+  relu_call.fused_activation = "Sigmoid";
+  EXPECT_FALSE(RunWeightOnlyNode(relu_call, 1)->ok());
   node.attributes["out"] = int64_t{0};
   auto no_out = RunWeightOnlyNode(call, 1);
   ASSERT_TRUE(no_out.has_value());
