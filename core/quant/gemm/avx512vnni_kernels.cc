@@ -401,6 +401,7 @@ void Int4GemvSmallGroupRows(const Int4GemvArgs& a) {
   alignas(64) int32_t lane_group[16];
   for (int i = 0; i < 16; ++i) lane_group[i] = static_cast<int32_t>(i / a.group_bytes);
   const __m512i lane_to_group = _mm512_load_si512(lane_group);
+  const int shift = a.group_bytes == 8 ? 3 : 2;  // group sizes 16 and 8 (powers of two, >= 8)
   for (int64_t n = 0; n < a.rows; ++n) {
     const uint8_t* row = a.packed + n * a.row_bytes;
     const float* scales = a.scales + n * a.groups;
@@ -410,7 +411,7 @@ void Int4GemvSmallGroupRows(const Int4GemvArgs& a) {
     for (int64_t b = 0; b < a.row_bytes; b += 16) {
       const int64_t count = a.row_bytes - b < 16 ? a.row_bytes - b : 16;
       const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
-      const int64_t first = b / a.group_bytes, in_step = (count + a.group_bytes - 1) / a.group_bytes;
+      const int64_t first = b >> shift, in_step = (count + a.group_bytes - 1) >> shift;
       const __mmask16 group_mask = static_cast<__mmask16>((1u << in_step) - 1);
       const __m512 scale = _mm512_permutexvar_ps(lane_to_group, _mm512_maskz_loadu_ps(group_mask, scales + first));
       const __m512i zero = zeros == nullptr ? _mm512_set1_epi32(8)
@@ -422,7 +423,8 @@ void Int4GemvSmallGroupRows(const Int4GemvArgs& a) {
       const __m512 w_odd = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(wide, 4), zero)), scale);
       for (int r = 0; r < kRows; ++r) {
         even[r] = _mm512_fmadd_ps(w_even, _mm512_maskz_loadu_ps(mask, a.x_even + r * a.ldx + b), even[r]);
-        odd[r] = _mm512_fmadd_ps(w_odd, _mm512_maskz_loadu_ps(mask, a.x_odd + r * a.ldx + b), odd[r]);
+        __m512& second = kRows <= 2 ? odd[r] : even[r];  // as in Int4GemvRows
+        second = _mm512_fmadd_ps(w_odd, _mm512_maskz_loadu_ps(mask, a.x_odd + r * a.ldx + b), second);
       }
     }
     for (int r = 0; r < kRows; ++r) {
