@@ -98,6 +98,19 @@ absl::StatusOr<Executor> Executor::Create(
     }
     steps[i].skipped = true;
   }
+  // What only folded nodes read is dropped, initializers included: the LM
+  // would otherwise hold every weight twice (stored, and transposed).
+  std::set<std::string> read;
+  for (const graph::ValueInfo& output : graph.outputs) read.insert(output.name);
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    if (!steps[i].skipped) read.insert(graph.nodes[i].inputs.begin(), graph.nodes[i].inputs.end());
+  }
+  for (auto it = graph.initializers.begin(); it != graph.initializers.end();) {
+    it = read.count(it->first) || fed.count(it->first) ? std::next(it) : graph.initializers.erase(it);
+  }
+  for (auto it = constants.begin(); it != constants.end();) {
+    it = read.count(it->first) ? std::next(it) : constants.erase(it);
+  }
 
   // Fusion: node i's only output X feeds only node j, a Relu the backend
   // fuses into node i, and/or (then from j's output) a MaxPool it fuses

@@ -224,6 +224,8 @@ TEST(ExecutorTest, FoldsNodesOfInitializersOnce) {
     EXPECT_EQ((*outputs)[0].ToFloats(), (std::vector<float>{1, 4, 12, 15, 23, 26}));
   }
   EXPECT_EQ(backend->calls_, (std::vector<std::string>{"Transpose", "Add", "Add"}));
+  // Only the folded Transpose read w: the executor no longer holds it.
+  EXPECT_EQ(executor->graph().initializers.count("w"), 0u);
 }
 
 TEST(ExecutorTest, DoesNotFoldAnInitializerThatAFeedOverrides) {
@@ -236,6 +238,7 @@ TEST(ExecutorTest, DoesNotFoldAnInitializerThatAFeedOverrides) {
   auto outputs = executor->Run({{"x", x}, {"w", w}});
   ASSERT_TRUE(outputs.ok()) << outputs.status();
   EXPECT_EQ((*outputs)[0].ToFloats(), (std::vector<float>{-1, -4, -2, -5, -3, -6}));
+  EXPECT_EQ(executor->graph().initializers.count("w"), 1u);  // the default when not fed
 }
 
 }  // namespace
