@@ -112,8 +112,9 @@ struct GraphVariantReport : CostReport {
   std::vector<quant::ptq::LayerReport> layers;
   std::vector<quant::ptq::SkippedNode> skipped;
   std::vector<std::string> notes;  // one line per recipe step
-  // How our runtime executed the variant: which layers ran int8 / N:M
-  // kernels and which stayed fp32 (simulated quantization), for reports.
+  // How our runtime executed the variant: which layers ran int8, weight-only
+  // low-bit (int4/3/2, codebook) or N:M kernels and which stayed fp32
+  // (simulated quantization), for reports.
   std::string runtime;
   // "top1_accuracy", "perplexity" or "top1_agreement" (baseline 1).
   std::string metric;
