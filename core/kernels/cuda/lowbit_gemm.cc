@@ -8,6 +8,7 @@
 #include "core/kernels/cuda/cuda_backend.h"
 #include "core/kernels/cuda/device_buffer.h"
 #include "core/kernels/cuda/lowbit_kernels.h"
+#include "core/quant/gemm/int4_gemm.h"
 #include "core/quant/gemm/int8_gemm.h"
 #include "core/quant/packed_formats.h"
 #include "core/status_macros.h"
@@ -71,30 +72,6 @@ absl::Status RequireDevice(Target target, absl::string_view what) {
   return absl::OkStatus();
 }
 
-absl::Status CheckNibbleLayer(int64_t m, const quant::QuantizedLinear& layer) {
-  if (!quant::IsNibbleBits(layer.bits)) {
-    return absl::InvalidArgumentError(absl::StrCat("cuda nibble gemm: layer ", layer.name, " has ",
-                                                   layer.bits, "-bit weights, not 2, 3 or 4"));
-  }
-  if (m < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("cuda nibble gemm: activation rows must be >= 1, got ",
-                                                   m, " (layer ", layer.name, ")"));
-  }
-  const quant::RtnOptions options{layer.bits, layer.group_size, layer.asymmetric};
-  SQ_RETURN_IF_ERROR(options.Validate(layer.in, layer.name));
-  const int64_t groups = layer.out * layer.Groups();
-  if (layer.out <= 0 ||
-      static_cast<int64_t>(layer.packed.size()) != layer.out * quant::PackedRowBytes(layer.bits, layer.in) ||
-      static_cast<int64_t>(layer.scales.size()) != groups ||
-      static_cast<int64_t>(layer.zero_points.size()) != (layer.asymmetric ? groups : 0) ||
-      (!layer.bias.empty() && static_cast<int64_t>(layer.bias.size()) != layer.out)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cuda nibble gemm: layer ", layer.name, " [", layer.out, " x ", layer.in, "] has ",
-        layer.packed.size(), " packed bytes, ", layer.scales.size(), " scales, ",
-        layer.zero_points.size(), " zero points and ", layer.bias.size(), " biases"));
-  }
-  return absl::OkStatus();
-}
 
 absl::Status CheckNmView(int64_t rows, const prune::NmSparseView& w) {
   SQ_RETURN_IF_ERROR(prune::ValidateNmPattern(w.n, w.m, w.in, "cuda"));
@@ -153,7 +130,7 @@ absl::Status CudaInt8MatMulInt32(const uint8_t* xq, const int8_t* wq, int64_t m,
 
 absl::Status CudaNibbleGemm(const float* x, int64_t m, const quant::QuantizedLinear& layer,
                             float* y, Target target) {
-  SQ_RETURN_IF_ERROR(CheckNibbleLayer(m, layer));
+  SQ_RETURN_IF_ERROR(quant::gemm::CheckInt4Layer(m, quant::gemm::Int4WeightsView::Of(layer)));
   SQ_RETURN_IF_ERROR(RequireDevice(target, "cuda nibble gemm"));
   Operand dx(target), dpacked(target), dscales(target), dzeros(target), dbias(target), dy(target);
   SQ_RETURN_IF_ERROR(dx.In(x, static_cast<size_t>(m * layer.in) * sizeof(float)));

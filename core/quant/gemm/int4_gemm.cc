@@ -16,7 +16,30 @@ int64_t Groups(const Int4WeightsView& layer) {
   return layer.group_size == 0 ? 1 : layer.in / layer.group_size;
 }
 
-absl::Status CheckLayer(int64_t m, const Int4WeightsView& layer) {
+
+// The stored q of a nibble minus its zero point (symmetric: the +8 offset).
+int Centred(uint8_t nibble, int zero) { return static_cast<int>(nibble) - zero; }
+
+// Writes W[n, kk] for kk < in to out[kk * stride] (the DequantizeRtn formula).
+void DecodeRow(const Int4WeightsView& layer, int64_t n, float* out, int64_t stride) {
+  const int64_t groups = Groups(layer);
+  const int64_t width = layer.in / groups;
+  const uint8_t* row = layer.packed + n * PackedRowBytes(4, layer.in);
+  for (int64_t g = 0; g < groups; ++g) {
+    const float scale = layer.scales[n * groups + g];
+    const int zero = layer.asymmetric ? layer.zero_points[n * groups + g]
+                                      : kInt4SymmetricOffset;
+    for (int64_t kk = g * width; kk < (g + 1) * width; ++kk) {
+      const PackedInt4Pair pair{row[kk / 2]};
+      const uint8_t nibble = kk % 2 == 0 ? pair.Low() : pair.High();
+      out[kk * stride] = static_cast<float>(Centred(nibble, zero)) * scale;
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status CheckInt4Layer(int64_t m, const Int4WeightsView& layer) {
   if (!IsNibbleBits(layer.bits)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "int4 gemm: layer ", layer.name, " has ", layer.bits, "-bit weights, not 2, 3 or 4"));
@@ -40,28 +63,6 @@ absl::Status CheckLayer(int64_t m, const Int4WeightsView& layer) {
   }
   return absl::OkStatus();
 }
-
-// The stored q of a nibble minus its zero point (symmetric: the +8 offset).
-int Centred(uint8_t nibble, int zero) { return static_cast<int>(nibble) - zero; }
-
-// Writes W[n, kk] for kk < in to out[kk * stride] (the DequantizeRtn formula).
-void DecodeRow(const Int4WeightsView& layer, int64_t n, float* out, int64_t stride) {
-  const int64_t groups = Groups(layer);
-  const int64_t width = layer.in / groups;
-  const uint8_t* row = layer.packed + n * PackedRowBytes(4, layer.in);
-  for (int64_t g = 0; g < groups; ++g) {
-    const float scale = layer.scales[n * groups + g];
-    const int zero = layer.asymmetric ? layer.zero_points[n * groups + g]
-                                      : kInt4SymmetricOffset;
-    for (int64_t kk = g * width; kk < (g + 1) * width; ++kk) {
-      const PackedInt4Pair pair{row[kk / 2]};
-      const uint8_t nibble = kk % 2 == 0 ? pair.Low() : pair.High();
-      out[kk * stride] = static_cast<float>(Centred(nibble, zero)) * scale;
-    }
-  }
-}
-
-}  // namespace
 
 Int4WeightsView Int4WeightsView::Of(const QuantizedLinear& layer) {
   Int4WeightsView view;
@@ -89,7 +90,7 @@ absl::Status Int4Gemm(const float* x, int64_t m, const QuantizedLinear& layer,
 
 absl::Status Int4Gemm(const float* x, int64_t m, const Int4WeightsView& layer,
                       float* y, const GemmOptions& options) {
-  SQ_RETURN_IF_ERROR(CheckLayer(m, layer));
+  SQ_RETURN_IF_ERROR(CheckInt4Layer(m, layer));
   SQ_ASSIGN_OR_RETURN(const internal::ResolvedGemm gemm, internal::Resolve(options));
   if (m <= internal::kGemvMaxRows && gemm.kernels.int4_gemv != nullptr && layer.in % 2 == 0 &&
       layer.group_size % 2 == 0) {
@@ -116,7 +117,7 @@ absl::Status Int4Gemm(const float* x, int64_t m, const Int4WeightsView& layer,
 absl::Status Int4GemmRef(const float* x, int64_t m,
                          const QuantizedLinear& quantized, float* y) {
   const Int4WeightsView layer = Int4WeightsView::Of(quantized);
-  SQ_RETURN_IF_ERROR(CheckLayer(m, layer));
+  SQ_RETURN_IF_ERROR(CheckInt4Layer(m, layer));
   std::vector<float> w(layer.in);
   for (int64_t n = 0; n < layer.out; ++n) {
     DecodeRow(layer, n, w.data(), 1);

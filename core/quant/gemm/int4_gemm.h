@@ -52,9 +52,13 @@ struct Int4WeightsView {
   static Int4WeightsView Of(const QuantizedLinear& layer);
 };
 
-// Y = X [m, layer.in] * W^T. INVALID_ARGUMENT naming the layer when it is
-// not int4/int3/int2 or its sizes are inconsistent (as DequantizeRtn
-// checks), or m < 1; the path errors of ResolveGemmPath.
+// OK when `layer` can be multiplied by m rows: int4/int3/int2 with sizes
+// consistent as DequantizeRtn checks them, m >= 1. INVALID_ARGUMENT naming
+// the layer otherwise. Shared by every backend of these formats (CUDA too).
+absl::Status CheckInt4Layer(int64_t m, const Int4WeightsView& layer);
+
+// Y = X [m, layer.in] * W^T. INVALID_ARGUMENT as CheckInt4Layer says; the
+// path errors of ResolveGemmPath.
 absl::Status Int4Gemm(const float* x, int64_t m, const QuantizedLinear& layer,
                       float* y, const GemmOptions& options = {});
 absl::Status Int4Gemm(const float* x, int64_t m, const Int4WeightsView& layer,
