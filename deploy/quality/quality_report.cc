@@ -356,10 +356,11 @@ absl::Status MeasureStorage(const std::string& model, const Graph& graph,
   SQ_ASSIGN_OR_RETURN(mixed::MixedPlan uniform4, mixed::UniformPlan(sensitivity, 4));
   SQ_ASSIGN_OR_RETURN(SizedRow uniform4_row, run_plan("W4 rtn per-channel (uniform)", uniform4, 0));
   std::vector<std::string> kmeans_verdicts;
-  for (bool per_row : {false, true}) {
+  for (auto [per_row, weighted] : {std::pair{false, true}, std::pair{true, true}, std::pair{false, false}}) {
     core::quant::codebook::KmeansOptions options;
     options.bits = 4;
     options.per_row_codebook = per_row;
+    options.activation_weighted = weighted;
     options.seed = absl::GetFlag(FLAGS_seed);
     start = std::chrono::steady_clock::now();
     SQ_ASSIGN_OR_RETURN(core::quant::codebook::CodebookGraphResult result,
@@ -369,10 +370,11 @@ absl::Status MeasureStorage(const std::string& model, const Graph& graph,
     for (const auto& layer : result.layers) bytes += layer.packed.size() + 4 * layer.codebook.size();
     SQ_ASSIGN_OR_RETURN(double value, metric(result.graph));
     const SizedRow row = add(absl::StrCat("W4 k-means, codebook per ", per_row ? "row" : "layer",
-                                          ", activation-weighted"),
+                                          weighted ? ", activation-weighted" : ", unweighted"),
                              value, bytes, params, seconds);
-    kmeans_verdicts.push_back(absl::StrFormat("per-%s codebook %s (%.2f vs %.2f, %lld vs %lld bytes)",
-                                              per_row ? "row" : "layer", Better(row, uniform4_row) ? "met" : "not met",
+    kmeans_verdicts.push_back(absl::StrFormat("per-%s codebook%s %s (%.2f vs %.2f, %lld vs %lld bytes)",
+                                              per_row ? "row" : "layer", weighted ? "" : " (unweighted)",
+                                              Better(row, uniform4_row) ? "met" : "not met",
                                               row.value, uniform4_row.value, static_cast<long long>(row.bytes),
                                               static_cast<long long>(uniform4_row.bytes)));
   }
