@@ -149,7 +149,7 @@ TEST_F(PtqServiceTest, GptqW4OnOnnxSucceedsWithHonestAxesAndARunnableQdqArtifact
   EXPECT_EQ(variant.latency().batch_size(), 1);
   EXPECT_GT(variant.latency().p50_seconds(), 0);
   EXPECT_EQ(variant.latency().faster_than_baseline(),
-            variant.latency().p50_seconds() < variant.latency().baseline_p50_seconds());
+            variant.latency().p50_seconds() < 0.95 * variant.latency().baseline_p50_seconds());
   EXPECT_THAT(variant.latency().runtime(), HasSubstr("dequantized"));
   EXPECT_EQ(variant.energy().provenance(), v1::ESTIMATED);
   EXPECT_LT(variant.energy().joules_per_inference(), variant.energy().baseline_joules_per_inference());

@@ -13,6 +13,7 @@
 #include "core/compress/graph_variant_builder.h"
 #include "core/compress/search.h"
 #include "core/compress/variant_builder.h"
+#include "core/eval/latency.h"
 #include "core/model/sha256.h"
 #include "core/status_macros.h"
 #include "server/job_spec_validation.h"
@@ -55,7 +56,7 @@ void SetCostAxes(const core::compress::CostReport& report, const std::string& ru
   latency->set_p95_seconds(report.latency.p95);
   latency->set_p99_seconds(report.latency.p99);
   latency->set_batch_size(report.batch_size);
-  latency->set_faster_than_baseline(report.latency.p50 < report.baseline_latency.p50);
+  latency->set_faster_than_baseline(core::eval::FasterThanBaseline(report.latency.p50, report.baseline_latency.p50));
   latency->set_runtime(runtime);
   latency->set_hardware(report.hardware);
 
@@ -97,7 +98,7 @@ v1::Variant ToVariant(const core::compress::VariantReport& report, const std::st
     out->set_parameters(layer.parameters);
   }
 
-  SetCostAxes(report, "squeeze-cpu-eigen (dequantize, then fp32 GEMM)", &variant);
+  SetCostAxes(report, "squeeze-cpu-eigen (weights dequantized at load, fp32 GEMM)", &variant);
   return variant;
 }
 
@@ -162,7 +163,7 @@ v1::Variant ToGraphVariant(const core::compress::GraphVariantReport& report,
     latency->set_p95_seconds(0);
     latency->set_p99_seconds(0);
     latency->set_baseline_p50_seconds(report.predicted_baseline->seconds);
-    latency->set_faster_than_baseline(report.predicted->seconds < report.predicted_baseline->seconds);
+    latency->set_faster_than_baseline(core::eval::FasterThanBaseline(report.predicted->seconds, report.predicted_baseline->seconds));
     energy->set_provenance(v1::PREDICTED);
     energy->set_joules_per_inference(report.predicted->joules);
     energy->set_baseline_joules_per_inference(report.predicted_baseline->joules);

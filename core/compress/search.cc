@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/eval/latency.h"
 #include "core/status_macros.h"
 
 namespace squeeze::core::compress {
@@ -142,7 +143,7 @@ Trial TrialFromReport(int index, const std::string& label, const GraphVariantRep
   trial.latency_seconds = DeviceLatency(report, device);
   trial.energy_joules = DeviceEnergy(report, device);
   trial.size_bytes = report.artifact_bytes;
-  trial.faster_than_baseline = trial.latency_seconds < DeviceBaselineLatency(report, device);
+  trial.faster_than_baseline = eval::FasterThanBaseline(trial.latency_seconds, DeviceBaselineLatency(report, device));
   return trial;
 }
 

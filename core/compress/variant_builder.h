@@ -64,8 +64,9 @@ struct CostReport {
   std::string hardware;           // CPU model name from /proc/cpuinfo
 };
 
-// Latency here is model::Forward vs quant::QuantizedForward (which
-// dequantizes on every call).
+// Latency here is model::Forward of the original vs of the variant's
+// weights dequantized once at load (quant::DequantizeChain), as a runtime
+// would hold them: the same speed unless the shapes differ.
 struct VariantReport : CostReport {
   std::string technique;  // RtnOptions::TechniqueName(), e.g. "int4-g128-sym"
   std::vector<LayerFidelity> layers;

@@ -30,6 +30,13 @@ LatencyStats MeasureLatency(const std::function<void()>& fn, int warmup,
 // empty. Exposed for testing the statistics apart from the clock.
 LatencyStats SummarizeLatencies(std::vector<double> samples);
 
+// Whether a variant counts as faster than its baseline: its p50 is at least
+// 5% below (two runs of the same model differ by a few percent on a shared
+// machine; a same-speed variant must not be called faster by noise).
+inline bool FasterThanBaseline(double variant_seconds, double baseline_seconds) {
+  return variant_seconds < 0.95 * baseline_seconds;
+}
+
 }  // namespace squeeze::core::eval
 
 #endif  // SQUEEZE_CORE_EVAL_LATENCY_H_
