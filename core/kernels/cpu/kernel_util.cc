@@ -105,6 +105,20 @@ std::vector<int64_t> BroadcastIndex(const std::vector<int64_t>& in_shape,
 
 namespace {
 
+// Polls `ready` for up to about 50 microseconds; returns whether it became
+// true (the caller then blocks as usual if not).
+template <typename Ready>
+bool SpinUntil(const Ready& ready) {
+  constexpr int kSpins = 20000;
+  for (int i = 0; i < kSpins; ++i) {
+    if (ready()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  return false;
+}
+
 // Process-wide worker threads for ParallelFor, started on first use and
 // grown on demand, never stopped (kernels may run during static
 // destruction). Process-wide rather than per backend because ParallelFor,
@@ -124,18 +138,24 @@ class WorkerPool {
       threads_.back().detach();
     }
     tasks_.push_back(std::move(task));
+    pending_.fetch_add(1, std::memory_order_release);
     wake_.notify_one();
   }
 
  private:
   void Work() {
     for (;;) {
+      // A model's kernels follow each other within microseconds: poll
+      // briefly before sleeping, since waking a sleeping thread costs more
+      // than a small kernel.
+      SpinUntil([this] { return pending_.load(std::memory_order_acquire) > 0; });
       std::function<void()> task;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [this] { return !tasks_.empty(); });
         task = std::move(tasks_.front());
         tasks_.pop_front();
+        pending_.fetch_sub(1, std::memory_order_relaxed);
       }
       task();
     }
@@ -144,6 +164,7 @@ class WorkerPool {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::function<void()>> tasks_;
+  std::atomic<int> pending_{0};  // tasks_.size(), readable without the lock
   std::vector<std::thread> threads_;
 };
 
@@ -186,6 +207,7 @@ void ParallelFor(int64_t n, int64_t min_per_thread, int num_threads,
     WorkerPool::Get().Post(run, static_cast<int>(count - 1));
   }
   run();
+  if (SpinUntil([&] { return job->done.load() == count; })) return;
   std::unique_lock<std::mutex> lock(job->mutex);
   job->finished.wait(lock, [&] { return job->done.load() == count; });
 }
