@@ -84,7 +84,8 @@ namespace {
 // "+Relu" for a fused call); fuses activations only when `fuse`.
 class RecordingBackend : public KernelBackend {
  public:
-  explicit RecordingBackend(bool fuse) : base_(kernels::cpu::CreateCpuBackend(1)), fuse_(fuse) {}
+  explicit RecordingBackend(bool fuse, int threads = 1)
+      : base_(kernels::cpu::CreateCpuBackend(threads)), fuse_(fuse) {}
   std::string name() const override { return "recording"; }
   bool Supports(absl::string_view op_type) const override { return base_->Supports(op_type); }
   bool FusesActivation(const graph::Node& node, absl::string_view activation) const override {
@@ -170,6 +171,28 @@ TEST(ExecutorTest, FusedReluGivesTheSameOutputsAsSeparateNodes) {
   const std::vector<float> y = (*fused_out)[0].ToFloats();
   EXPECT_NE(std::count(y.begin(), y.end(), 0.0f), 0);
   EXPECT_NE(std::count_if(y.begin(), y.end(), [](float v) { return v > 0; }), 0);
+}
+
+// With more threads than images the fused Conv+MaxPool splits the Conv over
+// column tiles and pools afterwards (pooling from scratch needs whole
+// images per work item); the outputs are the same.
+TEST(ExecutorTest, FusedMaxPoolWithMoreThreadsThanImages) {
+  const Tensor x = ConvInput();
+  const Tensor one = Tensor::FromVector(DataType::kFloat32, {1, 1, 5, 5},
+                                        std::vector<float>(x.data<float>(), x.data<float>() + 25));
+  for (int threads : {1, 2, 4}) {
+    SCOPED_TRACE(threads);
+    auto fused = Executor::Create(ConvGemmMatMulRelu(), std::make_shared<RecordingBackend>(true, threads));
+    auto plain = Executor::Create(ConvGemmMatMulRelu(), std::make_shared<RecordingBackend>(false, threads));
+    ASSERT_TRUE(fused.ok() && plain.ok());
+    for (const Tensor& input : {x, one}) {
+      auto fused_out = fused->Run({{"x", input}});
+      auto plain_out = plain->Run({{"x", input}});
+      ASSERT_TRUE(fused_out.ok()) << fused_out.status();
+      ASSERT_TRUE(plain_out.ok()) << plain_out.status();
+      EXPECT_EQ((*fused_out)[0].ToFloats(), (*plain_out)[0].ToFloats());
+    }
+  }
 }
 
 TEST(ExecutorTest, DoesNotFuseAnIntermediateWithOtherUses) {

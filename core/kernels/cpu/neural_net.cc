@@ -311,13 +311,16 @@ KernelResult Conv(const KernelCall& call, int threads) {
   // A MaxPool fused after the Conv (and Relu) by the executor: a 2-D float32
   // Conv computes each image into scratch and pools it from there, so the
   // full-size Conv output is never written; any other Conv computes its
-  // output and runs the MaxPool kernel on it.
+  // output and runs the MaxPool kernel on it. So does a Conv with fewer
+  // images than threads: pooling from scratch needs whole images per work
+  // item, which would leave the other threads idle (batch 1).
   std::optional<Window> pool_window;
   std::vector<int64_t> pooled_spatial;
   if (call.fused_pool != nullptr) {
     const graph::Node& pool = *call.fused_pool;
     const std::vector<int64_t> pool_kernel = pool.IntsAttribute("kernel_shape");
-    if (two_d && x->dtype() == DataType::kFloat32 && pool_kernel.size() == 2) {
+    if (two_d && x->dtype() == DataType::kFloat32 && pool_kernel.size() == 2 &&
+        batch * group >= threads) {
       SQ_ASSIGN_OR_RETURN(Window window_2d, ReadWindow(pool, pool_kernel));
       if (window_2d.dilations[0] == 1 && window_2d.dilations[1] == 1) {
         SQ_ASSIGN_OR_RETURN(pooled_spatial, OutputSpatial(pool, out_spatial, &window_2d));
