@@ -7,7 +7,7 @@
 
 #include "core/compress/graph_variant_builder.h"
 #include "core/compress/recipe.h"
-#include "core/compress/test_util/fashion_mnist_samples.h"
+#include "core/compress/test_util/mlp_session.h"
 #include "gtest/gtest.h"
 
 namespace squeeze::core::compress {
@@ -21,16 +21,8 @@ class Int8RuntimeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dataset_ = new std::string(TempPath("int8-runtime-data.safetensors"));
-    ASSERT_TRUE(test_util::WriteFashionMnistSamples(*dataset_, 400, /*with_labels=*/true).ok());
-    SessionOptions options;
-    options.model_path = std::string(SQUEEZE_SOURCE_DIR) + "/deploy/models/fashion_mnist_mlp.onnx";
-    options.calibration_path = *dataset_;
-    options.calibration_batches = 4;
-    options.calibration_batch_size = 32;
-    options.metric = EvalMetric::kTop1Accuracy;
-    options.latency_batch_sizes = {1};
-    options.measure_energy = false;
-    auto session = GraphSession::Open(options, {});
+    auto session = test_util::OpenMlpSession(
+        std::string(SQUEEZE_SOURCE_DIR) + "/deploy/models/fashion_mnist_mlp.onnx", *dataset_);
     ASSERT_TRUE(session.ok()) << session.status();
     session_ = session->release();
   }

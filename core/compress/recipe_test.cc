@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "core/compress/graph_variant_builder.h"
-#include "core/compress/test_util/fashion_mnist_samples.h"
+#include "core/compress/test_util/mlp_session.h"
 #include "core/kernels/backends.h"
 #include "core/onnx/onnx_model.h"
 #include "core/quant/ptq/layers.h"
@@ -31,16 +31,7 @@ class RecipeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dataset_ = new std::string(TempPath("recipe-data.safetensors"));
-    ASSERT_TRUE(test_util::WriteFashionMnistSamples(*dataset_, 400, /*with_labels=*/true).ok());
-    SessionOptions options;
-    options.model_path = kMlp;
-    options.calibration_path = *dataset_;
-    options.calibration_batches = 4;
-    options.calibration_batch_size = 32;
-    options.metric = EvalMetric::kTop1Accuracy;
-    options.latency_batch_sizes = {1};
-    options.measure_energy = false;
-    auto session = GraphSession::Open(options, {});
+    auto session = test_util::OpenMlpSession(kMlp, *dataset_);
     ASSERT_TRUE(session.ok()) << session.status();
     session_ = session->release();
   }

@@ -340,10 +340,15 @@ absl::StatusOr<graph::Graph> ParseOnnxModel(absl::string_view bytes,
   }
   SQ_ASSIGN_OR_RETURN(graph::Graph graph, GraphFromProto(model, model_dir));
   // The IR's own inference fills value_infos. A model whose shapes
-  // contradict keeps the file's value_info: the runtime checks shapes as it
-  // goes and names the node that fails.
-  graph::Graph inferred = graph;
-  if (graph::InferShapes(&inferred).ok()) return inferred;
+  // contradict keeps the file's value_info and declared outputs: the runtime
+  // checks shapes as it goes and names the node that fails. (Only what the
+  // inference writes is saved, not the weights.)
+  std::vector<graph::ValueInfo> declared_infos = graph.value_infos;
+  std::vector<graph::ValueInfo> declared_outputs = graph.outputs;
+  if (!graph::InferShapes(&graph).ok()) {
+    graph.value_infos = std::move(declared_infos);
+    graph.outputs = std::move(declared_outputs);
+  }
   return graph;
 }
 

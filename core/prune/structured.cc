@@ -1007,7 +1007,6 @@ absl::StatusOr<std::vector<PruneGroup>> FindPruneGroups(const Graph& input) {
       if (!dup) g.slices.push_back(s);
     }
     g.depthwise_outputs.insert(g.depthwise_outputs.end(), t.depthwise_outputs.begin(), t.depthwise_outputs.end());
-    for (const auto& [value, layout] : t.reached) g.values.push_back(value);
     if (g.activation.empty() && !t.activation.empty()) {
       g.activation = t.activation;
       g.activation_axis = t.activation_layout.axis;
@@ -1036,8 +1035,6 @@ absl::StatusOr<std::vector<PruneGroup>> FindPruneGroups(const Graph& input) {
     }
   }
   for (PruneGroup& g : groups) {
-    std::sort(g.values.begin(), g.values.end());
-    g.values.erase(std::unique(g.values.begin(), g.values.end()), g.values.end());
     if (!g.prunable) continue;
     for (const auto& s : g.slices) {
       if (uses[s.initializer] > 1) {

@@ -82,8 +82,6 @@ struct PruneGroup {
   // Depthwise Convs the channels pass through (by output value): their
   // `group` attribute becomes the kept unit count.
   std::vector<std::string> depthwise_outputs;
-  // Values whose shapes change (their value_infos are dropped).
-  std::vector<std::string> values;
   // The value whose per-unit variance is the activation statistic, with the
   // unit axis counted from the end (-1: last) and the unit block.
   std::string activation;

@@ -18,6 +18,7 @@
 #include "core/quant/gemm/gemm_dispatch.h"
 #include "core/quant/gemm/runtime_test_util.h"
 #include "core/quant/ptq/ptq.h"
+#include "core/quant/ptq/test_models.h"
 #include "core/runtime/executor.h"
 #include "gtest/gtest.h"
 
@@ -29,25 +30,9 @@ using graph::Graph;
 using graph::Tensor;
 using ptq::CalibrationBatch;
 
-// image [N, 2, 6, 6] -> Conv -> Relu -> Flatten -> Gemm (transB) -> Relu ->
-// MatMul(Transpose(W)) -> logits (as in ptq_test).
-Graph ConvModel(uint32_t seed) {
-  std::mt19937 rng(seed);
-  graph::GraphBuilder b("conv_model");
-  std::string x = b.Add("Conv", {"image", b.Initializer("conv.weight", Random({4, 2, 3, 3}, &rng, 0.5f)),
-                                 b.Initializer("conv.bias", Random({4}, &rng, 0.1f))},
-                        {{"pads", std::vector<int64_t>{1, 1, 1, 1}}, {"kernel_shape", std::vector<int64_t>{3, 3}}});
-  x = b.Add("Flatten", {b.Add("Relu", {x})});
-  x = b.Add("Relu", {b.Add("Gemm", {x, b.Initializer("fc1.weight", Random({32, 144}, &rng, 0.1f)),
-                                    b.Initializer("fc1.bias", Random({32}, &rng, 0.1f))},
-                           {{"transB", int64_t{1}}})});
-  x = b.Add("MatMul", {x, b.Add("Transpose", {b.Initializer("fc2.weight", Random({16, 32}, &rng, 0.3f))},
-                                {{"perm", std::vector<int64_t>{1, 0}}})},
-            {}, "logits");
-  b.AddInput({"image", DataType::kFloat32, std::nullopt});
-  b.AddOutput({"logits", DataType::kFloat32, std::nullopt});
-  return b.Finish();
-}
+// ptq's small model without the tied head: Conv -> Relu -> Flatten -> Gemm
+// -> Relu -> MatMul(Transpose(W)) = logits.
+Graph ConvModel(uint32_t seed) { return ptq::SmallModel(seed, /*tied_head=*/false); }
 
 // image [N, c, 9, 8] -> Conv 3x2 to `mid` channels (stride 2x1, dilation
 // 1x2, pads 1,0,2,1) -> Relu -> Conv 1x1 -> y: strides, dilations, uneven

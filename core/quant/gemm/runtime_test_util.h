@@ -13,17 +13,13 @@
 
 #include "core/graph/graph.h"
 #include "core/quant/ptq/calibration.h"
+#include "core/quant/ptq/test_models.h"
 #include "core/runtime/executor.h"
 #include "gtest/gtest.h"
 
 namespace squeeze::core::quant::gemm {
 
-inline graph::Tensor Random(std::vector<int64_t> shape, std::mt19937* rng, float stddev = 1.0f) {
-  graph::Tensor t(graph::DataType::kFloat32, std::move(shape));
-  std::normal_distribution<float> normal(0, stddev);
-  for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = normal(*rng);
-  return t;
-}
+using ptq::Random;  // core/quant/ptq/test_models.h
 
 // The first output of `graph` on `batch` as floats; test failures (and an
 // empty result) when it does not run.

@@ -5,6 +5,7 @@
 
 #include "core/graph/builder.h"
 #include "core/kernels/cpu/cpu_backend.h"
+#include "core/quant/ptq/test_models.h"
 #include "core/runtime/executor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -17,38 +18,6 @@ using graph::Graph;
 using graph::Tensor;
 using ::testing::HasSubstr;
 
-Tensor Random(std::vector<int64_t> shape, std::mt19937* rng, float stddev = 1.0f) {
-  Tensor t(DataType::kFloat32, std::move(shape));
-  std::normal_distribution<float> normal(0, stddev);
-  for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = normal(*rng);
-  return t;
-}
-
-// image [N, 2, 6, 6] -> Conv 3x3 (4 channels) -> Relu -> Flatten -> Gemm
-// (transB) -> Relu -> MatMul(Transpose(W)) -> logits; a tied table used by
-// a Gather and a Transpose-MatMul is not quantizable.
-Graph SmallModel(uint32_t seed) {
-  std::mt19937 rng(seed);
-  graph::GraphBuilder b("small");
-  std::string x = b.Add("Conv", {"image", b.Initializer("conv.weight", Random({4, 2, 3, 3}, &rng, 0.5f)),
-                                 b.Initializer("conv.bias", Random({4}, &rng, 0.1f))},
-                        {{"pads", std::vector<int64_t>{1, 1, 1, 1}}, {"kernel_shape", std::vector<int64_t>{3, 3}}});
-  x = b.Add("Flatten", {b.Add("Relu", {x})});
-  x = b.Add("Relu", {b.Add("Gemm", {x, b.Initializer("fc1.weight", Random({32, 144}, &rng, 0.1f)),
-                                    b.Initializer("fc1.bias", Random({32}, &rng, 0.1f))},
-                           {{"transB", int64_t{1}}})});
-  x = b.Add("MatMul", {x, b.Add("Transpose", {b.Initializer("fc2.weight", Random({16, 32}, &rng, 0.3f))},
-                                {{"perm", std::vector<int64_t>{1, 0}}})});
-  // A tied head: the table also feeds a Gather, so it stays float.
-  b.Initializer("table", Random({16, 16}, &rng));
-  b.Initializer("index", Tensor::FromVector<int64_t>(DataType::kInt64, {1}, {0}));
-  const std::string row = b.Add("Gather", {"table", "index"});
-  x = b.Add("Add", {b.Add("MatMul", {x, b.Add("Transpose", {"table"}, {{"perm", std::vector<int64_t>{1, 0}}})}), row},
-            {}, "logits");
-  b.AddInput({"image", DataType::kFloat32, std::nullopt});
-  b.AddOutput({"logits", DataType::kFloat32, std::nullopt});
-  return b.Finish();
-}
 
 std::vector<CalibrationBatch> Batches(int count, uint32_t seed) {
   std::mt19937 rng(seed);
