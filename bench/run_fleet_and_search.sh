@@ -24,15 +24,8 @@ done
 bin="${SQUEEZE_BUILD_DIR:-build}/bin"
 ninja -C "${SQUEEZE_BUILD_DIR:-build}" squeezed squeeze-worker squeeze make_lm_job_files make_fashion_mnist_dataset >/dev/null
 rm -rf "$out" && mkdir -p "$out/data"
-token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-printf 'tenant bench %s\n' "$token" > "$out/data/tokens"
-"$bin/squeezed" --data_dir="$out/data" --listen=127.0.0.1:0 --metrics_listen=127.0.0.1:0 \
-  --port_file="$out/ports" >"$out/squeezed.log" 2>&1 &
-daemon=$!
-trap 'kill $daemon 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -f "$out/ports" ] && break; sleep 0.1; done
-addr=$(sed -n 's/^grpc=//p' "$out/ports")
-squeeze=("$bin/squeeze" --addr "$addr" --token "$token")
+. bench/private_daemon.sh
+start_private_daemon "$out" "$bin"
 
 "$bin/make_fashion_mnist_dataset" --out="$out/fashion.safetensors" --count="$images"
 "$bin/make_lm_job_files" --out="$out/lm" --context=64 --calibration_windows=64 --evaluation_windows=64

@@ -63,15 +63,8 @@ spec cast-bf16 'quantize { float_format: BF16 }'
 spec cast-fp8-e4m3 'quantize { float_format: FP8_E4M3 }'
 spec cast-fp8-e5m2 'quantize { float_format: FP8_E5M2 }'
 
-token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-printf 'tenant bench %s\n' "$token" > "$out/data/tokens"
-"$bin/squeezed" --data_dir="$out/data" --listen=127.0.0.1:0 --metrics_listen=127.0.0.1:0 \
-  --port_file="$out/ports" >"$out/squeezed.log" 2>&1 &
-daemon=$!
-trap 'kill $daemon 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -f "$out/ports" ] && break; sleep 0.1; done
-addr=$(sed -n 's/^grpc=//p' "$out/ports")
-squeeze=("$bin/squeeze" --addr "$addr" --token "$token")
+. bench/private_daemon.sh
+start_private_daemon "$out" "$bin"
 all="rtn8-pt-w8a8 rtn4-pc rtn4-pt kmeans4-layer kmeans4-row kmeans3-layer rtn3-pc mixed3.1-hessian mixed3.1-fisher
      mixed-eq-int3 mixed2.5-2and4 rtn2-pc ptq-w4a8 qat-w4a8-300 qat-w4a8-300-nodistill cast-fp16 cast-bf16
      cast-fp8-e4m3 cast-fp8-e5m2"
