@@ -51,6 +51,19 @@ absl::StatusOr<train::TensorMap> MeanGradient(const train::GradientProgram& prog
   return mean;
 }
 
+// Mean over batches of the loss at the program's current parameters.
+absl::StatusOr<double> MeanLoss(const train::GradientProgram& program, const std::vector<LossBatch>& batches,
+                                 const std::string& logits) {
+  double sum = 0;
+  for (const LossBatch& batch : batches) {
+    SQ_ASSIGN_OR_RETURN(train::Tape tape, program.Forward(batch.feeds));
+    SQ_ASSIGN_OR_RETURN(const graph::Tensor* out, program.Output(tape, logits));
+    SQ_ASSIGN_OR_RETURN(train::LossAndGradient loss, train::SoftmaxCrossEntropy(*out, batch.labels));
+    sum += loss.loss;
+  }
+  return sum / static_cast<double>(batches.size());
+}
+
 // ||W - Q_bits(W)||^2 for symmetric per-channel RTN, or the fp16 round trip.
 absl::StatusOr<std::vector<float>> QuantizedWeights(const std::string& name, const std::vector<float>& w,
                                                     int64_t out, int64_t in, int bits, bool asymmetric) {
@@ -75,7 +88,7 @@ int64_t SizeBits(const ptq::QuantizableLayer& layer, int bits, bool asymmetric) 
 }  // namespace
 
 double LayerSensitivity::Predicted(size_t candidate) const {
-  if (!quadratic.empty()) return quadratic[candidate];
+  if (!measured.empty()) return measured[candidate];
   return params == 0 ? 0.0 : trace / static_cast<double>(params) * error[candidate];
 }
 
@@ -138,6 +151,28 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(const graph::Gr
     return result;
   }
 
+  if (options.estimator == CurvatureEstimator::kMeasuredLoss) {
+    SQ_ASSIGN_OR_RETURN(const double base_loss, MeanLoss(program, batches, options.logits));
+    for (LayerSensitivity& s : result) {
+      graph::Tensor& parameter = program.mutable_parameters().at(s.layer.weight);
+      const graph::Tensor original = parameter;
+      const std::vector<float> w = ptq::WeightMatrix(graph, s.layer);
+      for (int bits : s.bits) {
+        SQ_ASSIGN_OR_RETURN(std::vector<float> q,
+                            QuantizedWeights(s.layer.name, w, s.layer.out, s.layer.in, bits, s.asymmetric));
+        // Q_bits(W) in the initializer's own layout.
+        graph::Graph scratch;
+        scratch.initializers.emplace(s.layer.weight, original);
+        ptq::SetWeightMatrix(&scratch, s.layer, q);
+        parameter = scratch.initializers.at(s.layer.weight);
+        SQ_ASSIGN_OR_RETURN(const double loss, MeanLoss(program, batches, options.logits));
+        s.measured.push_back(loss - base_loss);
+      }
+      parameter = original;
+    }
+    return result;
+  }
+
   if (options.estimator == CurvatureEstimator::kQuadraticForm) {
     for (LayerSensitivity& s : result) {
       graph::Tensor& parameter = program.mutable_parameters().at(s.layer.weight);
@@ -163,7 +198,7 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(const graph::Gr
         }
         norm = std::sqrt(norm);
         if (norm == 0 || weight_norm == 0) {
-          s.quadratic.push_back(0);
+          s.measured.push_back(0);
           continue;
         }
         const double h = std::min(1.0, options.relative_step * weight_norm / norm);
@@ -179,7 +214,7 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(const graph::Gr
         const float* minus = sides[1].at(s.layer.weight).data<float>();
         double dot = 0;
         for (size_t k = 0; k < direction.size(); ++k) dot += direction[k] * (double{plus[k]} - minus[k]);
-        s.quadratic.push_back(dot / (2 * h));
+        s.measured.push_back(dot / (2 * h));
         parameter = original;
       }
       parameter = original;

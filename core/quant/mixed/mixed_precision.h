@@ -16,6 +16,12 @@
 //    for each layer and candidate it measures dW' H_ii dW itself, dW =
 //    Q_b(W) - W, by one central-difference HVP along dW (2 gradient
 //    evaluations per layer and width, so it is the costly option).
+//    kMeasuredLoss drops the second-order model altogether: for each layer
+//    and candidate it quantizes that layer alone and measures the increase
+//    of the mean loss over the batches (forward passes only, one per batch,
+//    layer and width). It sees what the quadratic model cannot: a ternary
+//    2-bit layer far outside the quadratic region (docs/quality.md). The
+//    allocator then assumes only that per-layer increases add up.
 // 2. Error per layer and bit width b in {2, 3, 4, 8, 16}:
 //    ||W - Q_b(W)||^2 with Q_b per-channel RTN (rtn.h; symmetric unless
 //    SensitivityOptions::asymmetric; 2/3-bit
@@ -41,7 +47,7 @@
 
 namespace squeeze::core::quant::mixed {
 
-enum class CurvatureEstimator { kHutchinson, kFisher, kQuadraticForm };
+enum class CurvatureEstimator { kHutchinson, kFisher, kQuadraticForm, kMeasuredLoss };
 
 // A batch of the task loss: graph feeds and one label per row of logits.
 struct LossBatch {
@@ -70,8 +76,10 @@ struct LayerSensitivity {
   std::vector<int> bits;         // the candidates, in options order
   std::vector<double> error;     // ||W - Q_b(W)||^2 per candidate
   std::vector<int64_t> size_bits;
-  std::vector<double> quadratic;  // kQuadraticForm: dW' H_ii dW per candidate (trace stays 0)
-  // trace / params * error, or `quadratic` when measured: the predicted
+  // kQuadraticForm: dW' H_ii dW per candidate; kMeasuredLoss: the loss
+  // increase with only this layer quantized (trace stays 0 for both).
+  std::vector<double> measured;
+  // trace / params * error, or `measured` when measured: the predicted
   // loss increase per candidate.
   double Predicted(size_t candidate) const;
 };

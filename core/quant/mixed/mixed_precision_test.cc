@@ -130,7 +130,7 @@ TEST(MixedPrecisionTest, HutchinsonTraceMatchesTheClosedForm) {
   options.estimator = CurvatureEstimator::kQuadraticForm;
   auto quadratic = MeasureSensitivity(graph, {{{{"x", x}}, labels}}, options);
   ASSERT_TRUE(quadratic.ok()) << quadratic.status();
-  ASSERT_EQ((*quadratic)[0].quadratic.size(), 5u);
+  ASSERT_EQ((*quadratic)[0].measured.size(), 5u);
   {
     model::LinearLayer layer{"fc", d, k, w.ToFloats(), {}};
     auto q = QuantizeRtnRef(layer, RtnOptions{2, 0, false});
@@ -157,6 +157,39 @@ TEST(MixedPrecisionTest, HutchinsonTraceMatchesTheClosedForm) {
       form += (second - mean * mean) / n;
     }
     EXPECT_NEAR((*quadratic)[0].Predicted(0), form, 0.02 * form);
+  }
+  // The measured loss increase equals the cross-entropy of the quantized
+  // layer minus the original's, computed here by hand.
+  options.estimator = CurvatureEstimator::kMeasuredLoss;
+  auto measured = MeasureSensitivity(graph, {{{{"x", x}}, labels}}, options);
+  ASSERT_TRUE(measured.ok()) << measured.status();
+  ASSERT_EQ((*measured)[0].measured.size(), 5u);
+  EXPECT_EQ((*measured)[0].trace, 0);
+  {
+    auto cross_entropy = [&](const std::vector<float>& weights) {
+      double loss = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        std::vector<double> z(k);
+        double zmax = -INFINITY, norm = 0;
+        for (int64_t c = 0; c < k; ++c) {
+          for (int64_t j = 0; j < d; ++j) z[c] += double{weights[c * d + j]} * x.data<float>()[i * d + j];
+          zmax = std::max(zmax, z[c]);
+        }
+        for (double v : z) norm += std::exp(v - zmax);
+        loss += (zmax + std::log(norm) - z[labels[i]]) / n;
+      }
+      return loss;
+    };
+    model::LinearLayer layer{"fc", d, k, w.ToFloats(), {}};
+    for (size_t c = 0; c < 4; ++c) {  // 2, 3, 4, 8 bits
+      auto q = QuantizeRtnRef(layer, RtnOptions{(*measured)[0].bits[c], 0, false});
+      ASSERT_TRUE(q.ok());
+      std::vector<float> dq(k * d);
+      ASSERT_TRUE(DequantizeRtn(*q, dq.data()).ok());
+      const double expected_increase = cross_entropy(dq) - cross_entropy(w.ToFloats());
+      EXPECT_NEAR((*measured)[0].Predicted(c), expected_increase, 1e-5 + 1e-3 * std::fabs(expected_increase))
+          << (*measured)[0].bits[c] << " bits";
+    }
   }
   options.estimator = CurvatureEstimator::kHutchinson;
 
