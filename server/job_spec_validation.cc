@@ -128,14 +128,14 @@ absl::Status ValidateQuantizeMethod(const v1::QuantizePass& q, const std::string
   }
   if (!q.has_mixed_precision()) return absl::OkStatus();
   const v1::MixedPrecision& m = q.mixed_precision();
-  if (q.bits() != 0 || !rtn || q.activation_bits() != 0 || q.asymmetric() || q.bias_correction() ||
-      q.smoothquant_alpha() > 0 || q.per_device() ||
+  if (q.bits() != 0 || !rtn || q.activation_bits() != 0 || q.bias_correction() || q.smoothquant_alpha() > 0 ||
+      q.per_device() ||
       (q.granularity() != v1::QuantizePass::GRANULARITY_UNSPECIFIED &&
        q.granularity() != v1::QuantizePass::PER_CHANNEL)) {
-    return Invalid(absl::StrCat(field, ".quantize.mixed_precision chooses per-channel symmetric RTN widths per "
-                                       "layer, weight-only: bits must stay 0 (got ", q.bits(), "), method RTN (got ",
+    return Invalid(absl::StrCat(field, ".quantize.mixed_precision chooses per-channel RTN widths per layer, "
+                                       "weight-only: bits must stay 0 (got ", q.bits(), "), method RTN (got ",
                                 v1::QuantizePass::Method_Name(q.method()),
-                                "), granularity PER_CHANNEL, and asymmetric, activation_bits, bias_correction, "
+                                "), granularity PER_CHANNEL, and activation_bits, bias_correction, "
                                 "smoothquant_alpha and per_device their defaults"));
   }
   if ((m.average_bits() != 0) == (m.max_bytes() != 0)) {
@@ -619,14 +619,16 @@ absl::Status ValidateRecipeForGraph(const v1::Recipe& recipe, const core::quant:
     if (!status.ok()) return Invalid(absl::StrCat("spec.recipe.passes[", i, "]: ", status.message()));
     if (!q.has_mixed_precision()) continue;
     // The smallest plan: every layer at the narrowest candidate, with its
-    // per-channel float32 scales (as core/quant/mixed counts sizes).
+    // per-channel float32 scales and, when asymmetric, uint8 zero points (as
+    // core/quant/mixed counts sizes).
     const v1::MixedPrecision& m = q.mixed_precision();
     int narrowest = m.candidate_bits().empty() ? 2 : 16;
     for (int bits : m.candidate_bits()) narrowest = std::min(narrowest, bits);
+    const int64_t channel_bits = narrowest < 16 ? (q.asymmetric() ? 40 : 32) : 0;
     int64_t params = 0, smallest_bits = 0;
     for (const auto& layer : scan.layers) {
       params += layer.out * layer.in;
-      smallest_bits += layer.out * layer.in * narrowest + (narrowest < 16 ? layer.out * 32 : 0);
+      smallest_bits += layer.out * layer.in * narrowest + layer.out * channel_bits;
     }
     const int64_t budget_bits =
         m.max_bytes() > 0 ? m.max_bytes() * 8 : static_cast<int64_t>(std::floor(m.average_bits() * params));
@@ -635,7 +637,8 @@ absl::Status ValidateRecipeForGraph(const v1::Recipe& recipe, const core::quant:
                                   " bits (", static_cast<double>(budget_bits) / params, " per weight over ", params,
                                   " weights) is below the smallest plan, every layer at ", narrowest, " bits: ",
                                   smallest_bits, " bits (", static_cast<double>(smallest_bits) / params,
-                                  " per weight, per-channel scales included)"));
+                                  " per weight, per-channel scales", q.asymmetric() ? " and zero points" : "",
+                                  " included)"));
     }
   }
   return absl::OkStatus();

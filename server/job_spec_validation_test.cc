@@ -174,6 +174,24 @@ TEST_F(ValidationTest, MixedPrecisionOptions) {
   q->set_bits(0);
   q->set_method(v1::QuantizePass::GPTQ);
   EXPECT_NE(Check().message().find("method RTN (got GPTQ)"), std::string::npos) << Check();
+  q->set_method(v1::QuantizePass::RTN);
+  // Asymmetric candidates and the measured loss increase are accepted; the
+  // width stays the plan's.
+  q->set_asymmetric(true);
+  m->set_sensitivity(v1::MixedPrecision::MEASURED);
+  EXPECT_TRUE(Check().ok()) << Check();
+  q->set_bits(3);
+  EXPECT_EQ(Check().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(Check().message().find("spec.recipe.passes[0].quantize.mixed_precision chooses per-channel RTN widths per "
+                                   "layer, weight-only: bits must stay 0 (got 3)"),
+            std::string::npos)
+      << Check();
+  q->set_bits(0);
+  q->set_granularity(v1::QuantizePass::PER_GROUP);
+  EXPECT_NE(Check().message().find("granularity PER_CHANNEL"), std::string::npos) << Check();
+  q->set_granularity(v1::QuantizePass::PER_CHANNEL);
+  m->set_sensitivity(static_cast<v1::MixedPrecision::Sensitivity>(4));
+  EXPECT_EQ(Check().message(), "spec.recipe.passes[0].quantize.mixed_precision.sensitivity is unknown: 4");
 }
 
 TEST_F(ValidationTest, QatOptions) {
@@ -420,6 +438,19 @@ TEST(ValidateRecipeForGraphTest, GroupSizeAndMixedBudgetNameTheLayerAndValue) {
   q->mutable_mixed_precision()->set_average_bits(0);
   q->mutable_mixed_precision()->set_max_bytes(400);  // 3200 bits
   EXPECT_NE(ValidateRecipeForGraph(recipe, scan).message().find("the budget of 3200 bits"), std::string::npos);
+  // Asymmetric: 8 more bits of zero point per channel, 1856 * 2 + 18 * 40 =
+  // 4432 bits; 2.35 bits per weight (4361 bits) fits only the symmetric plan.
+  q->mutable_mixed_precision()->set_max_bytes(0);
+  q->mutable_mixed_precision()->set_average_bits(2.35);
+  EXPECT_TRUE(ValidateRecipeForGraph(recipe, scan).ok());
+  q->set_asymmetric(true);
+  status = ValidateRecipeForGraph(recipe, scan);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("the budget of 4361 bits (2.34968 per weight over 1856 weights) is below the "
+                                  "smallest plan, every layer at 2 bits: 4432 bits (2.38793 per weight, per-channel "
+                                  "scales and zero points included)"),
+            std::string::npos)
+      << status;
 }
 
 TEST(ValidateRecipeForModelTest, OnnxOnlyQuantizeOptionsAreRejectedForSafetensors) {

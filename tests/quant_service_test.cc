@@ -1,11 +1,13 @@
 // Issue 4 end to end through the real daemon and worker on the Fashion-MNIST
 // CNN (deploy/models): the example specs deploy/demo/cnn-{kmeans,fp8,mixed,
 // qat}.textproto (a k-means codebook job, an fp8 cast, a mixed-precision
-// job, a short QAT job) each return one variant whose reported bits (and
-// plan) match the request and whose accuracy is measured against the float
+// job, also with asymmetric candidates and the MEASURED sensitivity, a short
+// QAT job) each return one variant whose reported bits (and plan) match the
+// request and whose accuracy is measured against the float
 // model on the same labelled images; QAT without labels is refused at
 // submit.
 #include <iostream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -183,6 +185,61 @@ TEST_F(QuantServiceTest, MixedPrecisionReportsItsPlanAndBeatsUniformThreeBits) {
   if (real_data_) {  // on noise both are near chance and the order means nothing
     EXPECT_GE(variant.accuracy().value(), uniform->variants(0).accuracy().value());
   }
+}
+
+TEST_F(QuantServiceTest, MeasuredAsymmetricMixedPrecisionFitsUniformAsymmetricInt3) {
+  // The CNN's output channels per layer (421,408 weights, 234 channels):
+  // uniform asymmetric int3 takes 421,408 * 3 / 8 + 234 * (4 + 1) = 159,198
+  // bytes with its float32 scales and uint8 zero points.
+  const std::map<std::string, int64_t> channels = {{"Conv_2", 32}, {"Conv_5", 64}, {"Gemm_9", 128}, {"Gemm_11", 10}};
+  constexpr int64_t kUniformAsymmetricInt3Bytes = 159198;
+  v1::SubmitJobRequest request = Request("cnn-mixed.textproto", *labelled_);
+  v1::QuantizePass* quantize = request.mutable_spec()->mutable_recipe()->mutable_passes(0)->mutable_quantize();
+  quantize->set_asymmetric(true);
+  v1::MixedPrecision* mixed = quantize->mutable_mixed_precision();
+  mixed->set_average_bits(0);
+  mixed->set_max_bytes(kUniformAsymmetricInt3Bytes);
+  mixed->set_sensitivity(v1::MixedPrecision::MEASURED);
+  absl::StatusOr<v1::Job> job = Run(request);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_EQ(job->state(), v1::SUCCEEDED) << job->DebugString();
+  const v1::Variant& variant = job->variants(0);
+  EXPECT_EQ(variant.technique(), "mixed 159198 bytes measured asym");
+  EXPECT_EQ(variant.artifact_format(), "onnx-qdq");
+  int64_t bits = 0;
+  for (const v1::LayerReport& layer : variant.accuracy().layers()) {
+    auto out = channels.find(layer.name());
+    ASSERT_NE(out, channels.end()) << layer.name();
+    bits += layer.parameters() * layer.bits() + (layer.bits() < 16 ? out->second * 40 : 0);
+  }
+  EXPECT_EQ(variant.accuracy().layers_size(), 4);
+  EXPECT_LE(bits, kUniformAsymmetricInt3Bytes * 8);
+  bool asymmetric_note = false, measured_note = false;
+  for (const std::string& note : variant.notes()) {
+    asymmetric_note |= absl::StrContains(note, "asymmetric (uint8 zero point per channel)");
+    measured_note |= absl::StrContains(note, "measured loss increase per layer at its width");
+    std::cout << note << "\n";
+  }
+  EXPECT_TRUE(asymmetric_note) << variant.DebugString();
+  EXPECT_TRUE(measured_note) << variant.DebugString();
+  ExpectHonestAccuracy(variant, 0.10);
+
+  // A fixed width, or a budget below every layer at 2 bits with its scales
+  // and zero points (106,522 bytes), is refused at submit.
+  quantize->set_bits(3);
+  auto refused = alice_->SubmitJob(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("spec.recipe.passes[0].quantize.mixed_precision chooses per-channel RTN widths per layer, "
+                        "weight-only: bits must stay 0 (got 3)"));
+  quantize->set_bits(0);
+  mixed->set_max_bytes(106400);
+  refused = alice_->SubmitJob(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("spec.recipe.passes[0].quantize.mixed_precision: the budget of 851200 bits"));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("852176 bits"));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("per-channel scales and zero points included"));
 }
 
 TEST_F(QuantServiceTest, ShortQatNeedsLabels) {

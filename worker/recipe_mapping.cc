@@ -43,9 +43,18 @@ compress::QuantizeStep QuantizeStepFromPass(const v1::QuantizePass& pass) {
     compress::MixedPrecisionOptions mixed;
     mixed.average_bits = m.average_bits();
     mixed.max_bytes = m.max_bytes();
-    mixed.sensitivity.estimator = m.sensitivity() == v1::MixedPrecision::FISHER
-                                      ? core::quant::mixed::CurvatureEstimator::kFisher
-                                      : core::quant::mixed::CurvatureEstimator::kHutchinson;
+    switch (m.sensitivity()) {
+      case v1::MixedPrecision::FISHER:
+        mixed.sensitivity.estimator = core::quant::mixed::CurvatureEstimator::kFisher;
+        break;
+      case v1::MixedPrecision::MEASURED:
+        mixed.sensitivity.estimator = core::quant::mixed::CurvatureEstimator::kMeasuredLoss;
+        break;
+      default:  // HESSIAN or unset
+        mixed.sensitivity.estimator = core::quant::mixed::CurvatureEstimator::kHutchinson;
+        break;
+    }
+    mixed.sensitivity.asymmetric = pass.asymmetric();
     mixed.sensitivity.candidate_bits = m.candidate_bits().empty()
                                            ? std::vector<int>{2, 3, 4, 8}
                                            : std::vector<int>(m.candidate_bits().begin(), m.candidate_bits().end());

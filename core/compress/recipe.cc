@@ -344,7 +344,9 @@ absl::Status ApplyKmeans(const QuantizeStep& step, const RecipeInputs& inputs, s
 }
 
 // Mixed precision (QuantizeStep::mixed): sensitivities, the exact plan under
-// the budget, then per-channel RTN of each layer at its width.
+// the budget, then per-channel RTN (asymmetric when the sensitivity options
+// say so, the same format the plan was sized and scored with) of each layer
+// at its width.
 absl::Status ApplyMixed(const Graph& original, const QuantizeStep& step, const RecipeInputs& inputs, size_t index,
                         const StepProgressFn& progress, RecipeResult* result) {
   const MixedPrecisionOptions& mixed = *step.mixed;
@@ -410,7 +412,7 @@ absl::Status ApplyMixed(const Graph& original, const QuantizeStep& step, const R
       format.stored_bytes = layer.out * layer.in * 2 + static_cast<int64_t>(linear.bias.size()) * 4;
       technique = "mixed fp16";
     } else {
-      const quant::RtnOptions format{planned.bits, 0, false};
+      const quant::RtnOptions format{planned.bits, 0, sensitivity.asymmetric};
       SQ_ASSIGN_OR_RETURN(quant::QuantizedLinear packed, quant::QuantizeRtn(linear, format));
       std::vector<float> dequantized(layer.out * layer.in);
       SQ_RETURN_IF_ERROR(quant::DequantizeRtn(packed, dequantized.data()));
@@ -424,17 +426,38 @@ absl::Status ApplyMixed(const Graph& original, const QuantizeStep& step, const R
   result->graph = std::move(quantized);
   const std::string label = mixed.max_bytes > 0 ? absl::StrCat("mixed ", mixed.max_bytes, " bytes")
                                                 : absl::StrFormat("mixed %.3g bits", mixed.average_bits);
-  result->techniques.push_back(absl::StrCat(
-      label, sensitivity.estimator == quant::mixed::CurvatureEstimator::kFisher ? " fisher" : " hessian"));
-  std::vector<std::string> traces;
-  for (const quant::mixed::LayerSensitivity& layer : layers) {
-    traces.push_back(absl::StrFormat("%s %.3g", layer.layer.name, layer.trace));
+  std::string estimator, per_layer;
+  std::vector<std::string> values;
+  switch (sensitivity.estimator) {
+    case quant::mixed::CurvatureEstimator::kHutchinson:
+    case quant::mixed::CurvatureEstimator::kFisher: {
+      const bool fisher = sensitivity.estimator == quant::mixed::CurvatureEstimator::kFisher;
+      estimator = fisher ? "fisher" : "hessian";
+      per_layer = absl::StrCat(fisher ? "Fisher" : "Hessian", " trace per layer");
+      for (const quant::mixed::LayerSensitivity& layer : layers) {
+        values.push_back(absl::StrFormat("%s %.3g", layer.layer.name, layer.trace));
+      }
+      break;
+    }
+    case quant::mixed::CurvatureEstimator::kQuadraticForm:
+    case quant::mixed::CurvatureEstimator::kMeasuredLoss: {
+      // These leave the trace 0: report each layer's own predicted increase
+      // at its planned width instead.
+      const bool measured = sensitivity.estimator == quant::mixed::CurvatureEstimator::kMeasuredLoss;
+      estimator = measured ? "measured" : "quadratic";
+      per_layer = measured ? "measured loss increase per layer at its width (that layer alone quantized)"
+                           : "quadratic-form loss increase per layer at its width";
+      for (const quant::mixed::LayerPlan& layer : plan->layers) {
+        values.push_back(absl::StrFormat("%s %db %.3g", layer.name, layer.bits, layer.predicted));
+      }
+      break;
+    }
   }
+  result->techniques.push_back(absl::StrCat(label, " ", estimator, sensitivity.asymmetric ? " asym" : ""));
   result->notes.push_back(absl::StrCat("step ", index, " quantize: mixed-precision plan ", plan_text,
-                                       ", predicted loss increase ", plan->predicted, "; ",
-                                       sensitivity.estimator == quant::mixed::CurvatureEstimator::kFisher ? "Fisher"
-                                                                                                      : "Hessian",
-                                       " trace per layer: ", absl::StrJoin(traces, ", "), fallback));
+                                       sensitivity.asymmetric ? ", asymmetric (uint8 zero point per channel)" : "",
+                                       ", predicted loss increase ", plan->predicted, "; ", per_layer, ": ",
+                                       absl::StrJoin(values, ", "), fallback));
   return absl::OkStatus();
 }
 

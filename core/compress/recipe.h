@@ -35,8 +35,9 @@ namespace squeeze::core::compress {
 
 // Mixed precision (core/quant/mixed): per-layer sensitivity, then the
 // exact bit allocator under a budget of average_bits per weight or
-// max_bytes (exactly one > 0); each layer then gets symmetric per-channel
-// RTN at its width (fp16 for 16). The loss is the cross-entropy of the
+// max_bytes (exactly one > 0); each layer then gets per-channel RTN at its
+// width (fp16 for 16), asymmetric with a uint8 zero point per channel when
+// sensitivity.asymmetric, else symmetric. The loss is the cross-entropy of the
 // graph's first output against the calibration labels, or the float
 // model's own top-1 when the dataset has none.
 struct MixedPrecisionOptions {

@@ -7,7 +7,9 @@
 #include <set>
 #include <string>
 #include <unistd.h>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/compress/graph_variant_builder.h"
 #include "core/compress/test_util/mlp_session.h"
 #include "core/kernels/backends.h"
@@ -334,34 +336,77 @@ TEST_F(RecipeTest, FloatCastsShipSmallerArtifactsThatScoreTheReportedMetric) {
             "scales and activation quantization");
 }
 
-TEST_F(RecipeTest, MixedPrecisionPlanFitsTheBudget) {
+// A mixed-precision step at 3 bits per weight from the widths {2, 4, 8}.
+QuantizeStep MixedAtThreeBits(quant::mixed::CurvatureEstimator estimator, bool asymmetric) {
   QuantizeStep step;
   step.ptq.weights.emplace();
   step.mixed.emplace();
   step.mixed->average_bits = 3;
-  step.mixed->sensitivity.estimator = quant::mixed::CurvatureEstimator::kFisher;
+  step.mixed->sensitivity.estimator = estimator;
+  step.mixed->sensitivity.asymmetric = asymmetric;
   step.mixed->sensitivity.candidate_bits = {2, 4, 8};
-  QuantizeProgress progress;
-  auto report = Build(Recipe{{step}}, progress.Fn());
-  ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_EQ(report->technique, "mixed 3 bits fisher");
-  ASSERT_EQ(report->layers.size(), session_->scan().layers.size());
+  return step;
+}
+
+// Every layer of `report` is per-channel RTN at 2, 4 or 8 bits, symmetric or
+// asymmetric as asked, and the plan's nominal size, with 32 bits of scale
+// (and 8 of zero point when asymmetric) per output channel, is at most 3
+// bits per weight and mixes widths.
+void ExpectMixedWithinThreeBits(const GraphVariantReport& report, const std::vector<quant::ptq::QuantizableLayer>& scan,
+                                bool asymmetric) {
+  ASSERT_EQ(report.layers.size(), scan.size());
   int64_t params = 0, bits = 0;
   std::set<int> widths;
-  for (const auto& layer : report->layers) {
+  for (const auto& layer : report.layers) {
     widths.insert(layer.weight_bits);
     EXPECT_TRUE(layer.weight_bits == 2 || layer.weight_bits == 4 || layer.weight_bits == 8) << layer.weight_bits;
+    EXPECT_EQ(layer.technique, absl::StrCat("mixed rtn int", layer.weight_bits, "-pc-", asymmetric ? "asym" : "sym"))
+        << layer.name;
     params += layer.out * layer.in;
-    bits += layer.out * layer.in * layer.weight_bits + layer.out * 32;
+    bits += layer.out * layer.in * layer.weight_bits + layer.out * (asymmetric ? 40 : 32);
   }
   EXPECT_LE(bits, 3 * params);
   EXPECT_GT(widths.size(), 1u);  // 3 bits on average from {2, 4, 8}: a real mix
+}
+
+TEST_F(RecipeTest, MixedPrecisionPlanFitsTheBudget) {
+  QuantizeProgress progress;
+  auto report = Build(Recipe{{MixedAtThreeBits(quant::mixed::CurvatureEstimator::kFisher, false)}}, progress.Fn());
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->technique, "mixed 3 bits fisher");
+  ExpectMixedWithinThreeBits(*report, session_->scan().layers, false);
   bool plan_stage = false;
   for (const std::string& stage : progress.stages) plan_stage |= stage.rfind("quantize plan: ", 0) == 0;
   EXPECT_TRUE(plan_stage);
   ASSERT_FALSE(report->notes.empty());
   EXPECT_NE(report->notes[0].find("mixed-precision plan"), std::string::npos) << report->notes[0];
   EXPECT_GT(report->metric_value, 0.5);
+}
+
+// The measured loss increase (each layer alone quantized at each width,
+// forward passes only) with asymmetric candidates: every layer is stored
+// asymmetric, uint8 codes and zero points in the artifact.
+TEST_F(RecipeTest, MixedPrecisionMeasuredAsymmetricPlanFitsTheBudget) {
+  auto report = Build(Recipe{{MixedAtThreeBits(quant::mixed::CurvatureEstimator::kMeasuredLoss, true)}});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->technique, "mixed 3 bits measured asym");
+  ExpectMixedWithinThreeBits(*report, session_->scan().layers, true);
+  ASSERT_FALSE(report->notes.empty());
+  EXPECT_NE(report->notes[0].find("asymmetric (uint8 zero point per channel)"), std::string::npos) << report->notes[0];
+  EXPECT_NE(report->notes[0].find("measured loss increase per layer at its width"), std::string::npos)
+      << report->notes[0];
+  EXPECT_EQ(report->notes[0].find("trace"), std::string::npos) << report->notes[0];
+  EXPECT_GT(report->metric_value, 0.5);
+
+  auto artifact = onnx::LoadOnnxModel(TempPath("recipe-variant.onnx"));
+  ASSERT_TRUE(artifact.ok()) << artifact.status();
+  for (const auto& layer : session_->scan().layers) {
+    ASSERT_EQ(artifact->initializers.count(layer.weight + ".zero_point"), 1u) << layer.weight;
+    const graph::Tensor& zeros = artifact->initializers.at(layer.weight + ".zero_point");
+    EXPECT_EQ(zeros.dtype(), graph::DataType::kUInt8) << layer.weight;
+    EXPECT_EQ(zeros.num_elements(), layer.out) << layer.weight;
+    EXPECT_EQ(artifact->initializers.at(layer.weight + ".quantized").dtype(), graph::DataType::kUInt8);
+  }
 }
 
 TEST_F(RecipeTest, QatTrainsW4A8AndNeedsLabels) {

@@ -53,6 +53,11 @@ spec mixed3.1-hessian 'quantize { mixed_precision { average_bits: 3.1 sensitivit
 spec mixed3.1-fisher 'quantize { mixed_precision { average_bits: 3.1 sensitivity: FISHER } }'
 # 158964 bytes: uniform int3 of the CNN with its per-channel float32 scales.
 spec mixed-eq-int3 'quantize { mixed_precision { max_bytes: 158964 sensitivity: HESSIAN probes: 8 } }'
+spec mixed-eq-int3-measured 'quantize { mixed_precision { max_bytes: 158964 sensitivity: MEASURED } }'
+spec rtn3-pc-asym 'quantize { bits: 3 asymmetric: true }'
+# 159198 bytes: uniform asymmetric int3, 158964 plus a uint8 zero point for
+# each of the 234 output channels.
+spec mixed-eq-int3-asym-measured 'quantize { asymmetric: true mixed_precision { max_bytes: 159198 sensitivity: MEASURED } }'
 spec mixed2.5-2and4 'quantize { mixed_precision { average_bits: 2.5 sensitivity: HESSIAN probes: 8 candidate_bits: [2, 4] } }'
 spec rtn2-pc 'quantize { bits: 2 }'
 spec ptq-w4a8 'quantize { bits: 4 activation_bits: 8 }'
@@ -66,7 +71,7 @@ spec cast-fp8-e5m2 'quantize { float_format: FP8_E5M2 }'
 . bench/private_daemon.sh
 start_private_daemon "$out" "$bin"
 all="rtn8-pt-w8a8 rtn4-pc rtn4-pt kmeans4-layer kmeans4-row kmeans3-layer rtn3-pc mixed3.1-hessian mixed3.1-fisher
-     mixed-eq-int3 mixed2.5-2and4 rtn2-pc ptq-w4a8 qat-w4a8-300 qat-w4a8-300-nodistill cast-fp16 cast-bf16
+     mixed-eq-int3 mixed-eq-int3-measured rtn3-pc-asym mixed-eq-int3-asym-measured mixed2.5-2and4 rtn2-pc ptq-w4a8 qat-w4a8-300 qat-w4a8-300-nodistill cast-fp16 cast-bf16
      cast-fp8-e4m3 cast-fp8-e5m2"
 for name in ${ONLY:-$all}; do
   job=$("${squeeze[@]}" submit deploy/models/fashion_mnist_cnn.onnx --calibration "$out/calibration.safetensors" \
