@@ -199,7 +199,8 @@ TEST_F(QuantServiceTest, MeasuredAsymmetricMixedPrecisionFitsUniformAsymmetricIn
   v1::MixedPrecision* mixed = quantize->mutable_mixed_precision();
   mixed->set_average_bits(0);
   mixed->set_max_bytes(kUniformAsymmetricInt3Bytes);
-  mixed->set_sensitivity(v1::MixedPrecision::MEASURED);
+  mixed->clear_sensitivity();  // unset means MEASURED
+  mixed->clear_probes();
   absl::StatusOr<v1::Job> job = Run(request);
   ASSERT_TRUE(job.ok()) << job.status();
   ASSERT_EQ(job->state(), v1::SUCCEEDED) << job->DebugString();

@@ -44,14 +44,14 @@ compress::QuantizeStep QuantizeStepFromPass(const v1::QuantizePass& pass) {
     mixed.average_bits = m.average_bits();
     mixed.max_bytes = m.max_bytes();
     switch (m.sensitivity()) {
+      case v1::MixedPrecision::HESSIAN:
+        mixed.sensitivity.estimator = core::quant::mixed::CurvatureEstimator::kHutchinson;
+        break;
       case v1::MixedPrecision::FISHER:
         mixed.sensitivity.estimator = core::quant::mixed::CurvatureEstimator::kFisher;
         break;
-      case v1::MixedPrecision::MEASURED:
+      default:  // MEASURED or unset
         mixed.sensitivity.estimator = core::quant::mixed::CurvatureEstimator::kMeasuredLoss;
-        break;
-      default:  // HESSIAN or unset
-        mixed.sensitivity.estimator = core::quant::mixed::CurvatureEstimator::kHutchinson;
         break;
     }
     mixed.sensitivity.asymmetric = pass.asymmetric();

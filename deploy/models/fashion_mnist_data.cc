@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+
 #include "core/kernels/cpu/cpu_backend.h"
 #include "core/runtime/executor.h"
 #include "core/status_macros.h"
@@ -24,21 +26,33 @@ Tensor ImagesToTensor(const core::model::Tensor& images, const std::vector<int64
   return t;
 }
 
-absl::StatusOr<double> Accuracy(const Graph& graph, const core::data::Dataset& data) {
+absl::StatusOr<std::vector<float>> Logits(const Graph& graph, const core::data::Dataset& data) {
   SQ_ASSIGN_OR_RETURN(auto executor, core::runtime::Executor::Create(graph, core::kernels::cpu::CreateCpuBackend()));
-  SQ_ASSIGN_OR_RETURN(std::vector<int64_t> labels, core::data::LabelsAsInt64(data));
-  int64_t correct = 0;
   const int64_t n = data.NumExamples();
+  std::vector<float> logits;
+  logits.reserve(n * 10);
   for (int64_t begin = 0; begin < n; begin += 500) {
     std::vector<int64_t> indices;
     for (int64_t i = begin; i < std::min(n, begin + 500); ++i) indices.push_back(i);
     SQ_ASSIGN_OR_RETURN(auto outputs, executor.Run({{"image", ImagesToTensor(data.inputs, indices)}}));
-    const float* logits = outputs[0].data<float>();
-    for (size_t i = 0; i < indices.size(); ++i) {
-      const float* row = logits + i * 10;
-      const int64_t predicted = std::max_element(row, row + 10) - row;
-      correct += predicted == labels[indices[i]];
+    if (outputs[0].num_elements() != static_cast<int64_t>(indices.size()) * 10) {
+      return absl::InvalidArgumentError(absl::StrCat("fashion-mnist: expected 10 logits per image, got ",
+                                                     outputs[0].num_elements(), " for ", indices.size()));
     }
+    const float* batch = outputs[0].data<float>();
+    logits.insert(logits.end(), batch, batch + outputs[0].num_elements());
+  }
+  return logits;
+}
+
+absl::StatusOr<double> Accuracy(const Graph& graph, const core::data::Dataset& data) {
+  SQ_ASSIGN_OR_RETURN(std::vector<float> logits, Logits(graph, data));
+  SQ_ASSIGN_OR_RETURN(std::vector<int64_t> labels, core::data::LabelsAsInt64(data));
+  int64_t correct = 0;
+  const int64_t n = data.NumExamples();
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = logits.data() + i * 10;
+    correct += std::max_element(row, row + 10) - row == labels[i];
   }
   return static_cast<double>(correct) / n;
 }

@@ -16,7 +16,11 @@ namespace squeeze::deploy {
 // Images [N, 28, 28] uint8 at `indices` -> float32 [n, 1, 28, 28] in [0, 1].
 core::graph::Tensor ImagesToTensor(const core::model::Tensor& images, const std::vector<int64_t>& indices);
 
-// Top-1 accuracy of `graph` on every example of `data`, 500 at a time.
+// The logits of `graph` on every example of `data`, 500 at a time:
+// [NumExamples, 10] row-major.
+absl::StatusOr<std::vector<float>> Logits(const core::graph::Graph& graph, const core::data::Dataset& data);
+
+// Top-1 accuracy of `graph` on every example of `data`.
 absl::StatusOr<double> Accuracy(const core::graph::Graph& graph, const core::data::Dataset& data);
 
 }  // namespace squeeze::deploy

@@ -153,9 +153,11 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(const graph::Gr
 
   if (options.estimator == CurvatureEstimator::kMeasuredLoss) {
     SQ_ASSIGN_OR_RETURN(const double base_loss, MeanLoss(program, batches, options.logits));
+    SQ_ASSIGN_OR_RETURN(const train::TensorMap gradient, MeanGradient(program, batches, options.logits));
     for (LayerSensitivity& s : result) {
       graph::Tensor& parameter = program.mutable_parameters().at(s.layer.weight);
       const graph::Tensor original = parameter;
+      const float* g = gradient.at(s.layer.weight).data<float>();
       const std::vector<float> w = ptq::WeightMatrix(graph, s.layer);
       for (int bits : s.bits) {
         SQ_ASSIGN_OR_RETURN(std::vector<float> q,
@@ -166,7 +168,11 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(const graph::Gr
         ptq::SetWeightMatrix(&scratch, s.layer, q);
         parameter = scratch.initializers.at(s.layer.weight);
         SQ_ASSIGN_OR_RETURN(const double loss, MeanLoss(program, batches, options.logits));
-        s.measured.push_back(loss - base_loss);
+        double first_order = 0;
+        const float* quantized = parameter.data<float>();
+        const float* base = original.data<float>();
+        for (int64_t k = 0; k < original.num_elements(); ++k) first_order += double{g[k]} * (quantized[k] - base[k]);
+        s.measured.push_back(loss - base_loss - first_order);
       }
       parameter = original;
     }

@@ -18,10 +18,14 @@
 //    evaluations per layer and width, so it is the costly option).
 //    kMeasuredLoss drops the second-order model altogether: for each layer
 //    and candidate it quantizes that layer alone and measures the increase
-//    of the mean loss over the batches (forward passes only, one per batch,
-//    layer and width). It sees what the quadratic model cannot: a ternary
-//    2-bit layer far outside the quadratic region (docs/quality.md). The
-//    allocator then assumes only that per-layer increases add up.
+//    of the mean loss over the batches (one forward pass per batch, layer
+//    and width), less its first-order part g . dW (g: the mean gradient
+//    over the batches, one backward pass each). At a trained model the
+//    expected gradient is about 0; on a few calibration batches g . dW is
+//    sampling noise that can make a 2-bit layer look like a gain. It sees
+//    what the quadratic model cannot: a ternary 2-bit layer far outside the
+//    quadratic region (docs/quality.md). The allocator then assumes only
+//    that per-layer increases add up.
 // 2. Error per layer and bit width b in {2, 3, 4, 8, 16}:
 //    ||W - Q_b(W)||^2 with Q_b per-channel RTN (rtn.h; symmetric unless
 //    SensitivityOptions::asymmetric; 2/3-bit
