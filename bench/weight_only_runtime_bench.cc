@@ -4,9 +4,10 @@
 // variants run on the low-bit kernels (quant::gemm::UseWeightOnlyKernels +
 // CreateInt8QdqBackend: Int4Gemm / LutGemm decode the packed weights inside
 // the GEMM), through the Executor, all on one thread, in the same run.
-// Gemm/MatMul layers are quantized (RTN; k-means with uniform importance,
-// one codebook per layer); Conv layers and weights shared with another node
-// (the LM's tied embedding / head) stay fp32, as the rewrite leaves them.
+// Gemm/MatMul and 2-D Conv layers are quantized (RTN; k-means with uniform
+// importance, one codebook per layer; with --conv=false the Convs stay fp32,
+// as before the rewrite took them); weights shared with another node (the
+// LM's tied embedding / head) stay fp32, as the rewrite leaves them.
 // Where 64 does not divide a layer's input width the group is the largest
 // power of two in [8, 64] that does (per channel when none does; printed).
 // Each latency is the median over --repeats alternating rounds of the
@@ -14,7 +15,7 @@
 // bytes of all initializers of the graph the executor runs. Outputs are
 // checked against the simulated graph (dequantized float weights).
 //
-//   build-wo/bin/squeeze-bench-weight-only-runtime [--repeats=5] [--min_seconds=0.2] [--lm=true]
+//   build-wo/bin/squeeze-bench-weight-only-runtime [--repeats=5] [--min_seconds=0.2] [--lm=true] [--conv=true]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -45,6 +46,7 @@ ABSL_FLAG(std::string, models_dir, "deploy/models",
 ABSL_FLAG(int, repeats, 5, "Alternating rounds per figure (the median is reported).");
 ABSL_FLAG(double, min_seconds, 0.2, "Timed seconds per round and graph (at least 10 calls).");
 ABSL_FLAG(bool, lm, true, "Also the LLaMA LM (deploy/models/lm).");
+ABSL_FLAG(bool, conv, true, "Quantize Conv layers too (false: they stay fp32).");
 
 namespace {
 
@@ -90,7 +92,9 @@ Variant MakeVariant(const graph::Graph& original, Kind kind) {
   std::map<std::string, quant::gemm::CodebookLinear> codebooks;
   std::map<int, int> group_counts;
   for (const quant::ptq::QuantizableLayer& layer : scan.layers) {
-    if (layer.op_type == "Conv" || graph::CountUses(original, layer.weight) != 1) continue;
+    if ((layer.op_type == "Conv" && !absl::GetFlag(FLAGS_conv)) || graph::CountUses(original, layer.weight) != 1) {
+      continue;
+    }
     const std::vector<float> w = quant::ptq::WeightMatrix(original, layer);
     std::vector<float> dequantized(w.size());
     if (kind == Kind::kKmeans4) {

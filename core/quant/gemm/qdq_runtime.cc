@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "core/kernels/cpu/fast_gemm.h"
 #include "core/kernels/cpu/kernel_util.h"
+#include "core/quant/gemm/conv_im2col.h"
 #include "core/quant/gemm/int8_gemm.h"
 #include "core/quant/gemm/layer_nodes.h"
 #include "core/quant/gemm/weight_only_runtime.h"
@@ -23,7 +24,10 @@ using graph::DataType;
 using graph::Graph;
 using graph::Node;
 using graph::Tensor;
+using internal::ConvGeometry;
 using internal::EraseProducer;
+using internal::ForEachTapSegment;
+using internal::ValidColumns;
 
 const Node* Producer(const Graph& graph, const std::string& value) {
   for (const Node& node : graph.nodes) {
@@ -214,42 +218,6 @@ float Rescale(const Int8OutputRescale& r, int64_t o, int32_t sum) {
   return v;
 }
 
-struct ConvGeometry {
-  int64_t c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow;
-};
-
-// The first and one-past-last output column whose tap `j` lands inside a
-// row of width g.w.
-void ValidColumns(const ConvGeometry& g, int64_t j, int64_t* lo, int64_t* hi) {
-  *lo = 0;
-  while (*lo < g.ow && *lo * g.sw - g.pl + j * g.dw < 0) ++*lo;
-  *hi = g.ow;
-  while (*hi > *lo && (*hi - 1) * g.sw - g.pl + j * g.dw >= g.w) --*hi;
-}
-
-// The im2col walk of one uint8 image [c, h, w]: for every depth kk (c, i, j
-// order, as the OIHW weight rows) and output row yo whose tap lands inside
-// the image, segment(kk, yo, lo, hi, src) where output columns [lo, hi) read
-// src[xo * g.sw]. Positions never visited are padding (the zero point, which
-// is what the float 0 padding of the simulated graph quantizes to).
-template <typename Segment>
-void ForEachTapSegment(const uint8_t* image, const ConvGeometry& g, Segment segment) {
-  for (int64_t ch = 0; ch < g.c; ++ch) {
-    const uint8_t* plane = image + ch * g.h * g.w;
-    for (int64_t i = 0; i < g.kh; ++i) {
-      for (int64_t j = 0; j < g.kw; ++j) {
-        const int64_t kk = (ch * g.kh + i) * g.kw + j;
-        int64_t lo = 0, hi = 0;
-        ValidColumns(g, j, &lo, &hi);
-        for (int64_t yo = 0; yo < g.oh; ++yo) {
-          const int64_t iy = yo * g.sh - g.pt + i * g.dh;
-          if (iy >= 0 && iy < g.h) segment(kk, yo, lo, hi, plane + iy * g.w - g.pl + j * g.dw);
-        }
-      }
-    }
-  }
-}
-
 // im2col of one image straight into the activation panels of
 // Int8GemmTransposedPanels: pixel p, depth kk at ((p / 16) * groups + kk / 4)
 // * 64 + (p % 16) * 4 + kk % 4.
@@ -321,32 +289,8 @@ absl::StatusOr<std::vector<Tensor>> RunConv(const runtime::KernelCall& call, con
                                             int64_t in, int64_t out, int num_threads, bool relu) {
   const Node& node = call.node;
   const Tensor& x = *call.input(0);
-  ConvGeometry g{};
-  g.c = node.IntAttribute("c", 0);
-  g.kh = node.IntAttribute("kernel_h", 0);
-  g.kw = node.IntAttribute("kernel_w", 0);
-  g.sh = node.IntAttribute("stride_h", 1);
-  g.sw = node.IntAttribute("stride_w", 1);
-  g.dh = node.IntAttribute("dilation_h", 1);
-  g.dw = node.IntAttribute("dilation_w", 1);
-  g.pt = node.IntAttribute("pad_top", 0);
-  g.pl = node.IntAttribute("pad_left", 0);
-  const int64_t pb = node.IntAttribute("pad_bottom", 0), pr = node.IntAttribute("pad_right", 0);
-  if (x.rank() != 4 || x.shape()[1] != g.c || g.c * g.kh * g.kw != in || g.sh < 1 || g.sw < 1 || g.dh < 1 ||
-      g.dw < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(node.name, ": ", kInt8QdqConvOp, " needs X [N, ", g.c,
-                                                   ", H, W] and c * kernel = in, got ",
-                                                   graph::ShapeToString(x.shape())));
-  }
+  SQ_ASSIGN_OR_RETURN(const ConvGeometry g, internal::ConvGeometryOf(node, x, in));
   const int64_t n = x.shape()[0];
-  g.h = x.shape()[2];
-  g.w = x.shape()[3];
-  g.oh = (g.h + g.pt + pb - g.dh * (g.kh - 1) - 1) / g.sh + 1;
-  g.ow = (g.w + g.pl + pr - g.dw * (g.kw - 1) - 1) / g.sw + 1;
-  if (g.oh < 1 || g.ow < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(node.name, ": empty output for input ",
-                                                   graph::ShapeToString(x.shape())));
-  }
   Tensor y(DataType::kFloat32, {n, out, g.oh, g.ow});
   if (n == 0) return std::vector<Tensor>{std::move(y)};
   const int64_t plane = g.oh * g.ow;
@@ -377,14 +321,9 @@ absl::StatusOr<std::vector<Tensor>> RunConv(const runtime::KernelCall& call, con
     return std::vector<Tensor>{std::move(y)};
   }
   const int64_t rows = n * plane;
+  // Padding: the zero point, which is what the float 0 padding of the simulated graph quantizes to.
   std::vector<uint8_t> patches(rows * in, static_cast<uint8_t>(zx));
-  for (int64_t b = 0; b < n; ++b) {
-    ForEachTapSegment(xq + b * g.c * g.h * g.w, g,
-                      [&](int64_t kk, int64_t yo, int64_t lo, int64_t hi, const uint8_t* src) {
-                        uint8_t* row = patches.data() + (b * plane + yo * g.ow) * in + kk;
-                        for (int64_t xo = lo; xo < hi; ++xo) row[xo * in] = src[xo * g.sw];
-                      });
-  }
+  for (int64_t b = 0; b < n; ++b) internal::Im2ColRows(xq + b * g.c * g.h * g.w, g, patches.data() + b * plane * in);
   std::vector<int32_t> acc(rows * out);
   GemmOptions options;
   options.num_threads = num_threads;
@@ -409,16 +348,15 @@ class Int8QdqBackend : public runtime::KernelBackend {
   std::string name() const override { return absl::StrCat(base_->name(), "+int8"); }
 
   bool Supports(absl::string_view op_type) const override {
-    return op_type == kInt8QdqMatMulOp || op_type == kInt8QdqConvOp || op_type == kLowBitMatMulOp ||
-           op_type == kLutMatMulOp || base_->Supports(op_type);
+    return op_type == kInt8QdqMatMulOp || op_type == kInt8QdqConvOp || IsWeightOnlyOp(op_type) ||
+           base_->Supports(op_type);
   }
 
   // The int8 and weight-only nodes apply a Relu to their output; QDQ nodes
   // fuse nothing;
   // everything else goes to `base` with the call as it is.
   bool FusesActivation(const graph::Node& node, absl::string_view activation) const override {
-    if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp || node.op_type == kLowBitMatMulOp ||
-        node.op_type == kLutMatMulOp) {
+    if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp || IsWeightOnlyOp(node.op_type)) {
       return activation == "Relu";
     }
     if (node.op_type == "QuantizeLinear" || node.op_type == "DequantizeLinear") return false;
@@ -427,7 +365,7 @@ class Int8QdqBackend : public runtime::KernelBackend {
 
   bool FusesMaxPool(const graph::Node& node, const graph::Node& pool) const override {
     if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp || node.op_type == "QuantizeLinear" ||
-        node.op_type == "DequantizeLinear" || node.op_type == kLowBitMatMulOp || node.op_type == kLutMatMulOp) {
+        node.op_type == "DequantizeLinear" || IsWeightOnlyOp(node.op_type)) {
       return false;
     }
     return base_->FusesMaxPool(node, pool);
@@ -573,13 +511,7 @@ absl::StatusOr<Int8Rewrite> UseInt8Kernels(Graph* graph, const std::map<std::str
     }
     int8.outputs = node->outputs;
     int8.attributes = {{"in", layer.in}, {"out", layer.out}};
-    if (layer.op_type == "Conv") {
-      const ptq::ConvGeometry& g = layer.conv;
-      int8.attributes.insert({{"c", layer.in_channels}, {"kernel_h", g.kernel_h}, {"kernel_w", g.kernel_w},
-                              {"stride_h", g.stride_h}, {"stride_w", g.stride_w}, {"dilation_h", g.dilation_h},
-                              {"dilation_w", g.dilation_w}, {"pad_top", g.pad_top}, {"pad_left", g.pad_left},
-                              {"pad_bottom", g.pad_bottom}, {"pad_right", g.pad_right}});
-    }
+    if (layer.op_type == "Conv") internal::AddConvAttributes(layer, &int8);
     *node = std::move(int8);
     if (layer.weight_input != layer.weight && graph::CountUses(*graph, layer.weight_input) == 0) {
       EraseProducer(graph, layer.weight_input);

@@ -90,8 +90,8 @@ std::string DescribeInt8Rewrite(const Int8Rewrite& rewrite);
 
 // A backend that runs kInt8QdqMatMulOp nodes with Int8MatMulInt32 over
 // `num_threads` threads (0: hardware concurrency), the weight-only
-// kLowBitMatMulOp / kLutMatMulOp nodes of weight_only_runtime.h (Int4Gemm,
-// LutGemm), per-tensor uint8/int8
+// kLowBitMatMulOp / kLutMatMulOp / kLowBitConvOp / kLutConvOp nodes of
+// weight_only_runtime.h (Int4Gemm, LutGemm), per-tensor uint8/int8
 // QuantizeLinear / DequantizeLinear nodes (the pairs left in front of fp32
 // layers) in plain loops with the CPU backend's results bit for bit, and
 // hands every other node to `base`.

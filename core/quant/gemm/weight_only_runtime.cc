@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/quant/gemm/codebook_layout.h"
+#include "core/quant/gemm/conv_im2col.h"
 #include "core/quant/gemm/int4_gemm.h"
 #include "core/quant/gemm/layer_nodes.h"
 #include "core/quant/packed_formats.h"
@@ -81,8 +82,58 @@ View ViewOfNode(const Node& node) {
   return w;
 }
 
+bool IsConvOp(const std::string& op_type) { return op_type == kLowBitConvOp || op_type == kLutConvOp; }
+
+// About this many floats of im2col rows per GEMM call (a few images at a
+// time, so that the rows and the product stay in cache).
+constexpr int64_t kConvChunkFloats = int64_t{1} << 16;
+constexpr int64_t kTransposeBlock = 64;
+
+// A Conv node's product: im2col rows of X [N, c, H, W] times W^T (+ bias)
+// with `gemm`, transposed into Y [N, out, OH, OW] (with the fused Relu when
+// `relu`), a chunk of images at a time.
+template <typename View, typename GemmFn>
+absl::StatusOr<Tensor> ConvProduct(const runtime::KernelCall& call, const View& w, GemmFn gemm, bool relu,
+                                   int num_threads) {
+  const Tensor* x = call.input(0);
+  if (x == nullptr || x->dtype() != DataType::kFloat32) {
+    return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": ", call.node.op_type, " needs float32 X"));
+  }
+  SQ_ASSIGN_OR_RETURN(const internal::ConvGeometry g, internal::ConvGeometryOf(call.node, *x, w.in));
+  const int64_t n = x->shape()[0], plane = g.oh * g.ow, image = g.c * g.h * g.w;
+  Tensor y(DataType::kFloat32, {n, w.out, g.oh, g.ow});
+  const int64_t chunk = std::clamp<int64_t>(kConvChunkFloats / (plane * w.in), 1, std::max<int64_t>(n, 1));
+  std::vector<float> rows(chunk * plane * w.in), product(chunk * plane * w.out);
+  float* yp = y.data<float>();
+  for (int64_t first = 0; first < n; first += chunk) {
+    const int64_t images = std::min(chunk, n - first);
+    std::fill(rows.begin(), rows.begin() + images * plane * w.in, 0.0f);  // the padding: Conv's zeros
+    for (int64_t b = 0; b < images; ++b) {
+      internal::Im2ColRows(x->data<float>() + (first + b) * image, g, rows.data() + b * plane * w.in);
+    }
+    SQ_RETURN_IF_ERROR(gemm(rows.data(), images * plane, w, product.data(), GemmOptions{num_threads}));
+    // [pixel, out] -> [out, pixel], kTransposeBlock pixels at a time (their
+    // products stay in cache while each output channel's run is written).
+    for (int64_t b = 0; b < images; ++b) {
+      const float* image_product = product.data() + b * plane * w.out;
+      float* image_y = yp + (first + b) * w.out * plane;
+      for (int64_t p0 = 0; p0 < plane; p0 += kTransposeBlock) {
+        const int64_t p1 = std::min(plane, p0 + kTransposeBlock);
+        for (int64_t o = 0; o < w.out; ++o) {
+          float* to = image_y + o * plane;
+          for (int64_t p = p0; p < p1; ++p) to[p] = image_product[p * w.out + o];
+          if (relu) {
+            for (int64_t p = p0; p < p1; ++p) to[p] = std::max(0.0f, to[p]);
+          }
+        }
+      }
+    }
+  }
+  return y;
+}
+
 // Y = X [rows, in] * W^T (+ bias) with `gemm` (Int4Gemm or LutGemm) over the
-// weights `w` points at.
+// weights `w` points at; for a Conv node, ConvProduct.
 template <typename View, typename GemmFn>
 absl::StatusOr<std::vector<Tensor>> RunDecodedGemm(const runtime::KernelCall& call, View w, const Tensor* bias,
                                                    GemmFn gemm, int num_threads) {
@@ -94,17 +145,23 @@ absl::StatusOr<std::vector<Tensor>> RunDecodedGemm(const runtime::KernelCall& ca
     w.bias = bias->data<float>();
     w.num_bias = bias->num_elements();
   }
+  const bool relu = call.fused_activation == "Relu";  // applied as the Relu kernel does: max(0, y)
+  if (!relu && !call.fused_activation.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": ", call.node.op_type, " cannot fuse activation '",
+                                                   call.fused_activation, "'"));
+  }
+  if (IsConvOp(call.node.op_type)) {
+    SQ_ASSIGN_OR_RETURN(Tensor y, ConvProduct(call, w, gemm, relu, num_threads));
+    return std::vector<Tensor>{std::move(y)};
+  }
   SQ_ASSIGN_OR_RETURN(Tensor y, OutputFor(call, w.in, w.out));
   const int64_t rows = y.num_elements() / w.out;
   if (rows > 0) {
     SQ_RETURN_IF_ERROR(gemm(call.input(0)->data<float>(), rows, w, y.data<float>(), GemmOptions{num_threads}));
   }
-  if (call.fused_activation == "Relu") {
+  if (relu) {
     float* out = y.data<float>();
-    for (int64_t i = 0; i < y.num_elements(); ++i) out[i] = std::max(0.0f, out[i]);  // the Relu kernel's expression
-  } else if (!call.fused_activation.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": ", call.node.op_type, " cannot fuse activation '",
-                                                   call.fused_activation, "'"));
+    for (int64_t i = 0; i < y.num_elements(); ++i) out[i] = std::max(0.0f, out[i]);
   }
   return std::vector<Tensor>{std::move(y)};
 }
@@ -117,7 +174,7 @@ absl::StatusOr<std::vector<Tensor>> RunLowBit(const runtime::KernelCall& call, i
   const Tensor *packed = call.input(1), *scales = call.input(2), *zeros = call.input(3), *bias = call.input(4);
   if (!IsBytes(packed) || !IsFloat(scales) || (w.asymmetric != (zeros != nullptr)) ||
       (zeros != nullptr && !IsBytes(zeros)) || (bias != nullptr && !IsFloat(bias))) {
-    return absl::InvalidArgumentError(absl::StrCat(node.name, ": ", kLowBitMatMulOp,
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": ", node.op_type,
                                                    " needs uint8 packed, float32 scales, uint8 zero_points exactly "
                                                    "when asymmetric, float32 bias or none"));
   }
@@ -139,7 +196,7 @@ absl::StatusOr<std::vector<Tensor>> RunLut(const runtime::KernelCall& call, int 
   w.per_row_codebook = Attribute(node, "per_row_codebook") == 1;
   const Tensor *indices = call.input(1), *codebook = call.input(2), *bias = call.input(3);
   if (!IsBytes(indices) || !IsFloat(codebook) || (bias != nullptr && !IsFloat(bias))) {
-    return absl::InvalidArgumentError(absl::StrCat(node.name, ": ", kLutMatMulOp,
+    return absl::InvalidArgumentError(absl::StrCat(node.name, ": ", node.op_type,
                                                    " needs uint8 indices, float32 codebook, float32 bias or none"));
   }
   w.packed = indices->data<uint8_t>();
@@ -154,17 +211,28 @@ absl::StatusOr<std::vector<Tensor>> RunLut(const runtime::KernelCall& call, int 
 
 absl::StatusOr<WeightOnlyRewrite> UseWeightOnlyKernels(Graph* graph,
                                                        const std::map<std::string, QuantizedLinear>& packed,
-                                                       const std::map<std::string, CodebookLinear>& codebooks) {
+                                                       const std::map<std::string, CodebookLinear>& codebooks,
+                                                       const WeightOnlyRewriteOptions& options) {
   SQ_ASSIGN_OR_RETURN(ptq::LayerScan scan, ptq::FindQuantizableLayers(*graph));
   WeightOnlyRewrite rewrite;
+  // Quantized weights of the Gemm/MatMul/Conv nodes the scan does not take
+  // (a grouped or 1-D Conv, ...): fp32, with the scan's reason.
+  for (size_t i = 0; i < graph->nodes.size(); ++i) {
+    const Node& node = graph->nodes[i];
+    if (node.inputs.size() < 2 || (!packed.count(node.inputs[1]) && !codebooks.count(node.inputs[1]))) continue;
+    const std::string name = node.name.empty() ? absl::StrCat(node.op_type, "_", i) : node.name;  // the scan's
+    for (const ptq::SkippedNode& skipped : scan.skipped) {
+      if (skipped.name == name) rewrite.skipped.push_back(skipped);
+    }
+  }
   for (const ptq::QuantizableLayer& layer : scan.layers) {
     const auto rtn = packed.find(layer.weight);
     const auto lut = codebooks.find(layer.weight);
     if (rtn == packed.end() && lut == codebooks.end()) continue;  // not quantized
     auto skip = [&](std::string reason) { rewrite.skipped.push_back({layer.name, std::move(reason)}); };
     if (rtn != packed.end() && rtn->second.bits == 8) continue;  // UseInt8Kernels' (or fp32), listed there
-    if (layer.op_type == "Conv") {
-      skip("Conv: the low-bit kernels take Gemm/MatMul layers only");
+    if (layer.op_type == "Conv" && !options.conv) {
+      skip("Conv kept on the fp32 kernel (conv = false)");
       continue;
     }
     Node* node = internal::FindLayerNode(graph, layer);
@@ -182,6 +250,8 @@ absl::StatusOr<WeightOnlyRewrite> UseWeightOnlyKernels(Graph* graph,
     replacement.name = node->name;
     replacement.outputs = node->outputs;
     replacement.attributes = {{"in", layer.in}, {"out", layer.out}};
+    const bool conv = layer.op_type == "Conv";
+    if (conv) internal::AddConvAttributes(layer, &replacement);
     if (rtn != packed.end()) {
       const QuantizedLinear& q = rtn->second;
       if (!IsNibbleBits(q.bits) || q.out != layer.out || q.in != layer.in) {
@@ -206,7 +276,7 @@ absl::StatusOr<WeightOnlyRewrite> UseWeightOnlyKernels(Graph* graph,
         graph->initializers[zeros] = Tensor::FromVector<uint8_t>(
             DataType::kUInt8, {static_cast<int64_t>(q.zero_points.size())}, q.zero_points);
       }
-      replacement.op_type = kLowBitMatMulOp;
+      replacement.op_type = conv ? kLowBitConvOp : kLowBitMatMulOp;
       replacement.inputs = {layer.input, packed_name, scales, zeros, bias};
       replacement.attributes.insert({{"bits", int64_t{q.bits}},
                                      {"group_size", int64_t{q.group_size}},
@@ -229,7 +299,7 @@ absl::StatusOr<WeightOnlyRewrite> UseWeightOnlyKernels(Graph* graph,
       const std::string codebook = graph::UniqueValueName(*graph, base + "_codebook");
       graph->initializers[codebook] =
           Tensor::FromVector<float>(DataType::kFloat32, {static_cast<int64_t>(c.codebook.size())}, c.codebook);
-      replacement.op_type = kLutMatMulOp;
+      replacement.op_type = conv ? kLutConvOp : kLutMatMulOp;
       replacement.inputs = {layer.input, indices, codebook, bias};
       replacement.attributes.insert({{"bits", int64_t{c.bits}}, {"per_row_codebook", int64_t{c.per_row_codebook}}});
       rewrite.lut_layers.push_back(layer.name);
@@ -271,8 +341,8 @@ int64_t InitializerBytes(const Graph& graph) {
 
 std::optional<absl::StatusOr<std::vector<Tensor>>> RunWeightOnlyNode(const runtime::KernelCall& call,
                                                                     int num_threads) {
-  if (call.node.op_type == kLowBitMatMulOp) return RunLowBit(call, num_threads);
-  if (call.node.op_type == kLutMatMulOp) return RunLut(call, num_threads);
+  if (call.node.op_type == kLowBitMatMulOp || call.node.op_type == kLowBitConvOp) return RunLowBit(call, num_threads);
+  if (call.node.op_type == kLutMatMulOp || call.node.op_type == kLutConvOp) return RunLut(call, num_threads);
   return std::nullopt;
 }
 

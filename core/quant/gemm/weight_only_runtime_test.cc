@@ -1,8 +1,8 @@
 // UseWeightOnlyKernels + the int8/low-bit backend against the simulated
 // graphs of core/quant/ptq (weight-only RTN/GPTQ int4, int3, int2) and of
-// k-means codebooks: the same outputs up to float summation order, the float
-// weights gone from the runtime graph, layers that do not match left fp32
-// with the reason.
+// k-means codebooks, for Gemm/MatMul and 2-D Conv layers: the same outputs
+// up to float summation order, the float weights gone from the runtime
+// graph, layers that do not match left fp32 with the reason.
 #include "core/quant/gemm/weight_only_runtime.h"
 
 #include <algorithm>
@@ -16,7 +16,9 @@
 #include "core/quant/gemm/qdq_runtime.h"
 #include "core/quant/gemm/runtime_test_util.h"
 #include "core/quant/ptq/ptq.h"
+#include "core/quant/rtn.h"
 #include "core/runtime/executor.h"
+#include "core/status_macros.h"
 #include "gtest/gtest.h"
 
 namespace squeeze::core::quant::gemm {
@@ -30,7 +32,7 @@ using ptq::CalibrationBatch;
 // x [N, 64] -> Gemm (transB, bias) -> Relu -> MatMul(Transpose(W [32, 48]))
 // -> Relu -> MatMul(W [32, 10], no transpose) -> y: every Gemm/MatMul form
 // the rewrite takes. With `conv`, x [N, 1, 8, 8] first goes through a 1 ->
-// 1 channel Conv (left fp32) and a Flatten.
+// 1 channel Conv and a Flatten.
 Graph Mlp(uint32_t seed, bool conv = false) {
   std::mt19937 rng(seed);
   graph::GraphBuilder b("mlp");
@@ -46,6 +48,34 @@ Graph Mlp(uint32_t seed, bool conv = false) {
   x = b.Add("Relu", {b.Add("MatMul", {x, b.Add("Transpose", {b.Initializer("fc2.weight", Random({32, 48}, &rng, 0.2f))},
                                                  {{"perm", std::vector<int64_t>{1, 0}}})})});
   b.Add("MatMul", {x, b.Initializer("fc3.weight", Random({32, 10}, &rng, 0.3f))}, {}, "y");
+  b.AddInput({"x", DataType::kFloat32, std::nullopt});
+  b.AddOutput({"y", DataType::kFloat32, std::nullopt});
+  return b.Finish();
+}
+
+// x [N, 4, 9, 9] -> Conv 2x2 [8] (stride 2, pads 1, bias) -> Relu -> Conv
+// 2x2 [16] (dilation 2, strides (1, 2), pads top 0 left 1 bottom 1 right 0,
+// no bias) -> Relu -> Conv 3x3 [4] (pads 1, bias) -> y [N, 4, 4, 2]. Every
+// layer's in (16, 32, 144) is a multiple of 16, for the grouped formats.
+// With `grouped`, a group-2 Conv 1x1 [4] (not quantizable) follows.
+Graph ConvNet(uint32_t seed, bool grouped = false) {
+  std::mt19937 rng(seed);
+  graph::GraphBuilder b("convnet");
+  std::string x = b.Add("Conv", {"x", b.Initializer("conv1.weight", Random({8, 4, 2, 2}, &rng, 0.4f)),
+                                 b.Initializer("conv1.bias", Random({8}, &rng, 0.1f))},
+                        {{"strides", std::vector<int64_t>{2, 2}}, {"pads", std::vector<int64_t>{1, 1, 1, 1}},
+                         {"kernel_shape", std::vector<int64_t>{2, 2}}});
+  x = b.Add("Conv", {b.Add("Relu", {x}), b.Initializer("conv2.weight", Random({16, 8, 2, 2}, &rng, 0.3f))},
+            {{"strides", std::vector<int64_t>{1, 2}}, {"dilations", std::vector<int64_t>{2, 2}},
+             {"pads", std::vector<int64_t>{0, 1, 1, 0}}, {"kernel_shape", std::vector<int64_t>{2, 2}}});
+  x = b.Add("Conv", {b.Add("Relu", {x}), b.Initializer("conv3.weight", Random({4, 16, 3, 3}, &rng, 0.2f)),
+                     b.Initializer("conv3.bias", Random({4}, &rng, 0.1f))},
+            {{"pads", std::vector<int64_t>{1, 1, 1, 1}}, {"kernel_shape", std::vector<int64_t>{3, 3}}},
+            grouped ? "" : "y");
+  if (grouped) {
+    b.Add("Conv", {x, b.Initializer("grouped.weight", Random({4, 2, 1, 1}, &rng, 0.5f))},
+          {{"group", int64_t{2}}, {"kernel_shape", std::vector<int64_t>{1, 1}}}, "y");
+  }
   b.AddInput({"x", DataType::kFloat32, std::nullopt});
   b.AddOutput({"y", DataType::kFloat32, std::nullopt});
   return b.Finish();
@@ -84,50 +114,77 @@ struct Format {
   bool activations;  // W4A8: the int4 layers keep their activation QDQ pair's float output
 };
 
-class WeightOnlyRuntimeTest : public ::testing::TestWithParam<Format> {};
-
-TEST_P(WeightOnlyRuntimeTest, MatchesSimulatedGraphAndDropsFloatWeights) {
-  const Format format = GetParam();
-  const Graph original = Mlp(5);
+// `original` quantized by core/quant/ptq with `format`, calibrated on
+// `calibration`, and its packed weights keyed by weight initializer.
+struct Quantized {
+  ptq::PtqResult ptq;
+  std::map<std::string, QuantizedLinear> packed;
+};
+absl::StatusOr<Quantized> QuantizeWeights(const Graph& original, const Format& format,
+                                          const std::vector<CalibrationBatch>& calibration) {
   ptq::PtqOptions options;
   options.weights.emplace();
   options.weights->method = format.method;
   options.weights->format = format.rtn;
   if (format.activations) options.activations.emplace();
-  auto quantized = ptq::QuantizeGraph(original, Batches({16, 64}, 2, 6), options);
-  ASSERT_TRUE(quantized.ok()) << quantized.status();
+  SQ_ASSIGN_OR_RETURN(ptq::PtqResult result, ptq::QuantizeGraph(original, calibration, options));
   const auto weight_of = WeightOf(original);
-  std::map<std::string, QuantizedLinear> packed;
-  for (const QuantizedLinear& linear : quantized->packed) packed[weight_of.at(linear.name)] = linear;
+  Quantized quantized{std::move(result), {}};
+  for (const QuantizedLinear& linear : quantized.ptq.packed) quantized.packed[weight_of.at(linear.name)] = linear;
+  return quantized;
+}
 
-  Graph runtime_graph = quantized->graph;
-  auto int8 = UseInt8Kernels(&runtime_graph, packed);  // takes nothing: no int8 weights
+// `original` quantized with `format` (calibrated on inputs [16, sample...]),
+// then UseInt8Kernels (which takes nothing: no int8 weights) and
+// UseWeightOnlyKernels: all three layers become `op` nodes, no Gemm,
+// MatMul, Conv or Transpose and no float weight is left, the weights take
+// under a third of the bytes, and the outputs ([batch, outputs] elements)
+// equal the simulated graph's for inputs [batch, sample...] with each of
+// `batches`.
+void CheckRtnRewrite(const Graph& original, const Format& format, const char* op, const std::vector<int64_t>& sample,
+                     int64_t outputs, const std::vector<int64_t>& batches, uint32_t seed) {
+  auto with_batch = [&sample](int64_t batch) {
+    std::vector<int64_t> shape = {batch};
+    shape.insert(shape.end(), sample.begin(), sample.end());
+    return shape;
+  };
+  auto quantized = QuantizeWeights(original, format, Batches(with_batch(16), 2, seed));
+  ASSERT_TRUE(quantized.ok()) << quantized.status();
+  const std::map<std::string, QuantizedLinear>& packed = quantized->packed;
+  ASSERT_EQ(packed.size(), 3u);
+  const Graph& simulated = quantized->ptq.graph;
+
+  Graph runtime_graph = simulated;
+  auto int8 = UseInt8Kernels(&runtime_graph, packed);
   ASSERT_TRUE(int8.ok()) << int8.status();
   EXPECT_TRUE(int8->int8_layers.empty());
   auto rewrite = UseWeightOnlyKernels(&runtime_graph, packed, {});
   ASSERT_TRUE(rewrite.ok()) << rewrite.status();
   EXPECT_EQ(rewrite->low_bit_layers.size(), 3u) << DescribeWeightOnlyRewrite(*rewrite);
   EXPECT_TRUE(rewrite->skipped.empty()) << DescribeWeightOnlyRewrite(*rewrite);
-  EXPECT_EQ(CountOps(runtime_graph, kLowBitMatMulOp), 3);
-  EXPECT_EQ(CountOps(runtime_graph, "Gemm") + CountOps(runtime_graph, "MatMul") + CountOps(runtime_graph, "Transpose"),
-            0);
-  for (const char* weight : {"fc1.weight", "fc2.weight", "fc3.weight"}) {
-    EXPECT_EQ(runtime_graph.initializers.count(weight), 0u) << weight;
-  }
+  EXPECT_EQ(CountOps(runtime_graph, op), 3);
+  for (const char* layer_op : {"Gemm", "MatMul", "Conv", "Transpose"}) EXPECT_EQ(CountOps(runtime_graph, layer_op), 0);
+  for (const auto& [weight, linear] : packed) EXPECT_EQ(runtime_graph.initializers.count(weight), 0u) << weight;
   // Nibbles (4 bits a weight whatever the width) + scales: under a third of fp32.
-  EXPECT_LT(InitializerBytes(runtime_graph) * 3, InitializerBytes(quantized->graph));
+  EXPECT_LT(InitializerBytes(runtime_graph) * 3, InitializerBytes(simulated));
 
   auto cpu = kernels::cpu::CreateCpuBackend(1);
   auto backend = CreateInt8QdqBackend(cpu, 1);
-  for (int64_t batch : {1, 3, 17}) {  // the GEMV (<= 4 rows) and the panel GEMM
-    const CalibrationBatch test = Batches({batch, 64}, 1, 40 + static_cast<uint32_t>(batch))[0];
-    const std::vector<float> simulated = RunGraph(quantized->graph, cpu, test);
-    const std::vector<float> low_bit = RunGraph(runtime_graph, backend, test);
-    ASSERT_EQ(simulated.size(), static_cast<size_t>(batch * 10));
-    EXPECT_LT(MaxDifference(low_bit, simulated), 1e-5) << "batch " << batch;
+  for (int64_t batch : batches) {
+    const CalibrationBatch test = Batches(with_batch(batch), 1, seed + 30 + static_cast<uint32_t>(batch))[0];
+    const std::vector<float> expected = RunGraph(simulated, cpu, test);
+    ASSERT_EQ(expected.size(), static_cast<size_t>(batch * outputs));
+    EXPECT_LT(MaxDifference(RunGraph(runtime_graph, backend, test), expected), 1e-5) << "batch " << batch;
   }
   // Without the low-bit backend the runtime-only node is rejected.
   EXPECT_FALSE(runtime::Executor::Create(runtime_graph, cpu).ok());
+}
+
+class WeightOnlyRuntimeTest : public ::testing::TestWithParam<Format> {};
+
+TEST_P(WeightOnlyRuntimeTest, MatchesSimulatedGraphAndDropsFloatWeights) {
+  // Batch 1 and 3: the GEMV; 17: the panel GEMM.
+  CheckRtnRewrite(Mlp(5), GetParam(), kLowBitMatMulOp, {64}, 10, {1, 3, 17}, 6);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -139,8 +196,13 @@ INSTANTIATE_TEST_SUITE_P(
                       Format{ptq::WeightMethod::kRtn, {2, 0, true}, false},    // int2
                       Format{ptq::WeightMethod::kRtn, {4, 16, false}, true}));  // W4A8: float after the QDQ pair
 
-TEST(WeightOnlyRuntimeCodebookTest, MatchesSimulatedGraphPerLayerAndPerRow) {
-  const Graph original = Mlp(9);
+// k-means codebooks at 2, 3 and 4 bits, per layer and per row, for the three
+// layers of `original`: all become `op` nodes, the float weights leave the
+// graph (its bytes change by exactly the weights out and the indices and
+// codebooks in), and the outputs equal the simulated graph's for inputs
+// [batch, sample...] with each of `batches`.
+void CheckCodebookRewrite(const Graph& original, const char* op, const std::vector<int64_t>& sample,
+                          const std::vector<int64_t>& batches, uint32_t seed) {
   const auto weight_of = WeightOf(original);
   for (int bits : {2, 3, 4}) {
     for (bool per_row : {false, true}) {
@@ -153,11 +215,13 @@ TEST(WeightOnlyRuntimeCodebookTest, MatchesSimulatedGraphPerLayerAndPerRow) {
       ASSERT_TRUE(quantized.ok()) << quantized.status();
       std::map<std::string, CodebookLinear> codebooks;
       for (const CodebookLinear& linear : quantized->layers) codebooks[weight_of.at(linear.name)] = linear;
+      ASSERT_EQ(codebooks.size(), 3u);
       Graph runtime_graph = quantized->graph;
       auto rewrite = UseWeightOnlyKernels(&runtime_graph, {}, codebooks);
       ASSERT_TRUE(rewrite.ok()) << rewrite.status();
       EXPECT_EQ(rewrite->lut_layers.size(), 3u) << DescribeWeightOnlyRewrite(*rewrite);
-      EXPECT_EQ(CountOps(runtime_graph, kLutMatMulOp), 3);
+      EXPECT_EQ(CountOps(runtime_graph, op), 3);
+      for (const auto& [weight, linear] : codebooks) EXPECT_EQ(runtime_graph.initializers.count(weight), 0u) << weight;
       // Exactly: the float weights out, the packed indices and codebooks in.
       int64_t expected = InitializerBytes(quantized->graph);
       for (const CodebookLinear& linear : quantized->layers) {
@@ -166,8 +230,10 @@ TEST(WeightOnlyRuntimeCodebookTest, MatchesSimulatedGraphPerLayerAndPerRow) {
       }
       EXPECT_EQ(InitializerBytes(runtime_graph), expected);
       auto cpu = kernels::cpu::CreateCpuBackend(1);
-      for (int64_t batch : {1, 9}) {
-        const CalibrationBatch test = Batches({batch, 64}, 1, 70 + static_cast<uint32_t>(batch))[0];
+      for (int64_t batch : batches) {
+        std::vector<int64_t> shape = {batch};
+        shape.insert(shape.end(), sample.begin(), sample.end());
+        const CalibrationBatch test = Batches(shape, 1, seed + static_cast<uint32_t>(batch))[0];
         EXPECT_LT(MaxDifference(RunGraph(runtime_graph, CreateInt8QdqBackend(cpu, 1), test),
                                 RunGraph(quantized->graph, cpu, test)),
                   1e-5)
@@ -177,30 +243,138 @@ TEST(WeightOnlyRuntimeCodebookTest, MatchesSimulatedGraphPerLayerAndPerRow) {
   }
 }
 
-// A Conv layer, a weight changed after quantization and a weight with an
-// unusable packed form stay fp32 with the reason; the rest is rewritten and
-// the graph still computes the simulated graph's outputs.
+TEST(WeightOnlyRuntimeCodebookTest, MatchesSimulatedGraphPerLayerAndPerRow) {
+  CheckCodebookRewrite(Mlp(9), kLutMatMulOp, {64}, {1, 9}, 70);
+}
+
+// The 2-D Conv formats: RTN int4/int3/int2, symmetric and asymmetric, per
+// channel and g16, plus GPTQ int4 g16 and W4A8 (float after the QDQ pair).
+std::vector<Format> ConvFormats() {
+  std::vector<Format> formats;
+  for (int bits : {4, 3, 2}) {
+    for (bool asymmetric : {false, true}) {
+      for (int group : {0, 16}) formats.push_back({ptq::WeightMethod::kRtn, {bits, group, asymmetric}, false});
+    }
+  }
+  formats.push_back({ptq::WeightMethod::kGptq, {4, 16, false}, false});
+  formats.push_back({ptq::WeightMethod::kRtn, {4, 0, false}, true});
+  return formats;
+}
+
+class WeightOnlyConvRuntimeTest : public ::testing::TestWithParam<Format> {};
+
+TEST_P(WeightOnlyConvRuntimeTest, MatchesSimulatedGraphAndDropsFloatConvWeights) {
+  CheckRtnRewrite(ConvNet(21), GetParam(), kLowBitConvOp, {4, 9, 9}, 4 * 4 * 2, {1, 3}, 22);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, WeightOnlyConvRuntimeTest, ::testing::ValuesIn(ConvFormats()));
+
+TEST(WeightOnlyConvRuntimeTest, CodebookConvsMatchSimulatedGraphPerLayerAndPerRow) {
+  CheckCodebookRewrite(ConvNet(23), kLutConvOp, {4, 9, 9}, {1, 3}, 80);
+}
+
+// A grouped Conv is no quantizable layer: even with a packed weight it stays
+// fp32 with the scan's reason, and the other Convs are rewritten around it
+// (unless conv = false).
+TEST(WeightOnlyConvRuntimeTest, GroupedConvStaysFp32WithTheReason) {
+  const Graph original = ConvNet(25, /*grouped=*/true);
+  auto quantized = QuantizeWeights(original, {ptq::WeightMethod::kRtn, {4, 0, false}, false},
+                                   Batches({4, 4, 9, 9}, 2, 26));
+  ASSERT_TRUE(quantized.ok()) << quantized.status();
+  std::map<std::string, QuantizedLinear> packed = quantized->packed;
+  ASSERT_EQ(packed.size(), 3u);
+  const std::vector<float> grouped = original.initializers.at("grouped.weight").ToFloats();  // [4, 2, 1, 1]
+  auto grouped_q = QuantizeRtn(model::LinearLayer{"grouped", 2, 4, grouped, {}}, {4, 0, false});
+  ASSERT_TRUE(grouped_q.ok()) << grouped_q.status();
+  packed["grouped.weight"] = *grouped_q;
+  Graph runtime_graph = quantized->ptq.graph;
+  auto rewrite = UseWeightOnlyKernels(&runtime_graph, packed, {});
+  ASSERT_TRUE(rewrite.ok()) << rewrite.status();
+  EXPECT_EQ(rewrite->low_bit_layers.size(), 3u) << DescribeWeightOnlyRewrite(*rewrite);
+  ASSERT_EQ(rewrite->skipped.size(), 1u) << DescribeWeightOnlyRewrite(*rewrite);
+  EXPECT_EQ(rewrite->skipped[0].reason, "grouped convolution");
+  EXPECT_NE(DescribeWeightOnlyRewrite(*rewrite).find("fp32: Conv_"), std::string::npos)
+      << DescribeWeightOnlyRewrite(*rewrite);
+  EXPECT_EQ(CountOps(runtime_graph, "Conv"), 1);
+  EXPECT_EQ(runtime_graph.initializers.count("grouped.weight"), 1u);
+  auto cpu = kernels::cpu::CreateCpuBackend(1);
+  const CalibrationBatch test = Batches({3, 4, 9, 9}, 1, 27)[0];
+  EXPECT_LT(MaxDifference(RunGraph(runtime_graph, CreateInt8QdqBackend(cpu, 1), test),
+                          RunGraph(quantized->ptq.graph, cpu, test)),
+            1e-5);
+  // conv = false: every Conv stays fp32, the three quantizable ones with that reason.
+  WeightOnlyRewriteOptions fp32_convs;
+  fp32_convs.conv = false;
+  Graph kept_graph = quantized->ptq.graph;
+  auto kept = UseWeightOnlyKernels(&kept_graph, packed, {}, fp32_convs);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_TRUE(kept->low_bit_layers.empty());
+  ASSERT_EQ(kept->skipped.size(), 4u) << DescribeWeightOnlyRewrite(*kept);
+  EXPECT_EQ(kept->skipped[3].reason, "Conv kept on the fp32 kernel (conv = false)");
+  EXPECT_EQ(CountOps(kept_graph, "Conv"), 4);
+  EXPECT_EQ(InitializerBytes(kept_graph), InitializerBytes(quantized->ptq.graph));
+}
+
+// A hand-checked Conv node: X all ones [1, 2, 3, 3], a 2x2 kernel whose
+// weights alternate 1.75, 0.25 (row 0) and their negatives (row 1), pad_top
+// 1: the first output row sees only the kernel's second row (sum 4), the
+// others all of it (sum 8). Inputs that do not fit the geometry are
+// INVALID_ARGUMENT naming the node.
+TEST(WeightOnlyConvRuntimeTest, ConvNodeComputesByHandAndRejectsMismatchedInputs) {
+  graph::Node node;
+  node.name = "conv9";
+  node.op_type = kLowBitConvOp;
+  node.attributes = {{"in", int64_t{8}},       {"out", int64_t{2}},      {"bits", int64_t{4}},
+                     {"group_size", int64_t{0}}, {"asymmetric", int64_t{0}}, {"c", int64_t{2}},
+                     {"kernel_h", int64_t{2}}, {"kernel_w", int64_t{2}}, {"pad_top", int64_t{1}}};
+  Tensor packed(DataType::kUInt8, {8}), scales(DataType::kFloat32, {2}), x(DataType::kFloat32, {1, 2, 3, 3});
+  std::fill(packed.data<uint8_t>(), packed.data<uint8_t>() + 8, uint8_t{0x9f});  // q = 7 and 1: 1.75 and 0.25
+  scales.data<float>()[0] = 0.25f;
+  scales.data<float>()[1] = -0.25f;
+  std::fill(x.data<float>(), x.data<float>() + x.num_elements(), 1.0f);
+  runtime::KernelCall call{node, 17, {&x, &packed, &scales, nullptr, nullptr}};
+  auto result = RunWeightOnlyNode(call, 1);
+  ASSERT_TRUE(result.has_value() && result->ok()) << (result ? result->status() : absl::OkStatus());
+  const Tensor& y = (*result)->at(0);
+  ASSERT_EQ(y.shape(), (std::vector<int64_t>{1, 2, 3, 2}));  // OH = (3 + 1 - 2) + 1, OW = 3 - 2 + 1
+  const std::vector<float> expected = {4, 4, 8, 8, 8, 8, -4, -4, -8, -8, -8, -8};
+  EXPECT_EQ(y.ToFloats(), expected);
+  Tensor three_channels(DataType::kFloat32, {1, 3, 3, 3}), flat(DataType::kFloat32, {2, 8});
+  for (const Tensor* bad : {&three_channels, &flat}) {
+    call.inputs[0] = bad;
+    auto rejected = RunWeightOnlyNode(call, 1);
+    ASSERT_TRUE(rejected.has_value());
+    ASSERT_FALSE(rejected->ok());
+    EXPECT_EQ(rejected->status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(rejected->status().message().find("conv9"), std::string::npos) << rejected->status();
+  }
+  call.inputs[0] = &x;
+  node.attributes["stride_w"] = int64_t{0};
+  EXPECT_FALSE(RunWeightOnlyNode(call, 1)->ok());
+}
+
+// A weight changed after quantization and a weight with an unusable packed
+// form stay fp32 with the reason; the rest (the Conv included) is rewritten
+// and the graph still computes the simulated graph's outputs.
 TEST(WeightOnlyRuntimeTest, SkipsLayersItCannotTakeWithTheReason) {
   const Graph original = Mlp(11, /*conv=*/true);
-  ptq::PtqOptions options;
-  options.weights.emplace();
-  options.weights->format = {4, 0, false};
-  auto quantized = ptq::QuantizeGraph(original, Batches({4, 1, 8, 8}, 2, 12), options);
+  auto quantized = QuantizeWeights(original, {ptq::WeightMethod::kRtn, {4, 0, false}, false},
+                                   Batches({4, 1, 8, 8}, 2, 12));
   ASSERT_TRUE(quantized.ok()) << quantized.status();
   const auto weight_of = WeightOf(original);
-  std::map<std::string, QuantizedLinear> packed;
-  for (const QuantizedLinear& linear : quantized->packed) packed[weight_of.at(linear.name)] = linear;
-  Graph simulated = quantized->graph;
+  std::map<std::string, QuantizedLinear> packed = quantized->packed;
+  Graph simulated = quantized->ptq.graph;
   simulated.initializers.at("fc2.weight").data<float>()[5] += 0.25f;  // changed after quantization
   packed.at("fc3.weight").scales.pop_back();                          // inconsistent packed form
   Graph runtime_graph = simulated;
   auto rewrite = UseWeightOnlyKernels(&runtime_graph, packed, {});
   ASSERT_TRUE(rewrite.ok()) << rewrite.status();
-  EXPECT_EQ(rewrite->low_bit_layers.size(), 1u);
+  EXPECT_EQ(rewrite->low_bit_layers.size(), 2u);
   std::map<std::string, std::string> reasons;
   for (const auto& skipped : rewrite->skipped) reasons[weight_of.at(skipped.name)] = skipped.reason;
-  ASSERT_EQ(reasons.size(), 3u) << DescribeWeightOnlyRewrite(*rewrite);
-  EXPECT_NE(reasons["conv.weight"].find("Conv"), std::string::npos);
+  ASSERT_EQ(reasons.size(), 2u) << DescribeWeightOnlyRewrite(*rewrite);
+  EXPECT_EQ(CountOps(runtime_graph, kLowBitConvOp), 1);
+  EXPECT_EQ(runtime_graph.initializers.count("conv.weight"), 0u);
   EXPECT_NE(reasons["fc2.weight"].find("does not dequantize"), std::string::npos);
   EXPECT_NE(reasons["fc3.weight"].find("does not dequantize"), std::string::npos);
   EXPECT_EQ(runtime_graph.initializers.count("fc1.weight"), 0u);
