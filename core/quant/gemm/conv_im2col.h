@@ -33,6 +33,25 @@ inline void AddConvAttributes(const ptq::QuantizableLayer& layer, graph::Node* n
                            {"pad_bottom", g.pad_bottom}, {"pad_right", g.pad_right}});
 }
 
+// The ONNX Conv (group 1) with the geometry a runtime Conv node carries
+// (attributes as AddConvAttributes writes them): what a backend runs on the
+// node's decoded weight, or asks whether it fuses a Relu or MaxPool.
+inline graph::Node EquivalentConv(const graph::Node& node) {
+  graph::Node conv;
+  conv.name = node.name;
+  conv.op_type = "Conv";
+  conv.inputs = node.inputs;
+  conv.outputs = node.outputs;
+  conv.attributes = {
+      {"kernel_shape", std::vector<int64_t>{node.IntAttribute("kernel_h", 0), node.IntAttribute("kernel_w", 0)}},
+      {"strides", std::vector<int64_t>{node.IntAttribute("stride_h", 1), node.IntAttribute("stride_w", 1)}},
+      {"dilations", std::vector<int64_t>{node.IntAttribute("dilation_h", 1), node.IntAttribute("dilation_w", 1)}},
+      {"pads", std::vector<int64_t>{node.IntAttribute("pad_top", 0), node.IntAttribute("pad_left", 0),
+                                    node.IntAttribute("pad_bottom", 0), node.IntAttribute("pad_right", 0)}},
+      {"group", int64_t{1}}};
+  return conv;
+}
+
 // The geometry of `node` (attributes as AddConvAttributes writes them) for
 // its input x [N, c, H, W]; INVALID_ARGUMENT naming the node unless x is
 // rank 4 with c channels, c * kernel_h * kernel_w == in, strides and

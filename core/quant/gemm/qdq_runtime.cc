@@ -356,6 +356,9 @@ class Int8QdqBackend : public runtime::KernelBackend {
   // fuse nothing;
   // everything else goes to `base` with the call as it is.
   bool FusesActivation(const graph::Node& node, absl::string_view activation) const override {
+    if (node.op_type == kLowBitConvOp || node.op_type == kLutConvOp) {
+      return activation == "Relu" && base_->FusesActivation(internal::EquivalentConv(node), activation);
+    }
     if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp || IsWeightOnlyOp(node.op_type)) {
       return activation == "Relu";
     }
@@ -364,6 +367,10 @@ class Int8QdqBackend : public runtime::KernelBackend {
   }
 
   bool FusesMaxPool(const graph::Node& node, const graph::Node& pool) const override {
+    // A weight-only Conv runs as the base Conv (RunWeightOnlyNode).
+    if (node.op_type == kLowBitConvOp || node.op_type == kLutConvOp) {
+      return base_->FusesMaxPool(internal::EquivalentConv(node), pool);
+    }
     if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp || node.op_type == "QuantizeLinear" ||
         node.op_type == "DequantizeLinear" || IsWeightOnlyOp(node.op_type)) {
       return false;
@@ -376,7 +383,7 @@ class Int8QdqBackend : public runtime::KernelBackend {
       std::optional<Tensor> fast = RunQdqPerTensor(call);
       if (fast) return std::vector<Tensor>{*std::move(fast)};
     }
-    if (auto weight_only = RunWeightOnlyNode(call, num_threads_)) return *std::move(weight_only);
+    if (auto weight_only = RunWeightOnlyNode(call, num_threads_, *base_)) return *std::move(weight_only);
     if (call.node.op_type != kInt8QdqMatMulOp && call.node.op_type != kInt8QdqConvOp) return base_->Run(call);
     int64_t in = 0, out = 0;
     SQ_RETURN_IF_ERROR(CheckCall(call, &in, &out));

@@ -33,16 +33,56 @@ bool SameWeights(const std::vector<float>& dense, const std::vector<float>& deco
   return true;
 }
 
-std::vector<float> DecodedCodebook(const CodebookLinear& linear) {
-  std::vector<float> w(linear.out * linear.in);
-  const int64_t row_bytes = CodebookRowBytes(linear.bits, linear.in);
-  for (int64_t r = 0; r < linear.out; ++r) {
-    const auto* row = reinterpret_cast<const uint8_t*>(linear.packed.data()) + r * row_bytes;
-    const float* codebook =
-        linear.codebook.data() + (linear.per_row_codebook ? r * CodebookEntries(linear.bits) : 0);
-    for (int64_t c = 0; c < linear.in; ++c) w[r * linear.in + c] = codebook[ReadCodebookIndex(row, c, linear.bits)];
+// out[c] = table[nibble c] for the `count` nibbles from `bytes`, low nibble
+// first (packed_formats.h, codebook_layout.h). A group after the first
+// starts on a byte: group sizes are even.
+void DecodeNibbles(const uint8_t* bytes, int64_t count, const float* table, float* out) {
+  for (int64_t i = 0; i < count / 2; ++i) {
+    out[2 * i] = table[bytes[i] & 0x0f];
+    out[2 * i + 1] = table[bytes[i] >> 4];
   }
-  return w;
+  if (count % 2 == 1) out[count - 1] = table[bytes[count / 2] & 0x0f];
+}
+
+// Writes the float [out, in] weights a view holds to `decoded`: exactly
+// what LutGemm and Int4Gemm decode. INVALID_ARGUMENT naming the layer for
+// inconsistent sizes.
+absl::Status DecodeWeights(const CodebookWeightsView& w, float* decoded) {
+  SQ_RETURN_IF_ERROR(w.Validate());
+  const int64_t row_bytes = CodebookRowBytes(w.bits, w.in);
+  for (int64_t r = 0; r < w.out; ++r) {
+    const uint8_t* row = w.packed + r * row_bytes;
+    const float* codebook = w.codebook + (w.per_row_codebook ? r * CodebookEntries(w.bits) : 0);
+    float* out = decoded + r * w.in;
+    if (w.bits == 4) {
+      DecodeNibbles(row, w.in, codebook, out);
+      continue;
+    }
+    for (int64_t c = 0; c < w.in; ++c) out[c] = codebook[ReadCodebookIndex(row, c, w.bits)];
+  }
+  return absl::OkStatus();
+}
+
+// DequantizeRtn's values, (nibble - offset - zero) * scale, through a
+// 16-entry table per group (a Conv decodes its weight on every call).
+absl::Status DecodeWeights(const Int4WeightsView& w, float* decoded) {
+  SQ_RETURN_IF_ERROR(CheckInt4Layer(1, w));
+  const int64_t groups = w.group_size == 0 ? 1 : w.in / w.group_size;
+  const int64_t width = w.in / groups;
+  const int64_t row_bytes = PackedRowBytes(w.bits, w.in);
+  const int offset = w.asymmetric ? 0 : kInt4SymmetricOffset;
+  float table[16];
+  for (int64_t r = 0; r < w.out; ++r) {
+    const uint8_t* row = w.packed + r * row_bytes;
+    float* out = decoded + r * w.in;
+    for (int64_t g = 0; g < groups; ++g) {
+      const int zero = w.asymmetric ? w.zero_points[r * groups + g] : 0;
+      const float scale = w.scales[r * groups + g];
+      for (int n = 0; n < 16; ++n) table[n] = static_cast<float>(n - offset - zero) * scale;
+      DecodeNibbles(row + g * width / 2, width, table, out + g * width);
+    }
+  }
+  return absl::OkStatus();
 }
 
 Tensor BytesTensor(const std::string& bytes) {
@@ -84,59 +124,35 @@ View ViewOfNode(const Node& node) {
 
 bool IsConvOp(const std::string& op_type) { return op_type == kLowBitConvOp || op_type == kLutConvOp; }
 
-// About this many floats of im2col rows per GEMM call (a few images at a
-// time, so that the rows and the product stay in cache).
-constexpr int64_t kConvChunkFloats = int64_t{1} << 16;
-constexpr int64_t kTransposeBlock = 64;
-
-// A Conv node's product: im2col rows of X [N, c, H, W] times W^T (+ bias)
-// with `gemm`, transposed into Y [N, out, OH, OW] (with the fused Relu when
-// `relu`), a chunk of images at a time.
-template <typename View, typename GemmFn>
-absl::StatusOr<Tensor> ConvProduct(const runtime::KernelCall& call, const View& w, GemmFn gemm, bool relu,
-                                   int num_threads) {
+// A Conv node runs as the base backend's float Conv on its weight decoded
+// for this call: [out, c, kernel_h, kernel_w] floats that live only during
+// the call, so the graph keeps only the packed form. The base Conv tiles,
+// fuses the Relu (and a MaxPool) and threads; an im2col + Int4Gemm/LutGemm
+// Conv measured 2x slower than it on the reference CNN (docs/benchmarks.md),
+// and decoding 18,432 weights costs less than one image's Conv.
+template <typename View>
+absl::StatusOr<std::vector<Tensor>> RunConvDecoded(const runtime::KernelCall& call, const View& w, const Tensor* bias,
+                                                   const runtime::KernelBackend& base) {
   const Tensor* x = call.input(0);
   if (x == nullptr || x->dtype() != DataType::kFloat32) {
     return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": ", call.node.op_type, " needs float32 X"));
   }
+  // The node's geometry, checked against X (channels, strides, dilations,
+  // a non-empty output) before the base Conv sees it.
   SQ_ASSIGN_OR_RETURN(const internal::ConvGeometry g, internal::ConvGeometryOf(call.node, *x, w.in));
-  const int64_t n = x->shape()[0], plane = g.oh * g.ow, image = g.c * g.h * g.w;
-  Tensor y(DataType::kFloat32, {n, w.out, g.oh, g.ow});
-  const int64_t chunk = std::clamp<int64_t>(kConvChunkFloats / (plane * w.in), 1, std::max<int64_t>(n, 1));
-  std::vector<float> rows(chunk * plane * w.in), product(chunk * plane * w.out);
-  float* yp = y.data<float>();
-  for (int64_t first = 0; first < n; first += chunk) {
-    const int64_t images = std::min(chunk, n - first);
-    std::fill(rows.begin(), rows.begin() + images * plane * w.in, 0.0f);  // the padding: Conv's zeros
-    for (int64_t b = 0; b < images; ++b) {
-      internal::Im2ColRows(x->data<float>() + (first + b) * image, g, rows.data() + b * plane * w.in);
-    }
-    SQ_RETURN_IF_ERROR(gemm(rows.data(), images * plane, w, product.data(), GemmOptions{num_threads}));
-    // [pixel, out] -> [out, pixel], kTransposeBlock pixels at a time (their
-    // products stay in cache while each output channel's run is written).
-    for (int64_t b = 0; b < images; ++b) {
-      const float* image_product = product.data() + b * plane * w.out;
-      float* image_y = yp + (first + b) * w.out * plane;
-      for (int64_t p0 = 0; p0 < plane; p0 += kTransposeBlock) {
-        const int64_t p1 = std::min(plane, p0 + kTransposeBlock);
-        for (int64_t o = 0; o < w.out; ++o) {
-          float* to = image_y + o * plane;
-          for (int64_t p = p0; p < p1; ++p) to[p] = image_product[p * w.out + o];
-          if (relu) {
-            for (int64_t p = p0; p < p1; ++p) to[p] = std::max(0.0f, to[p]);
-          }
-        }
-      }
-    }
-  }
-  return y;
+  Tensor weight(DataType::kFloat32, {w.out, g.c, g.kh, g.kw});
+  SQ_RETURN_IF_ERROR(DecodeWeights(w, weight.data<float>()));
+  const Node conv = internal::EquivalentConv(call.node);
+  runtime::KernelCall conv_call{conv, call.opset_version, {call.input(0), &weight, bias}, call.fused_activation,
+                                call.fused_pool};
+  return base.Run(conv_call);
 }
 
 // Y = X [rows, in] * W^T (+ bias) with `gemm` (Int4Gemm or LutGemm) over the
-// weights `w` points at; for a Conv node, ConvProduct.
+// weights `w` points at; for a Conv node, RunConvDecoded on `base`.
 template <typename View, typename GemmFn>
 absl::StatusOr<std::vector<Tensor>> RunDecodedGemm(const runtime::KernelCall& call, View w, const Tensor* bias,
-                                                   GemmFn gemm, int num_threads) {
+                                                   GemmFn gemm, int num_threads, const runtime::KernelBackend& base) {
   if (w.in <= 0 || w.out <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": ", call.node.op_type,
                                                    " needs attributes in and out > 0, got ", w.in, ", ", w.out));
@@ -150,10 +166,7 @@ absl::StatusOr<std::vector<Tensor>> RunDecodedGemm(const runtime::KernelCall& ca
     return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": ", call.node.op_type, " cannot fuse activation '",
                                                    call.fused_activation, "'"));
   }
-  if (IsConvOp(call.node.op_type)) {
-    SQ_ASSIGN_OR_RETURN(Tensor y, ConvProduct(call, w, gemm, relu, num_threads));
-    return std::vector<Tensor>{std::move(y)};
-  }
+  if (IsConvOp(call.node.op_type)) return RunConvDecoded(call, w, bias, base);
   SQ_ASSIGN_OR_RETURN(Tensor y, OutputFor(call, w.in, w.out));
   const int64_t rows = y.num_elements() / w.out;
   if (rows > 0) {
@@ -166,7 +179,8 @@ absl::StatusOr<std::vector<Tensor>> RunDecodedGemm(const runtime::KernelCall& ca
   return std::vector<Tensor>{std::move(y)};
 }
 
-absl::StatusOr<std::vector<Tensor>> RunLowBit(const runtime::KernelCall& call, int num_threads) {
+absl::StatusOr<std::vector<Tensor>> RunLowBit(const runtime::KernelCall& call, int num_threads,
+                                              const runtime::KernelBackend& base) {
   const Node& node = call.node;
   Int4WeightsView w = ViewOfNode<Int4WeightsView>(node);
   w.group_size = static_cast<int>(Attribute(node, "group_size"));
@@ -187,10 +201,11 @@ absl::StatusOr<std::vector<Tensor>> RunLowBit(const runtime::KernelCall& call, i
     w.num_zero_points = zeros->num_elements();
   }
   using Fn = absl::Status (*)(const float*, int64_t, const Int4WeightsView&, float*, const GemmOptions&);
-  return RunDecodedGemm(call, w, bias, static_cast<Fn>(&Int4Gemm), num_threads);
+  return RunDecodedGemm(call, w, bias, static_cast<Fn>(&Int4Gemm), num_threads, base);
 }
 
-absl::StatusOr<std::vector<Tensor>> RunLut(const runtime::KernelCall& call, int num_threads) {
+absl::StatusOr<std::vector<Tensor>> RunLut(const runtime::KernelCall& call, int num_threads,
+                                           const runtime::KernelBackend& base) {
   const Node& node = call.node;
   CodebookWeightsView w = ViewOfNode<CodebookWeightsView>(node);
   w.per_row_codebook = Attribute(node, "per_row_codebook") == 1;
@@ -204,7 +219,7 @@ absl::StatusOr<std::vector<Tensor>> RunLut(const runtime::KernelCall& call, int 
   w.codebook = codebook->data<float>();
   w.codebook_size = codebook->num_elements();
   using Fn = absl::Status (*)(const float*, int64_t, const CodebookWeightsView&, float*, const GemmOptions&);
-  return RunDecodedGemm(call, w, bias, static_cast<Fn>(&LutGemm), num_threads);
+  return RunDecodedGemm(call, w, bias, static_cast<Fn>(&LutGemm), num_threads, base);
 }
 
 }  // namespace
@@ -289,7 +304,8 @@ absl::StatusOr<WeightOnlyRewrite> UseWeightOnlyKernels(Graph* graph,
                           layer.in, "]"));
         continue;
       }
-      if (!SameWeights(dense, DecodedCodebook(c))) {
+      std::vector<float> decoded(c.out * c.in);
+      if (!DecodeWeights(CodebookWeightsView::Of(c), decoded.data()).ok() || !SameWeights(dense, decoded)) {
         skip("codebook weight does not decode to the graph's weight");
         continue;
       }
@@ -340,9 +356,12 @@ int64_t InitializerBytes(const Graph& graph) {
 }
 
 std::optional<absl::StatusOr<std::vector<Tensor>>> RunWeightOnlyNode(const runtime::KernelCall& call,
-                                                                    int num_threads) {
-  if (call.node.op_type == kLowBitMatMulOp || call.node.op_type == kLowBitConvOp) return RunLowBit(call, num_threads);
-  if (call.node.op_type == kLutMatMulOp || call.node.op_type == kLutConvOp) return RunLut(call, num_threads);
+                                                                    int num_threads,
+                                                                    const runtime::KernelBackend& base) {
+  if (call.node.op_type == kLowBitMatMulOp || call.node.op_type == kLowBitConvOp) {
+    return RunLowBit(call, num_threads, base);
+  }
+  if (call.node.op_type == kLutMatMulOp || call.node.op_type == kLutConvOp) return RunLut(call, num_threads, base);
   return std::nullopt;
 }
 

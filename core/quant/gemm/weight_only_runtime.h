@@ -19,11 +19,13 @@
 //
 //   Y [..., out] = X [..., in] * W^T + B,  W decoded inside the GEMM
 //
-// A Conv's W is its [out, c * kh * kw] OIHW matrix (ptq/layers.h) and X its
-// im2col rows [N * OH * OW, c * kh * kw]; the product is transposed into
-// Y [N, out, OH, OW]. Both kernels decode exactly the weights the simulated
-// graph holds, so the outputs differ from it only by float summation order
-// (int4_gemm.h's bound). Left as they were, with the reason in `skipped`:
+// A Conv's W is its [out, c * kh * kw] OIHW matrix (ptq/layers.h). A Conv
+// node decodes it on each call into float [out, c, kh, kw] scratch that
+// lives only for that call and runs the base backend's fp32 Conv on it
+// (tiled, Relu and MaxPool fused): an im2col + low-bit GEMM Conv measured
+// 2x slower than that on the reference CNN. Both kernels (and the decode)
+// produce exactly the weights the simulated graph holds, so the outputs
+// differ from it only by float summation order (int4_gemm.h's bound). Left as they were, with the reason in `skipped`:
 // int8 weights (UseInt8Kernels takes W8A8 ones; weight-only int8 has no
 // float x int8 kernel here and stays fp32), layers whose packed weight does
 // not dequantize to the graph's weight, Gemm forms the nodes cannot express,
@@ -83,10 +85,9 @@ struct WeightOnlyRewrite {
 };
 
 struct WeightOnlyRewriteOptions {
-  // Conv layers too. On the reference CNN (AVX-512, 1 thread) the low-bit
-  // Convs measured about 2x slower than the fp32 Conv and cut its runtime
-  // weight bytes by another 23% (docs/benchmarks.md); false keeps them fp32
-  // (listed in `skipped`).
+  // Conv layers too (on the reference CNN they cut its runtime weight bytes
+  // by another 23%, docs/benchmarks.md); false keeps them fp32 (listed in
+  // `skipped`).
   bool conv = true;
 };
 
@@ -109,12 +110,14 @@ int64_t InitializerBytes(const graph::Graph& graph);
 
 // Runs a weight-only node's call (IsWeightOnlyOp) over `num_threads`
 // threads (0: hardware concurrency), with a fused Relu when the call has
-// one; nullopt for any other op. INVALID_ARGUMENT naming
+// one; Conv nodes as `base`'s Conv on the decoded weight (with the call's
+// fused Relu and MaxPool); nullopt for any other op. INVALID_ARGUMENT naming
 // the node for inputs that do not match its attributes. The int8 backend
 // (CreateInt8QdqBackend, qdq_runtime.h) calls this, so one backend runs
 // every runtime-only low-bit node.
 std::optional<absl::StatusOr<std::vector<graph::Tensor>>> RunWeightOnlyNode(const runtime::KernelCall& call,
-                                                                            int num_threads);
+                                                                            int num_threads,
+                                                                            const runtime::KernelBackend& base);
 
 }  // namespace squeeze::core::quant::gemm
 

@@ -321,6 +321,7 @@ TEST(WeightOnlyConvRuntimeTest, GroupedConvStaysFp32WithTheReason) {
 // others all of it (sum 8). Inputs that do not fit the geometry are
 // INVALID_ARGUMENT naming the node.
 TEST(WeightOnlyConvRuntimeTest, ConvNodeComputesByHandAndRejectsMismatchedInputs) {
+  auto cpu = kernels::cpu::CreateCpuBackend(1);
   graph::Node node;
   node.name = "conv9";
   node.op_type = kLowBitConvOp;
@@ -333,7 +334,7 @@ TEST(WeightOnlyConvRuntimeTest, ConvNodeComputesByHandAndRejectsMismatchedInputs
   scales.data<float>()[1] = -0.25f;
   std::fill(x.data<float>(), x.data<float>() + x.num_elements(), 1.0f);
   runtime::KernelCall call{node, 17, {&x, &packed, &scales, nullptr, nullptr}};
-  auto result = RunWeightOnlyNode(call, 1);
+  auto result = RunWeightOnlyNode(call, 1, *cpu);
   ASSERT_TRUE(result.has_value() && result->ok()) << (result ? result->status() : absl::OkStatus());
   const Tensor& y = (*result)->at(0);
   ASSERT_EQ(y.shape(), (std::vector<int64_t>{1, 2, 3, 2}));  // OH = (3 + 1 - 2) + 1, OW = 3 - 2 + 1
@@ -342,7 +343,7 @@ TEST(WeightOnlyConvRuntimeTest, ConvNodeComputesByHandAndRejectsMismatchedInputs
   Tensor three_channels(DataType::kFloat32, {1, 3, 3, 3}), flat(DataType::kFloat32, {2, 8});
   for (const Tensor* bad : {&three_channels, &flat}) {
     call.inputs[0] = bad;
-    auto rejected = RunWeightOnlyNode(call, 1);
+    auto rejected = RunWeightOnlyNode(call, 1, *cpu);
     ASSERT_TRUE(rejected.has_value());
     ASSERT_FALSE(rejected->ok());
     EXPECT_EQ(rejected->status().code(), absl::StatusCode::kInvalidArgument);
@@ -350,7 +351,7 @@ TEST(WeightOnlyConvRuntimeTest, ConvNodeComputesByHandAndRejectsMismatchedInputs
   }
   call.inputs[0] = &x;
   node.attributes["stride_w"] = int64_t{0};
-  EXPECT_FALSE(RunWeightOnlyNode(call, 1)->ok());
+  EXPECT_FALSE(RunWeightOnlyNode(call, 1, *cpu)->ok());
 }
 
 // A weight changed after quantization and a weight with an unusable packed
@@ -388,6 +389,7 @@ TEST(WeightOnlyRuntimeTest, SkipsLayersItCannotTakeWithTheReason) {
 
 // Bad inputs to the runtime-only node are INVALID_ARGUMENT naming the node.
 TEST(WeightOnlyRuntimeTest, RejectsInputsThatDoNotMatchTheNode) {
+  auto cpu = kernels::cpu::CreateCpuBackend(1);
   graph::Node node;
   node.name = "fc9";
   node.op_type = kLowBitMatMulOp;
@@ -395,14 +397,14 @@ TEST(WeightOnlyRuntimeTest, RejectsInputsThatDoNotMatchTheNode) {
                      {"asymmetric", int64_t{0}}};
   Tensor x(DataType::kFloat32, {1, 8}), packed(DataType::kUInt8, {8}), scales(DataType::kFloat32, {3});
   runtime::KernelCall call{node, 17, {&x, &packed, &scales, nullptr, nullptr}};
-  auto result = RunWeightOnlyNode(call, 1);
+  auto result = RunWeightOnlyNode(call, 1, *cpu);
   ASSERT_TRUE(result.has_value());
   ASSERT_FALSE(result->ok());
   EXPECT_NE(result->status().message().find("fc9"), std::string::npos) << result->status();
   Tensor wrong_x(DataType::kFloat32, {1, 7});
   call.inputs[0] = &wrong_x;
   call.inputs[2] = &scales;
-  EXPECT_FALSE(RunWeightOnlyNode(call, 1)->ok());
+  EXPECT_FALSE(RunWeightOnlyNode(call, 1, *cpu)->ok());
   // A fused Relu is applied (the backend offers it); other activations are refused.
   EXPECT_TRUE(CreateInt8QdqBackend(kernels::cpu::CreateCpuBackend(1), 1)->FusesActivation(node, "Relu"));
   EXPECT_FALSE(CreateInt8QdqBackend(kernels::cpu::CreateCpuBackend(1), 1)->FusesActivation(node, "Sigmoid"));
@@ -412,21 +414,21 @@ TEST(WeightOnlyRuntimeTest, RejectsInputsThatDoNotMatchTheNode) {
   for (int i = 0; i < 2; ++i) one_scale.data<float>()[i] = i == 0 ? 0.25f : -0.25f;
   for (int i = 0; i < 8; ++i) input.data<float>()[i] = 1.0f;
   runtime::KernelCall relu_call{node, 17, {&input, &w, &one_scale, nullptr, nullptr}, "Relu"};
-  auto relu = RunWeightOnlyNode(relu_call, 1);
+  auto relu = RunWeightOnlyNode(relu_call, 1, *cpu);
   ASSERT_TRUE(relu.has_value() && relu->ok()) << (relu ? relu->status() : absl::OkStatus());
   // Row 0: 4 * (1.75 + 0.25) * 1 = 8; row 1 the same times -1, then Relu: 0.
   EXPECT_EQ((*relu)->at(0).data<float>()[0], 8.0f);
   EXPECT_EQ((*relu)->at(0).data<float>()[1], 0.0f);
   relu_call.fused_activation = "Sigmoid";
-  EXPECT_FALSE(RunWeightOnlyNode(relu_call, 1)->ok());
+  EXPECT_FALSE(RunWeightOnlyNode(relu_call, 1, *cpu)->ok());
   node.attributes["out"] = int64_t{0};
-  auto no_out = RunWeightOnlyNode(call, 1);
+  auto no_out = RunWeightOnlyNode(call, 1, *cpu);
   ASSERT_TRUE(no_out.has_value());
   EXPECT_NE(no_out->status().message().find("in and out > 0"), std::string::npos) << no_out->status();
   node.op_type = kLutMatMulOp;
-  EXPECT_FALSE(RunWeightOnlyNode(call, 1)->ok());
+  EXPECT_FALSE(RunWeightOnlyNode(call, 1, *cpu)->ok());
   node.op_type = "Gemm";
-  EXPECT_FALSE(RunWeightOnlyNode(call, 1).has_value());
+  EXPECT_FALSE(RunWeightOnlyNode(call, 1, *cpu).has_value());
 }
 
 }  // namespace
