@@ -45,16 +45,20 @@ absl::StatusOr<std::vector<float>> Logits(const Graph& graph, const core::data::
   return logits;
 }
 
+std::vector<bool> TopOneCorrect(const std::vector<float>& logits, const std::vector<int64_t>& labels) {
+  std::vector<bool> correct(labels.size());
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const float* row = logits.data() + i * 10;
+    correct[i] = std::max_element(row, row + 10) - row == labels[i];
+  }
+  return correct;
+}
+
 absl::StatusOr<double> Accuracy(const Graph& graph, const core::data::Dataset& data) {
   SQ_ASSIGN_OR_RETURN(std::vector<float> logits, Logits(graph, data));
   SQ_ASSIGN_OR_RETURN(std::vector<int64_t> labels, core::data::LabelsAsInt64(data));
-  int64_t correct = 0;
-  const int64_t n = data.NumExamples();
-  for (int64_t i = 0; i < n; ++i) {
-    const float* row = logits.data() + i * 10;
-    correct += std::max_element(row, row + 10) - row == labels[i];
-  }
-  return static_cast<double>(correct) / n;
+  const std::vector<bool> correct = TopOneCorrect(logits, labels);
+  return static_cast<double>(std::count(correct.begin(), correct.end(), true)) / data.NumExamples();
 }
 
 }  // namespace squeeze::deploy

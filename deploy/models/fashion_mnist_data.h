@@ -20,6 +20,10 @@ core::graph::Tensor ImagesToTensor(const core::model::Tensor& images, const std:
 // [NumExamples, 10] row-major.
 absl::StatusOr<std::vector<float>> Logits(const core::graph::Graph& graph, const core::data::Dataset& data);
 
+// Per example, whether the largest of its 10 logits is at its label
+// (logits [labels.size(), 10] row-major, as Logits returns them).
+std::vector<bool> TopOneCorrect(const std::vector<float>& logits, const std::vector<int64_t>& labels);
+
 // Top-1 accuracy of `graph` on every example of `data`.
 absl::StatusOr<double> Accuracy(const core::graph::Graph& graph, const core::data::Dataset& data);
 

@@ -377,21 +377,6 @@ void FeasiblePlans(const std::vector<mixed::LayerSensitivity>& layers, int64_t b
   }
 }
 
-absl::StatusOr<mixed::MixedPlan> PlanOf(const std::vector<mixed::LayerSensitivity>& layers,
-                                        const std::vector<int>& bits) {
-  mixed::MixedPlan plan;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const auto it = std::find(layers[i].bits.begin(), layers[i].bits.end(), bits[i]);
-    if (it == layers[i].bits.end()) return absl::InternalError("plan: no such candidate");
-    const size_t c = it - layers[i].bits.begin();
-    plan.layers.push_back({layers[i].layer.name, layers[i].params, bits[i], layers[i].Predicted(c),
-                           layers[i].size_bits[c]});
-    plan.size_bits += layers[i].size_bits[c];
-    plan.params += layers[i].params;
-  }
-  return plan;
-}
-
 constexpr size_t kMaxOracleLayers = 4;
 
 template <typename Metric>
@@ -404,7 +389,7 @@ absl::Status MeasureStorage(const std::string& model, const Graph& graph,
   const int64_t classes = baseline.correct.empty() ? 0 : baseline.logits.size() / baseline.correct.size();
   auto add = [&](const std::string& method, const Score& score, int64_t bytes, int64_t params, double seconds) {
     SizedRow row{model, method, metric_name, score.value, baseline.value, bytes,
-                 params == 0 ? 32.0 : 8.0 * bytes / params, seconds, higher_is_better};
+                 params == 0 ? 32.0 : 8.0 * bytes / params, seconds, higher_is_better, NAN, NAN, {}};
     if (classes > 0) {
       int64_t same = 0;
       double kl = 0;
@@ -575,7 +560,7 @@ absl::Status MeasureStorage(const std::string& model, const Graph& graph,
       std::vector<int> best_bits;
       Score best;
       for (const std::vector<int>& candidate : plans) {
-        SQ_ASSIGN_OR_RETURN(mixed::MixedPlan plan, PlanOf(*table, candidate));
+        SQ_ASSIGN_OR_RETURN(mixed::MixedPlan plan, mixed::PlanWithBits(*table, candidate));
         SQ_ASSIGN_OR_RETURN(Graph quantized, mixed::ApplyPlan(graph, *table, plan));
         SQ_ASSIGN_OR_RETURN(Score score, metric(quantized));
         if (best_bits.empty() || (higher_is_better ? score.value > best.value : score.value < best.value)) {
@@ -685,14 +670,10 @@ absl::Status Main() {
                                       [&in, &test_labels](const Graph& g) -> absl::StatusOr<Score> {
                                         Score score;
                                         SQ_ASSIGN_OR_RETURN(score.logits, Logits(g, in.test));
-                                        int64_t correct = 0;
-                                        for (size_t i = 0; i < test_labels.size(); ++i) {
-                                          const float* row = score.logits.data() + i * 10;
-                                          score.correct.push_back(std::max_element(row, row + 10) - row ==
-                                                                  test_labels[i]);
-                                          correct += score.correct.back();
-                                        }
-                                        score.value = 100.0 * correct / test_labels.size();
+                                        score.correct = TopOneCorrect(score.logits, test_labels);
+                                        score.value = 100.0 *
+                                                      std::count(score.correct.begin(), score.correct.end(), true) /
+                                                      test_labels.size();
                                         return score;
                                       },
                                       &sized_rows, &sized_notes));

@@ -1,8 +1,9 @@
 // Internal to core/quant/gemm's runtime Conv nodes (the W8A8 kInt8QdqConvOp
 // of qdq_runtime.h, the weight-only kLowBitConvOp / kLutConvOp of
 // weight_only_runtime.h): the node attributes describing a 2-D Conv (group
-// 1), the geometry they give for an input, and the im2col walk over an
-// image, for uint8 (int8 path) and float (weight-only path) pixels.
+// 1), the Conv node a backend runs on a weight-only node's decoded weight,
+// the geometry they give for an input, and the im2col walk over an image
+// (the int8 path's uint8 pixels).
 #ifndef SQUEEZE_CORE_QUANT_GEMM_CONV_IM2COL_H_
 #define SQUEEZE_CORE_QUANT_GEMM_CONV_IM2COL_H_
 

@@ -356,7 +356,7 @@ class Int8QdqBackend : public runtime::KernelBackend {
   // fuse nothing;
   // everything else goes to `base` with the call as it is.
   bool FusesActivation(const graph::Node& node, absl::string_view activation) const override {
-    if (node.op_type == kLowBitConvOp || node.op_type == kLutConvOp) {
+    if (IsWeightOnlyConvOp(node.op_type)) {
       return activation == "Relu" && base_->FusesActivation(internal::EquivalentConv(node), activation);
     }
     if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp || IsWeightOnlyOp(node.op_type)) {
@@ -368,7 +368,7 @@ class Int8QdqBackend : public runtime::KernelBackend {
 
   bool FusesMaxPool(const graph::Node& node, const graph::Node& pool) const override {
     // A weight-only Conv runs as the base Conv (RunWeightOnlyNode).
-    if (node.op_type == kLowBitConvOp || node.op_type == kLutConvOp) {
+    if (IsWeightOnlyConvOp(node.op_type)) {
       return base_->FusesMaxPool(internal::EquivalentConv(node), pool);
     }
     if (node.op_type == kInt8QdqMatMulOp || node.op_type == kInt8QdqConvOp || node.op_type == "QuantizeLinear" ||

@@ -122,8 +122,6 @@ View ViewOfNode(const Node& node) {
   return w;
 }
 
-bool IsConvOp(const std::string& op_type) { return op_type == kLowBitConvOp || op_type == kLutConvOp; }
-
 // A Conv node runs as the base backend's float Conv on its weight decoded
 // for this call: [out, c, kernel_h, kernel_w] floats that live only during
 // the call, so the graph keeps only the packed form. The base Conv tiles,
@@ -166,7 +164,7 @@ absl::StatusOr<std::vector<Tensor>> RunDecodedGemm(const runtime::KernelCall& ca
     return absl::InvalidArgumentError(absl::StrCat(call.node.name, ": ", call.node.op_type, " cannot fuse activation '",
                                                    call.fused_activation, "'"));
   }
-  if (IsConvOp(call.node.op_type)) return RunConvDecoded(call, w, bias, base);
+  if (IsWeightOnlyConvOp(call.node.op_type)) return RunConvDecoded(call, w, bias, base);
   SQ_ASSIGN_OR_RETURN(Tensor y, OutputFor(call, w.in, w.out));
   const int64_t rows = y.num_elements() / w.out;
   if (rows > 0) {

@@ -73,9 +73,14 @@ inline constexpr char kLutMatMulOp[] = "SqueezeLutMatMul";
 inline constexpr char kLowBitConvOp[] = "SqueezeLowBitConv";
 inline constexpr char kLutConvOp[] = "SqueezeLutConv";
 
+// Whether `op_type` is one of the two weight-only Conv nodes above.
+inline bool IsWeightOnlyConvOp(absl::string_view op_type) {
+  return op_type == kLowBitConvOp || op_type == kLutConvOp;
+}
+
 // Whether `op_type` is one of the four weight-only nodes above.
 inline bool IsWeightOnlyOp(absl::string_view op_type) {
-  return op_type == kLowBitMatMulOp || op_type == kLutMatMulOp || op_type == kLowBitConvOp || op_type == kLutConvOp;
+  return op_type == kLowBitMatMulOp || op_type == kLutMatMulOp || IsWeightOnlyConvOp(op_type);
 }
 
 struct WeightOnlyRewrite {

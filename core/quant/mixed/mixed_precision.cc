@@ -79,6 +79,17 @@ absl::StatusOr<std::vector<float>> QuantizedWeights(const std::string& name, con
   return q;
 }
 
+// Q_bits(W) of `layer` in the layout of its initializer `original` (a
+// MatMul weight is stored [in, out]); `w` is its [out, in] WeightMatrix.
+absl::StatusOr<graph::Tensor> QuantizedInitializer(const ptq::QuantizableLayer& layer, const graph::Tensor& original,
+                                                   const std::vector<float>& w, int bits, bool asymmetric) {
+  SQ_ASSIGN_OR_RETURN(std::vector<float> q, QuantizedWeights(layer.name, w, layer.out, layer.in, bits, asymmetric));
+  graph::Graph scratch;
+  scratch.initializers.emplace(layer.weight, original);
+  ptq::SetWeightMatrix(&scratch, layer, q);
+  return std::move(scratch.initializers.at(layer.weight));
+}
+
 int64_t SizeBits(const ptq::QuantizableLayer& layer, int bits, bool asymmetric) {
   const int64_t params = layer.out * layer.in;
   if (bits == kFp16Bits) return params * kFp16Bits;
@@ -160,13 +171,7 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(const graph::Gr
       const float* g = gradient.at(s.layer.weight).data<float>();
       const std::vector<float> w = ptq::WeightMatrix(graph, s.layer);
       for (int bits : s.bits) {
-        SQ_ASSIGN_OR_RETURN(std::vector<float> q,
-                            QuantizedWeights(s.layer.name, w, s.layer.out, s.layer.in, bits, s.asymmetric));
-        // Q_bits(W) in the initializer's own layout.
-        graph::Graph scratch;
-        scratch.initializers.emplace(s.layer.weight, original);
-        ptq::SetWeightMatrix(&scratch, s.layer, q);
-        parameter = scratch.initializers.at(s.layer.weight);
+        SQ_ASSIGN_OR_RETURN(parameter, QuantizedInitializer(s.layer, original, w, bits, s.asymmetric));
         SQ_ASSIGN_OR_RETURN(const double loss, MeanLoss(program, batches, options.logits));
         double first_order = 0;
         const float* quantized = parameter.data<float>();
@@ -188,13 +193,10 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(const graph::Gr
       for (float v : w) weight_norm += double{v} * v;
       weight_norm = std::sqrt(weight_norm);
       for (int bits : s.bits) {
-        SQ_ASSIGN_OR_RETURN(std::vector<float> q,
-                            QuantizedWeights(s.layer.name, w, s.layer.out, s.layer.in, bits, s.asymmetric));
         // dW in the initializer's own layout.
-        graph::Graph scratch;
-        scratch.initializers.emplace(s.layer.weight, original);
-        ptq::SetWeightMatrix(&scratch, s.layer, q);
-        const float* quantized = scratch.initializers.at(s.layer.weight).data<float>();
+        SQ_ASSIGN_OR_RETURN(const graph::Tensor quantized_weight,
+                            QuantizedInitializer(s.layer, original, w, bits, s.asymmetric));
+        const float* quantized = quantized_weight.data<float>();
         const float* base = original.data<float>();
         std::vector<double> direction(original.num_elements());
         double norm = 0;
@@ -274,7 +276,6 @@ absl::StatusOr<std::vector<LayerSensitivity>> MeasureSensitivity(const graph::Gr
 absl::StatusOr<MixedPlan> PlanMixedPrecision(const std::vector<LayerSensitivity>& layers, int64_t budget_bits,
                                              const std::vector<int>& allowed_bits) {
   std::vector<LayerOptions> options(layers.size());
-  std::vector<std::vector<size_t>> candidate_of(layers.size());
   for (size_t i = 0; i < layers.size(); ++i) {
     options[i].name = layers[i].layer.name;
     options[i].params = layers[i].params;
@@ -286,38 +287,40 @@ absl::StatusOr<MixedPlan> PlanMixedPrecision(const std::vector<LayerSensitivity>
       // A negative trace estimate (noise, or a non-convex point) predicts a
       // gain from quantizing; clamp to 0 so the allocator sees no benefit.
       options[i].options.push_back({layers[i].bits[c], layers[i].size_bits[c], std::max(0.0, layers[i].Predicted(c))});
-      candidate_of[i].push_back(c);
     }
   }
   SQ_ASSIGN_OR_RETURN(Allocation allocation, AllocateBits(options, budget_bits));
-  MixedPlan plan;
+  std::vector<int> bits(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) bits[i] = options[i].options[allocation.choice[i]].bits;
+  SQ_ASSIGN_OR_RETURN(MixedPlan plan, PlanWithBits(layers, bits));
   plan.exact = allocation.exact;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const size_t c = candidate_of[i][allocation.choice[i]];
-    plan.layers.push_back({layers[i].layer.name, layers[i].params, layers[i].bits[c], layers[i].Predicted(c),
-                           layers[i].size_bits[c]});
-    plan.predicted += layers[i].Predicted(c);
-    plan.size_bits += layers[i].size_bits[c];
-    plan.params += layers[i].params;
-  }
   return plan;
 }
 
-absl::StatusOr<MixedPlan> UniformPlan(const std::vector<LayerSensitivity>& layers, int bits) {
+absl::StatusOr<MixedPlan> PlanWithBits(const std::vector<LayerSensitivity>& layers, const std::vector<int>& bits) {
+  if (bits.size() != layers.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("mixed: ", bits.size(), " widths for ", layers.size(), " layers"));
+  }
   MixedPlan plan;
-  for (const LayerSensitivity& s : layers) {
-    auto it = std::find(s.bits.begin(), s.bits.end(), bits);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerSensitivity& s = layers[i];
+    auto it = std::find(s.bits.begin(), s.bits.end(), bits[i]);
     if (it == s.bits.end()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("mixed: ", bits, " bits is no candidate (layer ", s.layer.name, ")"));
+          absl::StrCat("mixed: ", bits[i], " bits is no candidate (layer ", s.layer.name, ")"));
     }
     const size_t c = it - s.bits.begin();
-    plan.layers.push_back({s.layer.name, s.params, bits, s.Predicted(c), s.size_bits[c]});
+    plan.layers.push_back({s.layer.name, s.params, bits[i], s.Predicted(c), s.size_bits[c]});
     plan.predicted += s.Predicted(c);
     plan.size_bits += s.size_bits[c];
     plan.params += s.params;
   }
   return plan;
+}
+
+absl::StatusOr<MixedPlan> UniformPlan(const std::vector<LayerSensitivity>& layers, int bits) {
+  return PlanWithBits(layers, std::vector<int>(layers.size(), bits));
 }
 
 absl::StatusOr<graph::Graph> ApplyPlan(const graph::Graph& graph, const std::vector<LayerSensitivity>& layers,

@@ -120,6 +120,11 @@ struct MixedPlan {
 absl::StatusOr<MixedPlan> PlanMixedPrecision(const std::vector<LayerSensitivity>& layers, int64_t budget_bits,
                                              const std::vector<int>& allowed_bits = {});
 
+// Layer i at bits[i] (each one of that layer's candidates), with the
+// predictions and sizes summed. INVALID_ARGUMENT naming a layer without
+// that candidate, or for a bits.size() other than layers.size().
+absl::StatusOr<MixedPlan> PlanWithBits(const std::vector<LayerSensitivity>& layers, const std::vector<int>& bits);
+
 // Every layer at `bits` (which must be a candidate): the equal-size
 // reference for a uniform format.
 absl::StatusOr<MixedPlan> UniformPlan(const std::vector<LayerSensitivity>& layers, int bits);
